@@ -1,0 +1,3 @@
+from mtlib.cli import main
+
+raise SystemExit(main())
