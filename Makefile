@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh machine: `make workbook` and `make test`.
+PY      := .venv/bin/python
+PROFILE ?= quick
+ONLY    ?=
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup data workbook test lab bench clean-outputs
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+setup: .venv/.installed
+
+data: setup
+	$(PY) -m mtlib data fetch
+
+workbook: data
+	$(PY) -m mtlib workbook --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
+
+test: data
+	$(PY) -m pytest -q
+
+lab: data
+	.venv/bin/jupyter lab notebooks/
+
+bench: data
+	$(PY) -m mtlib bench gradients --profile $(PROFILE)

@@ -1,0 +1,103 @@
+"""python -m mtlib {data fetch, run, score, workbook, bench}."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _offline_defaults() -> None:
+    # Loading never reaches the network unless the user asks for it (HF_HUB_OFFLINE=0).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", os.environ["HF_HUB_OFFLINE"])
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mtlib", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="course data")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    f = dsub.add_parser("fetch", help="copy/download the course files into the data folder, verifying checksums")
+    f.add_argument("--mirror", help="a folder holding the course files (else $MTLIB_DATA_MIRROR, ../shared/data, "
+                                    "else download)")
+    f.add_argument("--data-dir", help="where to put them (default: $MTLIB_DATA_DIR or ./data)")
+    f.add_argument("--no-download", action="store_true", help="never reach the network")
+
+    r = sub.add_parser("run", help="train and evaluate one config")
+    r.add_argument("config", help="a YAML run config or a profile name (smoke, quick, paper)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    r.add_argument("--seed", type=int, help="override the seed")
+    r.add_argument("--row", help="apply a row of params/experiments.yaml on top of the config")
+
+    s = sub.add_parser("score", help="score a prediction file in the course format against a gold file")
+    s.add_argument("--task", required=True, choices=["sst", "para", "sts"])
+    s.add_argument("predictions")
+    s.add_argument("gold")
+
+    w = sub.add_parser("workbook", help="run the notebooks in batch with papermill")
+    w.add_argument("--profile", default="quick")
+    w.add_argument("--only", nargs="*", default=None, help="notebook names or prefixes (e.g. 01 02_baselines)")
+    w.add_argument("--out", default="outputs/notebooks")
+    w.add_argument("--dry-run", action="store_true", help="list what would run")
+
+    b = sub.add_parser("bench", help="benchmarks that print what they measured")
+    b.add_argument("what", choices=["gradients", "train"])
+    b.add_argument("--profile", default="quick")
+    b.add_argument("--repeats", type=int, default=5)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    _offline_defaults()
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args) -> int:
+    if args.command == "data":
+        from mtlib.data import fetch
+
+        report = fetch(data_dir=args.data_dir, mirror=args.mirror, download=not args.no_download)
+        print(report if isinstance(report, str) else _format_report(report))
+        return 0
+    if args.command == "score":
+        from mtlib.metrics import score_file
+
+        value = score_file(args.task, args.predictions, args.gold)
+        name = "pearson" if args.task == "sts" else "accuracy"
+        print(f"{args.task} {name} {value:.4f}")
+        return 0
+    if args.command == "run":
+        from mtlib.config import parse_override
+        from mtlib.runs import config_for
+        from mtlib.train import run
+
+        overrides = dict(parse_override(s) for s in args.set)
+        if args.seed is not None:
+            overrides["seed"] = args.seed
+        cfg = config_for(args.config, row=args.row, **overrides)
+        run_dir = run(cfg)
+        print(run_dir)
+        return 0
+    if args.command == "workbook":
+        from mtlib.runs import run_workbook
+
+        return run_workbook(args.profile, only=args.only, out_dir=args.out, dry_run=args.dry_run)
+    if args.command == "bench":
+        from mtlib.bench import main as bench_main
+
+        return bench_main(args.what, profile=args.profile, repeats=args.repeats)
+    raise AssertionError(args.command)
+
+
+def _format_report(report) -> str:
+    if isinstance(report, dict):
+        return "\n".join(f"{k}: {v}" for k, v in report.items())
+    return str(report)

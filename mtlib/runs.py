@@ -1,0 +1,187 @@
+"""Experiments, run directories and the papermill batch driver.
+
+``params/experiments.yaml`` lists every row of the paper's results table: its config delta, its
+notebook, the paper's numbers. A row's config = profile settings, then the row's delta, then the
+profile's per-phase overrides, then the caller's overrides. Runs live in
+``outputs/runs/<row>-<confighash>/seed<k>/``; a finished run is skipped, an unfinished one resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from mtlib.config import PARAMS_DIR, REPO_ROOT, RunConfig, load_profile
+
+
+def load_experiments(path: str | Path | None = None) -> list[dict]:
+    path = Path(path) if path else PARAMS_DIR / "experiments.yaml"
+    data = yaml.safe_load(path.read_text())
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a top-level key 'rows' holding a list")
+    seen = set()
+    for i, row in enumerate(rows):
+        for key in ("id", "label", "notebook", "paper", "config"):
+            if key not in row:
+                raise ValueError(f"{path}: rows[{i}] lacks key {key!r}")
+        if row["id"] in seen:
+            raise ValueError(f"{path}: rows[{i}] repeats id {row['id']!r}")
+        seen.add(row["id"])
+    return rows
+
+
+def get_row(row_id: str, experiments: list[dict] | None = None) -> dict:
+    rows = experiments if experiments is not None else load_experiments()
+    for row in rows:
+        if row["id"] == row_id:
+            return row
+    raise KeyError(f"no row {row_id!r} in params/experiments.yaml; rows: {', '.join(r['id'] for r in rows)}")
+
+
+def rows_for(notebook: str, experiments: list[dict] | None = None) -> list[dict]:
+    rows = experiments if experiments is not None else load_experiments()
+    return [r for r in rows if r["notebook"] == notebook]
+
+
+def _is_profile(arg: str | Path) -> bool:
+    p = Path(arg)
+    return not p.suffix or p.parent.name == "profiles"
+
+
+def config_for(config: str | Path | dict, row: str | dict | None = None, seed: int | None = None,
+               **overrides: Any) -> RunConfig:
+    """A RunConfig from a profile name/path (or a plain run-config YAML, or a dict) plus an experiments row."""
+    if isinstance(config, dict):
+        base = dict(config)
+    elif _is_profile(config):
+        base = load_profile(config)
+    else:
+        base = yaml.safe_load(Path(config).read_text()) or {}
+    phase_overrides = base.pop("phase_overrides", {}) or {}
+    seeds = base.pop("seeds", None)
+    base.pop("description", None)
+    init_from = None
+    if row is not None:
+        row = get_row(row) if isinstance(row, str) else row
+        base.update(row["config"])
+        base["name"] = row["id"]
+        init_from = row.get("init_from")
+    if base.get("phases"):
+        base["phases"] = [{**ph, **phase_overrides.get(ph.get("name", ""), {})} for ph in base["phases"]]
+    base.update(overrides)
+    if seed is not None:
+        base["seed"] = seed
+    elif "seed" not in base and seeds:
+        base["seed"] = seeds[0]
+    if init_from and "init_checkpoint" not in overrides:
+        # start from the finished run of another row: same profile, same seed
+        parent = config_for(config, row=init_from, seed=base.get("seed"),
+                            **{k: v for k, v in overrides.items() if k in ("out_dir", "data_dir")})
+        base["init_checkpoint"] = str(parent.run_dir() / "best.pt")
+    return RunConfig.from_dict(base, source=str(config) if not isinstance(config, dict) else "config")
+
+
+def parent_rows(row: dict) -> list[str]:
+    return [row["init_from"]] if row.get("init_from") else []
+
+
+def profile_seeds(profile: str | Path) -> list[int]:
+    data = load_profile(profile)
+    return list(data.get("seeds", [data.get("seed", 11711)]))
+
+
+def run_rows(notebook: str, profile: str, seeds: list[int] | None = None, only: list[str] | None = None,
+             callback: Callable[[dict], None] | None = None, **overrides: Any) -> list[Path]:
+    """Run every row of one notebook for every seed; finished runs are skipped, unfinished ones resume."""
+    from mtlib.train import run
+
+    seeds = seeds or profile_seeds(profile)
+    out = []
+    for row in rows_for(notebook):
+        if only and row["id"] not in only:
+            continue
+        for seed in seeds:
+            for parent in parent_rows(row):  # e.g. PALs on the finished AdvancedModel
+                run(config_for(profile, row=parent, seed=seed, **overrides), callback=callback)
+            cfg = config_for(profile, row=row, seed=seed, **overrides)
+            out.append(run(cfg, callback=callback))
+    return out
+
+
+# ------------------------------------------------------------------ results
+def collect_metrics(out_dir: str | Path = "outputs/runs") -> list[dict]:
+    """Every finished run's metrics.json under out_dir (with its run directory)."""
+    rows = []
+    for path in sorted(Path(out_dir).glob("*/seed*/metrics.json")):
+        m = json.loads(path.read_text())
+        m["run_dir"] = str(path.parent)
+        rows.append(m)
+    return rows
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------ batch runs with papermill
+def list_notebooks(only: list[str] | None = None, folder: Path | None = None) -> list[Path]:
+    folder = folder or REPO_ROOT / "notebooks"
+    nbs = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        picked = [nb for nb in nbs if any(nb.stem == o or nb.stem.startswith(o) for o in only)]
+        unknown = [o for o in only if not any(nb.stem == o or nb.stem.startswith(o) for nb in nbs)]
+        if unknown:
+            raise ValueError(f"--only: no notebook matches {unknown}; notebooks: {', '.join(n.stem for n in nbs)}")
+        nbs = picked
+    return nbs
+
+
+def run_workbook(profile: str, only: list[str] | None = None, out_dir: str | Path = "outputs/notebooks",
+                 dry_run: bool = False, folder: Path | None = None, parameters: dict | None = None) -> int:
+    """Execute notebooks with papermill; keep going past failures; report and return non-zero if any failed."""
+    import papermill as pm
+
+    load_profile(profile)  # a bad profile fails here, before any notebook starts
+    notebooks = list_notebooks(only, folder)
+    out_dir = Path(out_dir) / profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for nb in notebooks:
+        target = out_dir / nb.name
+        print(f"[workbook] {nb.name} -> {target}", flush=True)
+        if dry_run:
+            continue
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(str(nb), str(target), parameters={"profile": profile, **(parameters or {})},
+                                kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT))
+            results.append((nb.name, True, time.perf_counter() - t0, ""))
+        except Exception as e:  # noqa: BLE001 - report every failure, then go on
+            reason = _failure_reason(e)
+            results.append((nb.name, False, time.perf_counter() - t0, reason))
+            print(f"[workbook] FAILED {nb.name}: {reason}", flush=True)
+    if dry_run:
+        return 0
+    print("\n[workbook] report")
+    for name, ok, secs, reason in results:
+        print(f"  {'ok    ' if ok else 'FAILED'} {name:32s} {secs:7.1f} s  {reason}")
+    total = sum(r[2] for r in results)
+    failed = [r for r in results if not r[1]]
+    print(f"  {len(results) - len(failed)} passed, {len(failed)} failed, {total:.0f} s in all")
+    return 1 if failed else 0
+
+
+def _failure_reason(e: Exception) -> str:
+    name = getattr(e, "ename", type(e).__name__)
+    value = getattr(e, "evalue", str(e))
+    text = f"{name}: {value}".strip()
+    if not text or text == ":":
+        text = traceback.format_exception_only(type(e), e)[-1].strip()
+    return text.splitlines()[0][:300]
