@@ -38,9 +38,9 @@ NLTK_RESOURCES = {
 # Which classes may be augmented; None = every class below the majority. The study augments only
 # Quora positives, whatever the subset's balance.
 AUGMENTED_CLASSES: dict[str, tuple[int, ...] | None] = {"sst": None, "para": (1,)}
-# The study's outputs hold ~47% synonym replacement, ~40% deletion, ~12% identical copies. EDA with
-# insertion and swap switched off picks between its two remaining operations evenly; the identical
-# share comes from edits that change nothing. So each copy draws SR or RD with probability 1/2.
+# The study's outputs hold ~47% synonym replacement, ~40% deletion, ~12% identical copies: EDA with
+# insertion and swap off keeps one of its SR and RD outputs at random, and RD (each word with p=0.1)
+# often deletes nothing in a short sentence. So each copy draws SR or RD with probability 1/2.
 SYNONYM_OP_PROB = 0.5
 CACHE_VERSION = 1  # bump when the augmentation procedure changes, to invalidate old cache files
 # EDA's stop-word list (eda_nlp `code/eda.py`): never replaced by a synonym.
@@ -85,28 +85,17 @@ class EDAParams:
 # ----------------------------------------------------------------------------- NLTK data
 
 
-def _missing_resources(nltk_dir: Path) -> list[str]:
+def _missing_resources(nltk_dir: Path | None) -> list[str]:
+    """Resources not found in `nltk_dir`, or anywhere on `nltk.data.path` when it is None."""
     import nltk
 
     missing = []
     for name, resource in NLTK_RESOURCES.items():
         try:
-            nltk.data.find(resource, paths=[str(nltk_dir)])
+            nltk.data.find(resource, paths=None if nltk_dir is None else [str(nltk_dir)])
         except LookupError:
             missing.append(name)
     return missing
-
-
-def _nltk_ready() -> bool:
-    """True when NLTK already finds both resources (e.g. the caller ran `ensure_nltk_data(dir)`)."""
-    import nltk
-
-    try:
-        for resource in NLTK_RESOURCES.values():
-            nltk.data.find(resource)
-    except LookupError:
-        return False
-    return True
 
 
 def ensure_nltk_data(data_dir: str | os.PathLike | None = None) -> Path:
@@ -176,17 +165,11 @@ def _nlpaug_augmenters(synonym_p: float, deletion_p: float) -> tuple[Any, Any]:
 
     # Whitespace tokens keep the input's own tokenisation (SST is PTB-tokenised) so that an edit
     # that changes nothing gives back the exact original text, which the duplicate filter drops.
-    synonym = EDASynonymAug(
-        aug_src="wordnet", aug_p=synonym_p, aug_min=1, aug_max=None,
-        tokenizer=str.split, reverse_tokenizer=" ".join,
-    )
+    words = dict(aug_min=1, aug_max=None, tokenizer=str.split, reverse_tokenizer=" ".join)
+    synonym = EDASynonymAug(aug_src="wordnet", aug_p=synonym_p, **words)
     # nltk.pos_tag builds a new tagger (5.7 MB of JSON) on every call; tag with one instance instead.
     synonym.model.pos_tag = PerceptronTagger().tag
-    deletion = naw.RandomWordAug(
-        action="delete", aug_p=deletion_p, aug_min=1, aug_max=None,
-        tokenizer=str.split, reverse_tokenizer=" ".join,
-    )
-    return synonym, deletion
+    return synonym, naw.RandomWordAug(action="delete", aug_p=deletion_p, **words)
 
 
 def _build_augmenter(params: EDAParams) -> Callable[[str, str], str]:
@@ -335,7 +318,7 @@ def augment_examples(task: str, examples: Sequence[Example], params: EDAParams =
 
     augmented: list[Example] = []
     if selected:
-        if not _nltk_ready():
+        if _missing_resources(None):  # a caller may already have run ensure_nltk_data(its dir)
             ensure_nltk_data()
         from tqdm.auto import tqdm
 

@@ -88,6 +88,7 @@ class RunConfig:
     # --- evaluation and running
     dev_subsample: int | None = None  # per task, a fixed subsample for per-epoch evaluation
     final_dev: Literal["full", "subsample"] = "full"
+    final_dev_max: int | None = None  # per task, cap the final dev set (a fixed subsample; quick profiles)
     eval_batch_size: int = 128
     predict_test: bool = True
     precision: Precision = "auto"  # auto: bf16 where the CPU has AMX / on CUDA, else fp32

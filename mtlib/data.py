@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import http.client
 import logging
 import os
 import tempfile
@@ -16,7 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Sequence
 
 from mtlib import TASKS
 
@@ -59,6 +60,7 @@ _SHA256: dict[str, str | None] = {  # from the shared data's SHA256SUMS; None = 
 FILES: dict[str, tuple[str | None, str | None]] = {
     name: (sha, None if name in QUORA_SUBSETS else COURSE_URL + name) for name, sha in _SHA256.items()}
 MIRROR_FOLDERS = ("reference", "nltk_data")  # copied as well; checked against the mirror's SHA256SUMS if any
+MIRROR_DOCS = ("README.md", "SHA256SUMS")  # copied unverified from a mirror folder, so data/ documents itself
 NLTK_RESOURCES = {"wordnet": "corpora/wordnet", "averaged_perceptron_tagger_eng": "taggers/averaged_perceptron_tagger_eng"}
 
 SPLITS = ("train", "dev", "test")
@@ -89,7 +91,7 @@ class LoadReport:
     source: str = ""  # one line a run can record, e.g. "subset head+extra (56,331 usable of 141,506)"
 
 
-class ExampleList(list):
+class ExampleList(list[Example]):
     """A list of `Example` that also carries the `LoadReport` of how it was read."""
 
     def __init__(self, examples: list[Example], report: LoadReport) -> None:
@@ -234,7 +236,7 @@ def quora_train_source(data_dir: str | Path | None = None, quora_train: str = "h
     return load_split("para", "train", data_dir, quora_train).report.source
 
 
-def filter_by_length(examples: list[Example], max_chars: int = 250) -> list[Example]:
+def filter_by_length(examples: Sequence[Example], max_chars: int = 250) -> list[Example]:
     """The original's train-only "top 2%" cut: keep iff the normalised sentences total <= max_chars."""
     return [ex for ex in examples if sum(len(s) for s in ex.sentences) <= max_chars]
 
@@ -320,11 +322,17 @@ def _mirror_manifest(source: Path | str | None, download: bool) -> dict[str, str
 
 
 def _folder_files(source: Path | str | None, manifest: dict[str, str]) -> list[str]:
-    """Relative paths under reference/ and nltk_data/ that the mirror offers."""
+    """Relative paths beyond the registry that the mirror offers: its docs, reference/ and nltk_data/."""
     if isinstance(source, Path):
-        return sorted(p.relative_to(source).as_posix() for d in MIRROR_FOLDERS if (source / d).is_dir()
-                      for p in (source / d).rglob("*") if p.is_file())
+        docs = [name for name in MIRROR_DOCS if (source / name).is_file()]
+        return docs + sorted(p.relative_to(source).as_posix() for d in MIRROR_FOLDERS if (source / d).is_dir()
+                             for p in (source / d).rglob("*") if p.is_file())
     return sorted(n for n in manifest if n.split("/")[0] in MIRROR_FOLDERS)
+
+
+def nltk_data_dir(data_dir: str | Path | None = None) -> Path:
+    """Where `fetch` puts the NLTK resources; point `NLTK_DATA` (or `nltk.data.path`) here."""
+    return _resolve(data_dir) / "nltk_data"
 
 
 def _fetch_nltk(nltk_dir: Path, download: bool, progress: bool) -> dict[str, str]:
@@ -362,7 +370,7 @@ def _obtain(name: str, expected: str | None, target: Path, source: Path | str | 
             else:
                 _download(origin, target, expected)
             return how, origin
-        except (urllib.error.URLError, OSError) as err:  # HTTPError is a URLError: try the next source
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as err:  # try the next source
             errors.append(f"{origin}: {err}")
     return "unavailable", "; ".join(errors) or "no source offers it"
 
@@ -385,7 +393,8 @@ def fetch(data_dir: str | Path | None = None, mirror: str | Path | None = None, 
         if isinstance(source, Path) and not source.is_dir():
             raise FileNotFoundError(f"data mirror folder {source} does not exist")
     manifest = _mirror_manifest(source, download)
-    wanted = {name: sha for name, (sha, _url) in FILES.items()}
+    # A sha256 the registry lacks (the full Quora files) can still come from the mirror's SHA256SUMS.
+    wanted = {name: sha or manifest.get(name) for name, (sha, _url) in FILES.items()}
     for rel in _folder_files(source, manifest):  # the registry pins only the course files
         wanted.setdefault(rel, manifest.get(rel))
     report: dict[str, Any] = {"data_dir": str(dest), "source": str(source) if source else "course repository",
@@ -405,7 +414,7 @@ def fetch(data_dir: str | Path | None = None, mirror: str | Path | None = None, 
                                 f"got {sha256_file(target)}, and no source could replace it ({origin})")
         else:
             report["unavailable"][name] = origin
-    report["nltk"] = _fetch_nltk(dest / "nltk_data", download, progress)
+    report["nltk"] = _fetch_nltk(nltk_data_dir(dest), download, progress)
     missing = [n for n in report["unavailable"] if n in FILES and n not in OPTIONAL_FILES
                and not (n in QUORA_SUBSETS and (dest / "quora-train.csv").is_file())]
     if missing:

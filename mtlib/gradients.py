@@ -2,13 +2,14 @@
 
 Every method takes a ``[T, D]`` float32 tensor (row t = task t's gradient of the shared parameters,
 flattened) and returns a ``[D]`` update. PCGrad and GradVac only ever need inner products between task
-gradients, so they compute the ``T x T`` Gram matrix once (one matmul over D), run the sequential
+gradients, so they compute the ``T x T`` Gram matrix once (one pass over D), run the sequential
 per-pair rules on coefficient vectors (``g_i' = sum_k C[i, k] g_k``) in float64 Python on the CPU, and
 finish with one ``[T] @ [T, D]`` product. No Python loop touches D; one device sync per update.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -95,14 +96,34 @@ def _check_grads(grads: Tensor, num_tasks: int | None = None) -> None:
         raise ValueError(f"expected {num_tasks} task gradients, got {grads.shape[0]}")
 
 
+_GRAM_BLOCK = 8192
+
+
 def _gram(grads: Tensor) -> list[list[float]]:
-    """Inner products of all task pairs, as float64 Python numbers (the one device sync)."""
-    return (grads @ grads.T).double().cpu().tolist()
+    """Inner products of all task pairs, as float64 Python numbers (the one device sync).
+
+    A single float32 ``grads @ grads.T`` over D ~ 1e7..1e8 loses ~1e-3 relative accuracy (CPU BLAS
+    accumulates long rows in float32), enough to misjudge a small cosine. So: per-block Grams with one
+    batched matmul over strided views (no copy of the buffer), summed in float64.
+    """
+    num_tasks, dim = grads.shape
+    blocks = dim // _GRAM_BLOCK
+    gram = torch.zeros(num_tasks, num_tasks, dtype=torch.float64, device=grads.device)
+    if blocks:
+        blocked = grads[:, : blocks * _GRAM_BLOCK].unflatten(1, (blocks, _GRAM_BLOCK)).transpose(0, 1)
+        gram += torch.bmm(blocked, blocked.transpose(1, 2)).sum(0, dtype=torch.float64)
+    rest = grads[:, blocks * _GRAM_BLOCK :]
+    gram += (rest @ rest.T).double()
+    return gram.cpu().tolist()
 
 
 def _others_in_random_order(i: int, num_tasks: int, generator: torch.Generator | None) -> list[int]:
     others = [j for j in range(num_tasks) if j != i]
     return [others[k] for k in torch.randperm(len(others), generator=generator).tolist()]
+
+
+def _identity(n: int) -> list[list[float]]:
+    return [[float(i == k) for k in range(n)] for i in range(n)]
 
 
 def _dot(c: Sequence[float], gram: list[list[float]], j: int) -> float:
@@ -139,7 +160,7 @@ class GradientCombiner:
         if not all(math.isfinite(x) for row in gram for x in row):
             # inf/nan (e.g. an fp16 overflow the GradScaler will skip): pass through, keep state clean.
             self.last_fired = 0
-            coeffs = [[float(i == k) for k in range(self.num_tasks)] for i in range(self.num_tasks)]
+            coeffs = _identity(self.num_tasks)
         else:
             coeffs = self.coefficients(gram, generator)
         return torch.tensor(coeffs, dtype=grads.dtype, device=grads.device)
@@ -164,9 +185,9 @@ class GradientSum(GradientCombiner):
 
     name = "sum"
 
-    def coefficients(self, gram, generator):
+    def coefficients(self, gram: list[list[float]], generator: torch.Generator | None) -> list[list[float]]:
         self.last_fired = 0
-        return [[float(i == k) for k in range(self.num_tasks)] for i in range(self.num_tasks)]
+        return _identity(self.num_tasks)
 
     def __call__(self, grads: Tensor, generator: torch.Generator | None = None) -> Tensor:
         _check_grads(grads, self.num_tasks)
@@ -183,9 +204,9 @@ class PCGrad(GradientCombiner):
 
     name = "pcgrad"
 
-    def coefficients(self, gram, generator):
+    def coefficients(self, gram: list[list[float]], generator: torch.Generator | None) -> list[list[float]]:
         n = self.num_tasks
-        coeffs = [[float(i == k) for k in range(n)] for i in range(n)]
+        coeffs = _identity(n)
         fired = 0
         for i in range(n):
             for j in _others_in_random_order(i, n, generator):
@@ -223,9 +244,9 @@ class GradVac(GradientCombiner):
         self.update = update
         self.target = torch.zeros(num_tasks, num_tasks, dtype=torch.float64)
 
-    def coefficients(self, gram, generator):
+    def coefficients(self, gram: list[list[float]], generator: torch.Generator | None) -> list[list[float]]:
         n = self.num_tasks
-        coeffs = [[float(i == k) for k in range(n)] for i in range(n)]
+        coeffs = _identity(n)
         target = self.target.tolist()
         fired = 0
         for i in range(n):
@@ -264,11 +285,24 @@ class GradVac(GradientCombiner):
 COMBINERS: dict[str, type[GradientCombiner]] = {"sum": GradientSum, "pcgrad": PCGrad, "gradvac": GradVac}
 
 
+def _options(cls: type[GradientCombiner]) -> set[str]:
+    return set(inspect.signature(cls.__init__).parameters) - {"self", "num_tasks"}
+
+
 def make_combiner(name: str, num_tasks: int, **kwargs: Any) -> GradientCombiner:
-    """Build a combiner by name; every one is called as ``combiner(grads, generator=None) -> [D]``."""
+    """Build a combiner by name; every one is called as ``combiner(grads, generator=None) -> [D]``.
+
+    Options of other methods (e.g. GradVac's ``beta`` given to ``pcgrad``) are ignored, so a trainer
+    can pass its whole config; an option no method knows raises ``ValueError``.
+    """
     if name not in COMBINERS:
         raise ValueError(f"unknown gradient method {name!r}; allowed: {', '.join(sorted(COMBINERS))}")
-    return COMBINERS[name](num_tasks, **kwargs)
+    known = set().union(*(_options(cls) for cls in COMBINERS.values()))
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ValueError(f"unknown gradient method option(s) {unknown}; allowed: {', '.join(sorted(known))}")
+    cls = COMBINERS[name]
+    return cls(num_tasks, **{key: value for key, value in kwargs.items() if key in _options(cls)})
 
 
 def sum_gradients(grads: Tensor) -> Tensor:

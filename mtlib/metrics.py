@@ -111,7 +111,12 @@ def score_predictions(task: str, predictions: Mapping[str, float], gold: Sequenc
         raise ValueError(f"{name}: {len(missing)} gold id(s) have no prediction (e.g. {_examples(missing)})")
     if any(ex.label is None for ex in gold):
         raise ValueError(f"{name}: the gold examples have no labels (a test file?)")
-    return score(task, [predictions[ex.id] for ex in gold], [ex.label for ex in gold])  # type: ignore[misc]
+    pred = np.array([predictions[ex.id] for ex in gold], dtype=float)
+    if TASK_METRIC.get(task) == "accuracy" and not np.all(pred == np.round(pred)):
+        # Probabilities or logits would silently score ~0; the course files hold class ids.
+        bad = next(ex.id for ex, v in zip(gold, pred) if v != round(v))
+        raise ValueError(f"{name}: {task} predictions must be class ids, got {predictions[bad]} for id {bad}")
+    return score(task, pred, [float(ex.label) for ex in gold])  # type: ignore[arg-type]
 
 
 def score_file(task: str, predictions_path: str | Path, gold_path: str | Path) -> float:

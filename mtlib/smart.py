@@ -19,10 +19,11 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["smart_divergence", "smart_regularizer", "KINDS"]
+__all__ = ["smart_divergence", "smart_regularizer", "KINDS", "STEP_RULES"]
 
 Kind = Literal["classification", "binary", "regression"]
 KINDS: tuple[str, ...] = ("classification", "binary", "regression")
+STEP_RULES: tuple[str, ...] = ("paper", "smart_pytorch")
 
 
 def _batch_mean(per_element: Tensor) -> Tensor:
@@ -66,27 +67,38 @@ def smart_regularizer(
     epsilon: float = 1e-6,
     num_steps: int = 1,
     generator: torch.Generator | None = None,
+    step_rule: Literal["paper", "smart_pytorch"] = "paper",
 ) -> Tensor:
     """SMART's R_s for one batch: a scalar, >= 0, differentiable w.r.t. the model parameters.
 
     ``forward_fn`` maps input embeddings shaped like ``embeds`` (batch first) to the model output that
     ``clean_output`` holds for the unperturbed ``embeds``. Defaults follow the paper: noise variance
-    sigma^2 = 1e-5, ascent step eta = 1e-3, one step. Each step moves the noise by ``step_size`` along
-    the gradient divided by its per-example inf-norm (+ ``epsilon``); as in the common implementation
-    (``smart_pytorch``) there is no projection back onto an eps-ball, ``step_size`` bounds the move.
+    sigma^2 = 1e-5, ascent step eta = 1e-3, one step.
+
+    ``step_rule='paper'`` (Algorithm 1): noise += step_size * grad / (per-example inf-norm of grad +
+    ``epsilon``); there is no projection onto an eps-ball, ``num_steps * step_size`` bounds the move, so
+    R_s is tiny (~1e-6 for unit-scale inputs) and needs a paper-sized weight (it tunes {1, 3, 5}).
+    Under bf16 autocast the output rounding is as large as such a move: run ``forward_fn`` in float32.
+    ``step_rule='smart_pytorch'``: what the original code's package (and MT-DNN) do, noise =
+    (noise + step_size * grad) / (inf-norm over the last dim + ``epsilon``), i.e. a perturbation of
+    inf-norm 1 whatever ``step_size`` is; use it to reproduce "Vaccine + SMART" with the term applied.
 
     The final term is evaluated on ``embeds + noise`` with ``embeds`` and ``clean_output`` *not*
     detached, so gradients reach the parameters through both branches, as in SMART. ``generator``
-    must live on ``embeds``' device. Dropout inside ``forward_fn`` adds to the value; that is what the
+    may live on any device (a CPU one keeps runs reproducible across devices). Dropout inside ``forward_fn`` adds to the value; that is what the
     original code did (it perturbed the head's input with the head in train mode).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown SMART kind {kind!r}; allowed: {', '.join(KINDS)}")
+    if step_rule not in STEP_RULES:
+        raise ValueError(f"unknown step_rule {step_rule!r}; allowed: {', '.join(STEP_RULES)}")
     if num_steps < 0:
         raise ValueError(f"num_steps must be >= 0, got {num_steps}")
     base = embeds.detach()
     target = clean_output.detach()
-    noise = torch.randn(base.shape, generator=generator, device=base.device, dtype=base.dtype)
+    # Draw on the generator's device (a CPU generator is fine for CUDA embeddings), then move.
+    draw_device = generator.device if generator is not None else base.device
+    noise = torch.randn(base.shape, generator=generator, device=draw_device, dtype=base.dtype).to(base.device)
     noise = noise * noise_var**0.5  # N(0, sigma^2): noise_var is a variance, as in the paper
     # The ascent needs autograd even when the caller evaluates under no_grad.
     with torch.enable_grad():
@@ -98,5 +110,10 @@ def smart_regularizer(
                 (grad,) = torch.autograd.grad(divergence, noise, allow_unused=True)
             if grad is None:  # output does not depend on the input: nothing to ascend
                 grad = torch.zeros_like(noise)
-            noise = (noise + step_size * grad / (_per_example_inf_norm(grad) + epsilon)).detach()
+            if step_rule == "paper":
+                noise = noise + step_size * grad / (_per_example_inf_norm(grad) + epsilon)
+            else:
+                step = noise + step_size * grad
+                noise = step / (step.abs().amax(dim=-1, keepdim=True) + epsilon)
+            noise = noise.detach()
     return smart_divergence(forward_fn(embeds + noise), clean_output, kind)

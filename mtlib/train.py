@@ -103,6 +103,9 @@ def load_data(cfg: RunConfig) -> dict:
             test = mdata.load_split(task, "test", cfg.data_dir) if cfg.predict_test else []
         except FileNotFoundError:
             test = []  # quora-test-student.csv is not available here
+        if cfg.final_dev_max and len(dev) > cfg.final_dev_max:
+            pick = np.random.default_rng(0).permutation(len(dev))[: cfg.final_dev_max]
+            dev = [dev[i] for i in sorted(pick)]
         out["train"][task], out["dev"][task], out["dev_sub"][task], out["test"][task] = train, dev, sub, test
         out["provenance"][task] = {"train_raw": n_raw, "train_filtered": n_filtered, "train_used": len(train),
                                    "augmented": n_aug, "dev": len(dev), "dev_subsample": len(sub), "test": len(test)}

@@ -198,6 +198,10 @@ def test_make_combiner():
         combiner = make_combiner(name, 2)
         assert combiner(grads, generator=gen()).shape == (2,)
     assert make_combiner("gradvac", 2, beta=0.1, update="on_fire").update == "on_fire"
+    # A trainer passes GradVac's options whatever the method; the others ignore them.
+    assert isinstance(make_combiner("pcgrad", 2, beta=0.1, update="every"), PCGrad)
+    with pytest.raises(ValueError, match="betta"):
+        make_combiner("gradvac", 2, betta=0.1)
     with pytest.raises(ValueError, match="gradvac, pcgrad, sum"):
         make_combiner("mgda", 2)
     with pytest.raises(ValueError, match="expected 2 task gradients"):
@@ -273,3 +277,13 @@ def test_task_gradients_feeds_optimizer():
     opt.zero_grad()  # set_to_none=True by default; the next write re-creates the views
     buf.write(2 * update)
     assert torch.equal(model.a.weight.grad, torch.full_like(before, 2.0))
+
+
+def test_gram_is_accurate_for_encoder_sized_gradients():
+    # One float32 matmul over 3M same-sign terms is off by ~1e-3; the blocked Gram must not be.
+    grads = torch.full((2, 3_000_000), 0.1)
+    grads[1] *= -1
+    exact = grads[0].double().norm().item()
+    stats = conflict_stats(grads)
+    assert stats["norms"]["0"] == pytest.approx(exact, rel=1e-5)
+    assert stats["pairs"]["0|1"] == pytest.approx(-1.0, abs=1e-6)

@@ -116,7 +116,33 @@ def test_divergence_hand_values():
     a, b = torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 0.0]])
     assert smart_divergence(a, b, "classification").item() == pytest.approx(s - 0.5, rel=1e-6)
     # Bernoulli(sigmoid(z)) is the two-class softmax of [z, 0]: same value.
-    assert smart_divergence(torch.tensor([0.0]), torch.tensor([1.0]), "binary").item() == pytest.approx(s - 0.5, rel=1e-6)
+    binary = smart_divergence(torch.tensor([0.0]), torch.tensor([1.0]), "binary")
+    assert binary.item() == pytest.approx(s - 0.5, rel=1e-6)
     assert smart_divergence(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 1.0]), "regression").item() == 2.5
     with pytest.raises(ValueError, match="classification, binary, regression"):
         smart_divergence(a, b, "ranking")
+
+
+def test_smart_pytorch_step_rule_uses_unit_inf_norm_noise():
+    torch.manual_seed(0)
+    weight = torch.randn(8, 3)
+    embeds = torch.randn(5, 8)
+
+    def forward_fn(x):
+        return x @ weight  # linear: the perturbed output moves by noise @ weight exactly
+
+    paper = smart_regularizer(forward_fn, embeds, forward_fn(embeds), "classification", generator=gen())
+    package = smart_regularizer(
+        forward_fn, embeds, forward_fn(embeds), "classification", generator=gen(), step_rule="smart_pytorch"
+    )
+    assert package.item() > 1e4 * paper.item()  # inf-norm 1 noise vs a 1e-3 step
+    with pytest.raises(ValueError, match="paper, smart_pytorch"):
+        smart_regularizer(forward_fn, embeds, forward_fn(embeds), "classification", step_rule="vat")
+
+
+def test_binary_equals_two_class_softmax():
+    # Bernoulli(sigmoid(z)) is softmax([z, 0]); both divergences must agree for any logits.
+    torch.manual_seed(2)
+    z1, z2 = 3 * torch.randn(32), 3 * torch.randn(32)
+    as_classes = smart_divergence(torch.stack([z1, 0 * z1], -1), torch.stack([z2, 0 * z2], -1), "classification")
+    assert smart_divergence(z1, z2, "binary").item() == pytest.approx(as_classes.item(), rel=1e-5)
