@@ -76,6 +76,9 @@ class RunConfig:
     gradvac_beta: float = 1e-2
     gradvac_update: Literal["every", "on_fire"] = "every"  # on_fire = the original's quirk
     smart_weight: float = 0.0  # lambda of the SMART regulariser; 0 = off
+    # smart_pytorch: noise renormalised to unit inf-norm after each ascent step (MT-DNN and the package the
+    # original used); paper: step_size * g/|g|_inf added to the noise (tiny: ~1e-6)
+    smart_step_rule: Literal["smart_pytorch", "paper"] = "smart_pytorch"
     compromise: bool = False  # Gradient Compromise: K pal_control batches per update, n_t^beta weights
     compromise_k: int = 16
     compromise_combine: Literal["encourage", "force"] = "encourage"
@@ -168,7 +171,7 @@ NON_RESULT_KEYS = ("progress", "out_dir", "data_dir", "threads", "log_every", "d
 PHASE_KEYS = {
     "name", "lr", "lr_schedule", "warmup_ratio", "batch_size", "epochs", "batches_per_epoch", "patience",
     "sampler", "pal_counts", "freeze", "gradient_method", "gradvac_beta", "gradvac_update",
-    "smart_weight", "compromise", "compromise_k", "compromise_combine", "compromise_counts",
+    "smart_weight", "smart_step_rule", "compromise", "compromise_k", "compromise_combine", "compromise_counts",
     "hidden_dropout", "train_pals",
 }
 

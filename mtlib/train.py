@@ -347,13 +347,14 @@ class Trainer:
         with autocast(self.device, self.precision):
             out = self.model(task, batch)
             loss = self.model.loss(task, out, batch["labels"])
-            if pcfg.smart_weight > 0 and "enc2" not in batch:
-                from mtlib.smart import smart_regularizer
+        if pcfg.smart_weight > 0 and "enc2" not in batch:
+            # in fp32: under bf16 the output rounding is as large as the perturbation
+            from mtlib.smart import smart_regularizer
 
-                embeds = self.model.input_embeddings(batch)
-                reg = smart_regularizer(lambda e: self.model(task, batch, inputs_embeds=e), embeds, out,
-                                        smart_kind(task), generator=self.gen)
-                loss = loss + pcfg.smart_weight * reg
+            embeds = self.model.input_embeddings(batch)
+            reg = smart_regularizer(lambda e: self.model(task, batch, inputs_embeds=e), embeds, out.float(),
+                                    smart_kind(task), generator=self.gen, step_rule=pcfg.smart_step_rule)
+            loss = loss + pcfg.smart_weight * reg
         self.examples_seen += len(examples)
         return loss
 
