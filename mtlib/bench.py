@@ -1,0 +1,134 @@
+"""Benchmarks that print what they measured (never timed tests).
+
+``python -m mtlib bench gradients --profile quick``: one update of sum / pcgrad / gradvac on the same
+three batches (one per task), and the combination step alone: storing the T per-task gradients in
+the flat buffer, combining, the conflict diagnostics and writing the update back (everything except
+the T forward/backward passes and the optimizer step).
+
+``python -m mtlib bench train --profile quick``: seconds per training step per task in fp32 and bf16.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from mtlib import gradients as mgrad
+from mtlib.batches import collate
+from mtlib.runs import config_for
+
+
+def _setup(profile: str):
+    from mtlib import data as mdata
+    from mtlib.backbones import load_backbone
+    from mtlib.model import MultitaskModel
+    from mtlib.train import resolve_device, resolve_precision
+
+    cfg = config_for(profile, n_hidden_layers=1)
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    encoder, tokenizer = load_backbone(cfg.backbone, seed=cfg.seed)
+    model = MultitaskModel(cfg, encoder, tokenizer).to(device).train()
+    batches = {}
+    for task in cfg.tasks:
+        examples = mdata.load_split(task, "train", cfg.data_dir, quora_train=cfg.quora_train)
+        batches[task] = collate(examples[: cfg.batch_size[task]], tokenizer, cfg.pair_mode, device)
+    return cfg, model, batches, device, precision
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
+    from mtlib.train import autocast
+
+    cfg, model, batches, device, precision = _setup(profile)
+    shared = model.shared_parameters()
+    tg = mgrad.TaskGradients(shared, len(cfg.tasks))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-12, eps=1e-6, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(0)
+    sizes = ", ".join(f"{t} {b['labels'].shape[0]}" for t, b in batches.items())
+    print(f"[bench] backbone {cfg.backbone}, D = {tg.dim:,} shared parameters, device {device}, {precision}, "
+          f"batches {sizes}, "
+          f"threads {torch.get_num_threads()}")
+    results = {}
+    for method in ("sum", "pcgrad", "gradvac"):
+        combiner = mgrad.make_combiner(method, len(cfg.tasks))
+        update_s, combine_s = [], []
+        for rep in range(repeats + 1):  # the first repetition warms up
+            _sync(device)
+            t_update = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            combine = 0.0
+            for ti, task in enumerate(cfg.tasks):
+                t = time.perf_counter()
+                tg.zero_grads()
+                combine += time.perf_counter() - t
+                with autocast(device, precision):
+                    out = model(task, batches[task])
+                    loss = model.loss(task, out, batches[task]["labels"])
+                loss.backward()
+                _sync(device)
+                t = time.perf_counter()
+                tg.store(ti)
+                _sync(device)
+                combine += time.perf_counter() - t
+            t = time.perf_counter()
+            update = combiner(tg.buffer, generator=gen)
+            tg.write(update)
+            mgrad.conflict_stats(tg.buffer, names=cfg.tasks)
+            _sync(device)
+            combine += time.perf_counter() - t
+            opt.step()
+            _sync(device)
+            if rep:
+                update_s.append(time.perf_counter() - t_update)
+                combine_s.append(combine)
+        results[method] = {"update_s": statistics.median(update_s), "combine_s": statistics.median(combine_s)}
+    print(f"\n{'method':8s} {'update (s)':>11s} {'combination (s)':>16s} {'share':>7s}")
+    for method, r in results.items():
+        share = r["combine_s"] / r["update_s"]
+        print(f"{method:8s} {r['update_s']:11.3f} {r['combine_s']:16.4f} {share:7.1%}")
+        r["share"] = share
+    print(f"(median of {repeats}; combination = zeroing + storing T gradients in the flat buffer + combining + "
+          "conflict diagnostics + writing back)")
+    return results
+
+
+def bench_train(profile: str = "quick", repeats: int = 5) -> dict:
+    from mtlib.train import autocast
+
+    cfg, model, batches, device, _ = _setup(profile)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-12, eps=1e-6, weight_decay=0.0)
+    precisions = ["fp32", "bf16"] + (["fp16"] if device.type == "cuda" else [])
+    results = {}
+    print(f"[bench] backbone {cfg.backbone}, device {device}, threads {torch.get_num_threads()}")
+    for precision in precisions:
+        for task, batch in batches.items():
+            times = []
+            for rep in range(repeats + 1):
+                _sync(device)
+                t = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                with autocast(device, precision):
+                    loss = model.loss(task, model(task, batch), batch["labels"])
+                loss.backward()
+                opt.step()
+                _sync(device)
+                if rep:
+                    times.append(time.perf_counter() - t)
+            results[(precision, task)] = statistics.median(times)
+            print(f"{precision:5s} {task:5s} batch {batch['labels'].shape[0]:3d}: {results[(precision, task)]:.3f} s/step")
+    return results
+
+
+def main(what: str, profile: str = "quick", repeats: int = 5) -> int:
+    if what == "gradients":
+        bench_gradients(profile, repeats)
+    else:
+        bench_train(profile, repeats)
+    return 0
