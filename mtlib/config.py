@@ -119,6 +119,8 @@ class RunConfig:
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of config keys at the top level")
+        if "extends" in data:
+            data = load_profile(path)
         for key in PROFILE_ONLY_KEYS:  # profiles carry a seeds list; a single run has one seed
             data.pop(key, None)
         data.update(overrides)
@@ -157,7 +159,10 @@ class RunConfig:
             base = {k: v for k, v in self.to_dict().items() if k != "phases"}
             changes = {k: v for k, v in overrides.items() if k != "name"}
             base.update({k: _coerce(k, v, f"phases[{i}]") for k, v in changes.items()})
-            cfg = RunConfig(**base)
+            try:
+                cfg = RunConfig(**base)
+            except ValueError as e:
+                raise ValueError(f"phases[{i}] ({overrides.get('name', f'phase{i}')}): {e}") from None
             out.append(cfg)
         return out
 
@@ -165,7 +170,7 @@ class RunConfig:
         return hash(self.config_hash())
 
 
-PROFILE_ONLY_KEYS = ("seeds", "description", "phase_overrides")  # profile keys that are not RunConfig keys
+PROFILE_ONLY_KEYS = ("seeds", "description", "phase_overrides", "extends")  # profile keys that are not RunConfig keys
 NON_RESULT_KEYS = ("progress", "out_dir", "data_dir", "threads", "log_every", "device", "name")
 # Keys a phase may override: training settings, not the model's shape or the data.
 PHASE_KEYS = {
@@ -306,6 +311,8 @@ def validate(cfg: RunConfig) -> None:
         for k, v in ph.items():
             if k != "name":
                 _coerce(k, v, f"config: phases[{i}]")
+    if cfg.phases:  # each phase is a whole config: check its combinations now, not when the phase starts
+        cfg.phase_configs()
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -327,6 +334,12 @@ def load_profile(profile: str | Path) -> dict[str, Any]:
         avail = sorted(p.stem for p in (PARAMS_DIR / "profiles").glob("*.yaml"))
         raise FileNotFoundError(f"profile {str(profile)!r} not found at {path}; available: {', '.join(avail)}")
     data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of config keys at the top level")
+    if "extends" in data:  # a profile may start from another one and change a few keys
+        parent = load_profile(data.pop("extends"))
+        parent.pop("description", None)
+        data = {**parent, **data}
     seeds = data.get("seeds", [data.get("seed", 11711)])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
         raise ValueError(f"{path}: key 'seeds' must be a list of integers")

@@ -114,6 +114,56 @@ def run_rows(notebook: str, profile: str, seeds: list[int] | None = None, only: 
     return out
 
 
+def run_ids(ids: list[str], profile: str, seeds: list[int] | None = None,
+            callback: Callable[[dict], None] | None = None, **overrides: Any) -> list[Path]:
+    """Run rows by id (any notebook): e.g. the comparators a notebook plots; finished runs are skipped."""
+    from mtlib.train import run
+
+    seeds = seeds or profile_seeds(profile)
+    out = []
+    for row_id in ids:
+        row = get_row(row_id)
+        for seed in seeds:
+            for parent in parent_rows(row):
+                run(config_for(profile, row=parent, seed=seed, **overrides), callback=callback)
+            out.append(run(config_for(profile, row=row, seed=seed, **overrides), callback=callback))
+    return out
+
+
+def rows_frame(notebook: str | None = None):
+    """The experiments rows (of one notebook) as a table: id, label, the paper's numbers, the config delta."""
+    import pandas as pd
+
+    rows = rows_for(notebook) if notebook else load_experiments()
+    return pd.DataFrame([{"id": r["id"], "label": r["label"], **{f"paper_{k}": v for k, v in r["paper"].items()},
+                          "config": {k: v for k, v in r["config"].items()}} for r in rows]).set_index("id")
+
+
+def train_sizes(run_dir: str | Path) -> dict[str, int]:
+    """Training examples per task of a finished run (what its PAL schedule was computed from)."""
+    m = json.loads((Path(run_dir) / "metrics.json").read_text())
+    return {t: v["train_used"] for t, v in m["data"].items() if isinstance(v, dict)}
+
+
+def reach_table(run_dirs: list[str | Path], labels: list[str] | None = None, fraction: float = 0.95):
+    """How fast each run got there: examples seen and seconds until its dev mean first reached a common
+    target (``fraction`` of the weakest run's best), plus its first and best dev mean. Tests speed-up claims."""
+    import pandas as pd
+
+    evals = [[r for r in read_history(d) if r["type"] == "eval"] for d in run_dirs]
+    labels = labels or [Path(d).parent.name for d in run_dirs]
+    bests = [max(r["mean"] for r in ev) for ev in evals if ev]
+    target = fraction * min(bests) if bests else float("nan")
+    out = []
+    for label, ev in zip(labels, evals):
+        hit = next((r for r in ev if r["mean"] >= target), None)
+        out.append({"run": label, "first_eval_mean": ev[0]["mean"] if ev else None,
+                    "best_mean": max(r["mean"] for r in ev) if ev else None, "target": target,
+                    "examples_to_target": hit["examples_seen"] if hit else None,
+                    "seconds_to_target": hit["wall"] if hit else None})
+    return pd.DataFrame(out).set_index("run")
+
+
 # ------------------------------------------------------------------ results
 def collect_metrics(out_dir: str | Path = "outputs/runs") -> list[dict]:
     """Every finished run's metrics.json under out_dir (with its run directory)."""
@@ -185,3 +235,14 @@ def _failure_reason(e: Exception) -> str:
     if not text or text == ":":
         text = traceback.format_exception_only(type(e), e)[-1].strip()
     return text.splitlines()[0][:300]
+
+
+def parameter_table(run_dirs: list[str | Path]):
+    """Parameter counts of each run's model (encoder, heads, PALs, trainable in the last phase)."""
+    import pandas as pd
+
+    out = {}
+    for d in run_dirs:
+        m = json.loads((Path(d) / "metrics.json").read_text())
+        out[m["name"]] = m["params"]
+    return pd.DataFrame(out).T.fillna(0).astype(int)
