@@ -59,6 +59,7 @@ class RunConfig:
 
     # --- optimisation
     lr: float = 1e-5
+    head_lr: float | None = None  # a separate LR for the task heads (None: lr); short runs need heads to move
     lr_schedule: Literal["constant", "linear"] = "constant"  # the original: constant, no warmup
     warmup_ratio: float = 0.0
     batch_size: dict[str, int] = field(default_factory=lambda: {"sst": 32, "para": 16, "sts": 32})
@@ -174,7 +175,7 @@ PROFILE_ONLY_KEYS = ("seeds", "description", "phase_overrides", "extends")  # pr
 NON_RESULT_KEYS = ("progress", "out_dir", "data_dir", "threads", "log_every", "device", "name")
 # Keys a phase may override: training settings, not the model's shape or the data.
 PHASE_KEYS = {
-    "name", "lr", "lr_schedule", "warmup_ratio", "batch_size", "epochs", "batches_per_epoch", "patience",
+    "name", "lr", "head_lr", "lr_schedule", "warmup_ratio", "batch_size", "epochs", "batches_per_epoch", "patience",
     "sampler", "pal_counts", "freeze", "gradient_method", "gradvac_beta", "gradvac_update",
     "smart_weight", "smart_step_rule", "compromise", "compromise_k", "compromise_combine", "compromise_counts",
     "hidden_dropout", "train_pals",

@@ -80,9 +80,8 @@ def config_for(config: str | Path | dict, row: str | dict | None = None, seed: i
     elif "seed" not in base and seeds:
         base["seed"] = seeds[0]
     if init_from and "init_checkpoint" not in overrides:
-        # start from the finished run of another row: same profile, same seed
-        parent = config_for(config, row=init_from, seed=base.get("seed"),
-                            **{k: v for k, v in overrides.items() if k in ("out_dir", "data_dir")})
+        # start from the finished run of another row: same profile, seed and overrides (as run_rows trains it)
+        parent = config_for(config, row=init_from, seed=base.get("seed"), **overrides)
         base["init_checkpoint"] = str(parent.run_dir() / "best.pt")
     return RunConfig.from_dict(base, source=str(config) if not isinstance(config, dict) else "config")
 

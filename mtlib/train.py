@@ -151,12 +151,13 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
 
     # -- bookkeeping
-    def log(self, row: dict) -> None:
+    def log(self, row: dict, notify: bool = True) -> dict:
         row = {"wall": round(self.wall(), 3), **row}
         with open(self.run_dir / "history.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
-        if self.callback:
+        if notify and self.callback:
             self.callback(row)
+        return row
 
     def wall(self) -> float:
         return self.wall_before + time.perf_counter() - self.t0
@@ -190,7 +191,7 @@ class Trainer:
         self.streams = {t: BatchStream(self.data["train"][t], cfg.batch_size[t], seed=cfg.seed + i)
                         for i, t in enumerate(cfg.tasks)}
         resume = self.run_dir / "last.pt"
-        ckpt = torch.load(resume, map_location=self.device, weights_only=False) if resume.exists() else None
+        ckpt = torch.load(resume, map_location="cpu", weights_only=False) if resume.exists() else None
         if ckpt is None:
             (self.run_dir / "history.jsonl").write_text("")
             self.log({"type": "start", "config_hash": cfg.config_hash(), "device": str(self.device),
@@ -227,8 +228,12 @@ class Trainer:
     def _run_phase(self, pi: int, pcfg: RunConfig, ckpt: dict | None) -> None:
         model, cfg = self.model, self.cfg
         self._apply_freeze(pcfg)
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=pcfg.lr, eps=1e-6, weight_decay=0.0)  # the original's AdamW
+        head_ids = {id(p) for p in model.heads.parameters()}
+        heads = [p for p in model.heads.parameters() if p.requires_grad]
+        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+        groups = [g for g in ({"params": rest, "lr": pcfg.lr},
+                              {"params": heads, "lr": pcfg.head_lr or pcfg.lr}) if g["params"]]
+        opt = torch.optim.AdamW(groups, lr=pcfg.lr, eps=1e-6, weight_decay=0.0)  # the original's AdamW
         per_update = self._batches_per_update(pcfg)
         updates_per_epoch = max(1, pcfg.batches_per_epoch // per_update)
         total = updates_per_epoch * pcfg.epochs
@@ -268,6 +273,8 @@ class Trainer:
                 scaler.load_state_dict(ckpt["scaler"])
             self.gen.set_state(ckpt["gen"])
             torch.set_rng_state(ckpt["torch_rng"])
+            if self.device.type == "cuda" and ckpt.get("cuda_rng") is not None:  # dropout on the GPU
+                torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
             self.state = ckpt["state"]
             self.examples_seen, self.wall_before = ckpt["examples_seen"], ckpt["wall"]
             self.t0 = time.perf_counter()
@@ -297,21 +304,26 @@ class Trainer:
                     running = {t: [] for t in cfg.tasks}
             bar.close()
             scores, _ = evaluate(model, self.data["dev_sub"], cfg.eval_batch_size, self.device, self.precision)
-            improved = scores["mean"] > self.state["best"]
+            mean = -math.inf if math.isnan(scores["mean"]) else scores["mean"]
+            improved = mean > self.state["best"] or self.state["best_epoch"] == 0  # each phase keeps a best model
             if improved:
-                self.state.update(best=scores["mean"], best_epoch=epoch)
+                self.state.update(best=mean, best_epoch=epoch)
                 torch.save(self._model_state(), self.run_dir / "best.pt")
                 bad_epochs = 0
             else:
                 bad_epochs += 1
             self.state["epoch"] = epoch
-            self.log({"type": "eval", "phase": pi, "phase_name": name, "epoch": epoch,
-                      "examples_seen": self.examples_seen, **{k: float(v) for k, v in scores.items()},
-                      "task_counts": counts, "probabilities": sampler.probabilities(), "improved": improved})
-            if cfg.progress:
-                print(f"[{cfg.name}] {name} epoch {epoch}: " + " ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            row = self.log({"type": "eval", "phase": pi, "phase_name": name, "epoch": epoch,
+                            "examples_seen": self.examples_seen, **{k: float(v) for k, v in scores.items()},
+                            "task_counts": counts, "probabilities": sampler.probabilities(), "improved": improved},
+                           notify=False)
             self.state["history_lines"] = len((self.run_dir / "history.jsonl").read_text().splitlines())
             self._save_last(opt, sched, sampler, combiner, scaler, bad_epochs)
+            # reported after the checkpoint: an interruption here resumes after this epoch
+            if self.callback:
+                self.callback(row)
+            if cfg.progress:
+                print(f"[{cfg.name}] {name} epoch {epoch}: " + " ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         # hand the phase's best model to the next phase (as the original's pretrain -> finetune)
         best = torch.load(self.run_dir / "best.pt", map_location=self.device, weights_only=False)
         model.load_state_dict(best)
@@ -420,6 +432,7 @@ class Trainer:
                 "combiner": combiner.state_dict() if hasattr(combiner, "state_dict") else None,
                 "scaler": scaler.state_dict() if scaler is not None else None, "gen": self.gen.get_state(),
                 "torch_rng": torch.get_rng_state(), "state": dict(self.state), "bad_epochs": bad_epochs,
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
                 "examples_seen": self.examples_seen, "wall": self.wall()}
         tmp = self.run_dir / "last.pt.tmp"
         torch.save(ckpt, tmp)

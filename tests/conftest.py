@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+# One intra-op thread: the tiny test models gain nothing from more, and on a shared 2-core machine two
+# spinning OpenMP threads make each step ~100x slower. The variable reaches papermill's kernels too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,161 @@
+"""mtlib.results: the results table from synthetic metrics.json files, CIs, both mean formulas, markdown."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtlib import results
+from mtlib.runs import config_for, load_experiments
+
+ROWS = [
+    {"id": "base_pal", "label": "BaseModel + Pal schedule", "notebook": "02_baselines",
+     "paper": {"sst": 0.499, "para": 0.869, "sts": 0.856, "mean": 0.741},
+     "config": {"n_hidden_layers": 0, "sampler": "pal"}},
+    {"id": "pcgrad", "label": "BaseModel + 1 hidden + PCGrad | surgery", "notebook": "03_gradient_methods",
+     "paper": {"sst": 0.484, "para": 0.871, "sts": 0.832, "mean": 0.729}, "config": {"n_hidden_layers": 1}},
+]
+
+
+def metrics(name: str, seed: int, sst: float, para: float, sts: float, backbone: str = "minilm-l6",
+            config_hash: str = "h", dev_split: str = "full") -> dict:
+    data = {t: {"train_raw": 100, "train_filtered": 90, "train_used": 80, "augmented": 0, "dev": 50,
+                "dev_subsample": 20, "test": 0} for t in ("sst", "para", "sts")}
+    data["quora_train"] = "subset head+extra (56,331 usable of 141,506)"
+    return {"name": name, "seed": seed, "config_hash": config_hash, "backbone": backbone,
+            "dev": {"sst": sst, "para": para, "sts": sts, "mean": (sst + para + sts) / 3}, "dev_split": dev_split,
+            "examples_seen": 1000, "train_seconds": 1.0, "data": data, "params": {}}
+
+
+def write(out: Path, m: dict, config: dict | None = None) -> Path:
+    run_dir = out / f"{m['name']}-{m['config_hash']}{m['seed']}" / f"seed{m['seed']}"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text(json.dumps(m))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config or {"name": m["name"], "final_dev_max": 5000}))
+    return run_dir
+
+
+def test_t_quantile():
+    assert results.t_quantile_975(1) == pytest.approx(12.7062, abs=1e-4)
+    assert results.t_quantile_975(30) == pytest.approx(2.0423, abs=1e-4)
+    assert results.t_quantile_975(31) < 2.0423
+    with pytest.raises(ValueError):
+        results.t_quantile_975(0)
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 5, 29, 31, 40, 100, 1000):
+        assert results.t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=2e-4)
+
+
+def test_mean_ci():
+    assert math.isnan(results.mean_ci([])[0])
+    mean, ci = results.mean_ci([0.5])
+    assert mean == 0.5 and math.isnan(ci)
+    mean, ci = results.mean_ci([0.4, 0.6])
+    assert mean == pytest.approx(0.5)
+    assert ci == pytest.approx(12.7062 * (0.2 / math.sqrt(2)) / math.sqrt(2))  # t * s / sqrt(n)
+    assert results.mean_ci([0.3, 0.3, 0.3])[1] == 0.0
+
+
+def test_course_means():
+    assert results.course_means(0.5, 0.8, 0.8) == pytest.approx((0.7, (0.5 + 0.8 + 0.9) / 3))
+    assert results.course_means(0.5, 0.8, -1.0)[1] == pytest.approx(1.3 / 3)  # r = -1 maps to 0
+
+
+def test_results_table_two_seeds_give_a_ci_and_both_means(tmp_path):
+    write(tmp_path, metrics("base_pal", 1, 0.40, 0.80, 0.60))
+    write(tmp_path, metrics("base_pal", 2, 0.50, 0.90, 0.80))
+    write(tmp_path, metrics("other_row", 1, 0.9, 0.9, 0.9))  # no experiments row: ignored
+    table = results.results_table(tmp_path, experiments=ROWS)
+    assert list(table["id"]) == ["base_pal", "pcgrad"]  # table order, every row
+    row = table.iloc[0]
+    assert row["n_seeds"] == 2
+    assert row["sst"] == pytest.approx(0.45) and row["sts"] == pytest.approx(0.70)
+    assert row["sst_ci"] == pytest.approx(12.7062 * 0.05)  # half the spread of two values, times t(1)
+    assert row["mean"] == pytest.approx((0.6 + 0.7333333) / 2, abs=1e-6)  # plain mean per seed, then over seeds
+    later = [(0.4 + 0.8 + 0.8) / 3, (0.5 + 0.9 + 0.9) / 3]  # STS (r + 1) / 2
+    assert row["mean_sts01"] == pytest.approx(sum(later) / 2)
+    assert row["mean_sts01_ci"] == pytest.approx(results.mean_ci(later)[1])
+    assert row["paper_mean"] == 0.741
+    assert row["paper_mean_sts01"] == pytest.approx((0.499 + 0.869 + 0.928) / 3)
+    assert row["delta_mean"] == pytest.approx(row["mean"] - 0.741)
+    empty = table.iloc[1]
+    assert empty["n_seeds"] == 0 and math.isnan(empty["sst"]) and math.isnan(empty["delta_mean"])
+    assert empty["paper_sst"] == 0.484
+    assert len(table.attrs["runs"]) == 2
+
+
+def test_results_table_one_seed_has_nan_ci(tmp_path):
+    write(tmp_path, metrics("pcgrad", 7, 0.5, 0.8, 0.7))
+    row = results.results_table(tmp_path, experiments=ROWS).iloc[1]
+    assert row["n_seeds"] == 1 and row["sst"] == 0.5 and math.isnan(row["sst_ci"]) and math.isnan(row["mean_ci"])
+
+
+def test_results_table_no_runs_folder(tmp_path):
+    table = results.results_table(tmp_path / "missing")
+    assert len(table) == len(load_experiments())
+    assert (table["n_seeds"] == 0).all() and table["mean"].isna().all() and table["paper_mean"].notna().all()
+    assert list(results.results_table(tmp_path / "missing", notebook="03_gradient_methods")["id"]) == [
+        r["id"] for r in load_experiments() if r["notebook"] == "03_gradient_methods"]
+
+
+def test_results_table_keeps_only_the_profiles_runs(tmp_path):
+    row = ROWS[0]
+    out = str(tmp_path)
+    smoke = config_for("smoke", row=row, seed=11711, out_dir=out)
+    quick = config_for("quick", row=row, seed=11711, out_dir=out)
+    assert smoke.config_hash() != quick.config_hash()
+    write(tmp_path, metrics("base_pal", 11711, 0.2, 0.5, 0.1, config_hash=smoke.config_hash()), smoke.to_dict())
+    write(tmp_path, metrics("base_pal", 11711, 0.4, 0.8, 0.7, config_hash=quick.config_hash()), quick.to_dict())
+    other_seed = config_for("smoke", row=row, seed=3, out_dir=out)  # a seed the profile does not list still counts
+    write(tmp_path, metrics("base_pal", 3, 0.3, 0.5, 0.1, config_hash=other_seed.config_hash()), other_seed.to_dict())
+    table = results.results_table(tmp_path, experiments=ROWS, profile="smoke")
+    assert table.iloc[0]["n_seeds"] == 2 and table.iloc[0]["sst"] == pytest.approx(0.25)
+    table = results.results_table(tmp_path, experiments=ROWS, profile="quick")
+    assert table.iloc[0]["n_seeds"] == 1 and table.iloc[0]["sst"] == pytest.approx(0.4)
+    assert results.results_table(tmp_path, experiments=ROWS).iloc[0]["n_seeds"] == 3  # no profile: every run
+
+
+def test_provenance_text(tmp_path):
+    runs = [metrics("base_pal", 1, 0.4, 0.8, 0.6), metrics("base_pal", 2, 0.5, 0.9, 0.8)]
+    text = results.provenance(runs)
+    assert "minilm-l6" in text and results.MINILM_NOTE in text
+    assert "subset head+extra (56,331 usable of 141,506)" in text
+    assert "Seeds: 1, 2 (2 per row" in text
+    assert "full dev sets" in text and "sst 50" in text
+    tiny = results.provenance([metrics("base_pal", 1, 0.4, 0.8, 0.6, backbone="tiny-random", dev_split="subsample")])
+    assert results.MINILM_NOTE not in tiny and "subsample" in tiny and "sst 20" in tiny
+    empty = results.provenance([], profile="quick")
+    assert "No finished runs" in empty and "--profile quick" in empty
+
+
+def test_provenance_from_table_and_folder(tmp_path):
+    for m in (metrics("base_pal", 1, 0.4, 0.8, 0.6), metrics("pcgrad", 1, 0.4, 0.8, 0.6, backbone="tiny-random")):
+        write(tmp_path, m)
+    table = results.results_table(tmp_path, experiments=ROWS)
+    text = results.provenance(table)
+    assert "2 finished run(s) of 2 row(s)" in text and "capped at 5,000" in text
+    only_pcgrad = table[table["id"] == "pcgrad"]  # a notebook's slice describes its own runs
+    assert results.MINILM_NOTE not in results.provenance(only_pcgrad)
+    assert "finished run(s)" in results.provenance(tmp_path)  # a runs folder works too
+
+
+def test_markdown_and_results_md(tmp_path):
+    write(tmp_path / "runs", metrics("base_pal", 1, 0.4, 0.8, 0.6))
+    write(tmp_path / "runs", metrics("base_pal", 2, 0.5, 0.9, 0.8))
+    table = results.results_table(tmp_path / "runs", experiments=ROWS)
+    text = results.to_markdown(table, "line one\nline two")
+    lines = text.splitlines()
+    assert lines[0].startswith("| id") and set(lines[1]) <= set("|:-")
+    assert len({len(line) for line in lines[:4]}) == 1  # aligned columns
+    assert "0.450 ± 0.635" in lines[2]  # 12.7062 * 0.05
+    assert "\\|" in lines[3] and "—" in lines[3]  # escaped pipe in the label; NaN as a dash
+    assert "- line one" in text and "- line two" in text
+    path = results.write_results_md(tmp_path / "out" / "results.md", table=table)
+    body = path.read_text()
+    assert body.startswith("# Results") and "(r + 1)/2" in body and results.MINILM_NOTE in body
+    path = results.write_results_md(tmp_path / "empty.md", out_dir=tmp_path / "none", profile="smoke")
+    assert "No finished runs" in path.read_text()

@@ -1,0 +1,253 @@
+"""The ablation panel, driven programmatically (no frontend): widget values -> RunConfig -> a run."""
+
+import json
+import types
+from typing import get_args
+
+import pytest
+
+from mtlib import widgets
+from mtlib.config import field_types
+from mtlib.runs import config_for
+from mtlib.widgets import PAL_FINETUNE_ONLY, AblationPanel, interactive_frontend, show_panel
+
+
+@pytest.fixture(autouse=True)
+def _no_forced_frontend(monkeypatch):
+    monkeypatch.delenv("MTLIB_INTERACTIVE", raising=False)
+    monkeypatch.delenv("PAPERMILL", raising=False)
+
+
+def panel(tmp_path, row=None, controls=None, **kw):
+    return AblationPanel("smoke", row=row, controls=controls, out_dir=tmp_path / "runs", **kw)
+
+
+# ------------------------------------------------------------------ values -> config
+def test_dropdown_options_come_from_the_runconfig_types(tmp_path):
+    p = panel(tmp_path, controls=["pair_mode", "sampler", "gradient_method", "head", "head_tasks",
+                                  "compromise_combine"])
+    for key, w in p.controls.items():
+        assert tuple(w.options) == get_args(field_types()[key]), key
+
+
+def test_widget_values_flow_into_the_config(tmp_path):
+    p = panel(tmp_path, row="base", controls=["sampler", "n_hidden_layers", "gradient_method", "seed", "epochs"])
+    p.controls["sampler"].value = "round_robin"
+    p.controls["n_hidden_layers"].value = 1
+    p.set(gradient_method="pcgrad", seed=3, epochs=1)
+    cfg = p.config()
+    assert (cfg.sampler, cfg.n_hidden_layers, cfg.gradient_method, cfg.seed, cfg.epochs) == (
+        "round_robin", 1, "pcgrad", 3, 1)
+    assert cfg.name == "widget-base"
+    assert cfg.run_dir().parent.parent == tmp_path / "runs"
+    assert cfg.backbone == "tiny-random"  # the rest comes from the profile
+
+
+def test_custom_panel_is_named_custom_and_defaults_to_the_baseline_controls(tmp_path):
+    p = panel(tmp_path)
+    assert p.config().name == "widget-custom"
+    assert list(p.controls) == widgets.BASELINE_CONTROLS
+
+
+@pytest.mark.parametrize("row", ["base", "advanced", "pcgrad", "gradvac_smart", "lstm256_sts_cls", "compromise"])
+def test_an_untouched_panel_reproduces_its_row(tmp_path, row):
+    p = panel(tmp_path, row=row)
+    assert p.config().config_hash() == config_for("smoke", row=row, out_dir=str(tmp_path)).config_hash()
+
+
+def test_controls_default_to_the_rows_notebook(tmp_path):
+    assert "gradient_method" in panel(tmp_path, row="pcgrad").controls
+    assert "pal_mode" in panel(tmp_path, row="advanced_pal").controls
+    assert "compromise_k" in panel(tmp_path, controls="06_gradient_compromise").controls
+
+
+def test_individual_pretraining_toggle_adds_and_removes_the_phase(tmp_path):
+    p = panel(tmp_path, row="base")
+    assert p.config().phases == []
+    p.set(pretrain=True)
+    phases = p.config().phases
+    assert [ph["name"] for ph in phases] == ["pretrain", "finetune"]
+    pre = phases[0]
+    assert (pre["freeze"], pre["lr"], pre["sampler"], pre["gradient_method"]) == ("encoder", 1e-3, "random", "none")
+    assert pre["epochs"] == 1 and pre["batches_per_epoch"] == 3  # the smoke profile's phase_overrides
+    p.set(pretrain=False)
+    assert p.config().phases == []
+    q = panel(tmp_path, row="advanced")
+    assert q.controls["pretrain"].value is True
+    q.set(pretrain=False)
+    assert q.config().phases == []
+
+
+def test_a_key_the_row_sets_in_its_finetune_phase_is_changed_there(tmp_path):
+    p = panel(tmp_path, row="pcgrad")
+    assert p.controls["gradient_method"].value == "pcgrad"
+    p.set(gradient_method="gradvac")
+    pre, fine = p.config().phase_configs()
+    assert fine.gradient_method == "gradvac" and pre.gradient_method == "none"
+
+
+def test_pals_only_during_finetuning_adds_a_pal_only_phase(tmp_path):
+    p = panel(tmp_path, row="advanced_pal")
+    assert p.controls["pal_mode"].value == "from start"
+    p.set(pal_mode=PAL_FINETUNE_ONLY)
+    cfg = p.config()
+    assert [ph["name"] for ph in cfg.phases] == ["pretrain", "finetune", "pal_only"]
+    assert cfg.phases[1]["train_pals"] is False
+    assert (cfg.phases[2]["freeze"], cfg.phases[2]["lr"]) == ("all_but_pals", 1e-4)
+    p.set(pals=False)  # no PALs: the PAL mode does not apply
+    assert p.controls["pal_mode"].disabled
+    assert [ph["name"] for ph in p.config().phases] == ["pretrain", "finetune"]
+
+
+def test_the_pal_finetune_row_becomes_one_run(tmp_path):
+    cfg = panel(tmp_path, row="advanced_pal_finetune").config()
+    assert cfg.init_checkpoint is None  # no finished AdvancedModel needed: its phases run first
+    assert [ph["name"] for ph in cfg.phases] == ["pretrain", "finetune", "pal_only"]
+
+
+def test_controls_that_do_not_apply_are_disabled(tmp_path):
+    p = panel(tmp_path, controls="06_gradient_compromise")
+    p.set(gradient_method="pcgrad", compromise=False)
+    assert p.controls["gradvac_beta"].disabled and p.controls["compromise_k"].disabled
+    p.set(gradient_method="gradvac", compromise=True)
+    assert not p.controls["gradvac_beta"].disabled and not p.controls["compromise_combine"].disabled
+    h = panel(tmp_path, controls="04_heads")
+    assert h.controls["head_size"].disabled
+    h.set(head="lstm", head_size=256)
+    assert not h.controls["head_size"].disabled and h.config().head_size == 256
+
+
+def test_unknown_controls_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown control"):
+        panel(tmp_path, controls=["samplr"])
+    with pytest.raises(ValueError, match="unknown preset"):
+        panel(tmp_path, controls="99_nothing")
+    with pytest.raises(KeyError, match="no control"):
+        panel(tmp_path, controls=["sampler"]).set(head="rnn")
+
+
+# ------------------------------------------------------------------ errors
+def test_an_invalid_combination_is_shown_and_not_run(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(widgets, "_train", lambda cfg, cb: calls.append(cfg))
+    p = panel(tmp_path, controls=["pair_mode", "head"])
+    p.set(pair_mode="concat_embed", head="rnn")
+    assert "pair_mode" in p.message.value and "head" in p.message.value
+    assert p.run_button.disabled
+    with pytest.raises(ValueError, match="pair_mode"):
+        p.config()
+    p.run_button.click()  # a programmatic click ignores `disabled`: the handler checks again
+    assert calls == [] and p.last_run_dir is None
+    assert "invalid" in p.status.value and isinstance(p.last_error, ValueError)
+    assert not list((tmp_path / "runs").glob("*"))
+    p.set(head="mlp")
+    assert not p.run_button.disabled and "run dir" in p.message.value
+
+
+def test_a_failing_run_is_reported_in_the_panel(tmp_path, monkeypatch):
+    def boom(cfg, cb):
+        raise RuntimeError("out of memory, say")
+
+    monkeypatch.setattr(widgets, "_train", boom)
+    p = panel(tmp_path, row="base")
+    assert p.run() is None
+    assert p.status.value == "failed" and "out of memory" in p.message.value
+    assert not p.run_button.disabled and p.run_button.description == "Run"
+
+
+# ------------------------------------------------------------------ running
+def test_run_button_trains_draws_live_and_shows_the_results(tmp_path, monkeypatch):
+    p = panel(tmp_path, row="base", controls=["sampler", "n_hidden_layers", "epochs"], batches_per_epoch=4)
+    p.set(sampler="round_robin", n_hidden_layers=1, epochs=2)
+    seen = []  # the button is disabled and the curve redrawn while the trainer runs
+    real_draw = p._draw
+    monkeypatch.setattr(p, "_draw", lambda: (seen.append((p.run_button.disabled, len(p.history))), real_draw()))
+    p.run_button.click()
+    assert p.last_error is None, p.message.value
+    run_dir = p.last_run_dir
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert run_dir == p.config().run_dir()
+    evals = [r for r in p.history if r["type"] == "eval"]
+    assert len(evals) == 2 and all("mean" in r and "examples_seen" in r for r in evals)
+    assert seen[0][0] is True and len(seen) >= 3  # once per eval row during the run, once after
+    ax = p.figure.axes[0]
+    assert {line.get_label() for line in ax.lines} >= {"sst", "para", "sts", "mean"}
+    assert "image/png" in p.plot_output.outputs[0]["data"]
+    assert f"{metrics['dev']['mean']:.3f}" in p.results.value
+    assert "0.648" in p.results.value  # the paper's mean for the BaseModel row
+    assert "tiny-random" in p.results.value
+    assert not p.run_button.disabled and p.status.value.startswith("done")
+
+    # clicking again finds the finished run: no training, the saved history is shown
+    monkeypatch.setattr(widgets, "_train", lambda cfg, cb: cfg.run_dir())
+    p.run_button.click()
+    assert p.last_run_dir == run_dir and len([r for r in p.history if r["type"] == "eval"]) == 2
+    assert "finished" in p.message.value
+
+
+def test_the_panel_displays_as_its_widget(tmp_path):
+    p = panel(tmp_path)
+    assert p.widget.children[0] is p.title
+    bundle = p._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+# ------------------------------------------------------------------ frontend detection
+def _fake_kernel(monkeypatch, allow_stdin):
+    shell = types.SimpleNamespace(kernel=types.SimpleNamespace(_allow_stdin=allow_stdin))
+    monkeypatch.setattr(widgets, "_shell", lambda: shell)
+
+
+def test_interactive_frontend_follows_the_kernels_stdin_flag(monkeypatch):
+    assert interactive_frontend() is False  # pytest: no kernel
+    _fake_kernel(monkeypatch, True)
+    assert interactive_frontend() is True  # JupyterLab, Notebook, VS Code
+    _fake_kernel(monkeypatch, False)
+    assert interactive_frontend() is False  # papermill / nbclient
+    monkeypatch.setenv("MTLIB_INTERACTIVE", "1")
+    assert interactive_frontend() is True
+    _fake_kernel(monkeypatch, True)
+    monkeypatch.setenv("MTLIB_INTERACTIVE", "0")
+    assert interactive_frontend() is False
+    monkeypatch.delenv("MTLIB_INTERACTIVE")
+    monkeypatch.setenv("PAPERMILL", "1")
+    assert interactive_frontend() is False
+
+
+def test_show_panel_skips_without_a_frontend_and_builds_nothing(capsys):
+    def factory():
+        raise AssertionError("built under papermill")
+
+    assert show_panel(factory) is None
+    assert "skipped" in capsys.readouterr().out
+    assert widgets.ablation_panel("smoke", row="base", enabled=False) is None
+
+
+def test_show_panel_displays_in_a_frontend(tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    _fake_kernel(monkeypatch, True)
+    p = widgets.ablation_panel("smoke", row="base", out_dir=tmp_path)
+    assert isinstance(p, AblationPanel) and shown == [p]
+
+
+def test_interactive_frontend_in_real_kernels():
+    """nbclient (what papermill runs) -> False; a client that allows stdin, as JupyterLab does -> True."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    from jupyter_client.manager import start_new_kernel
+
+    code = "from mtlib.widgets import interactive_frontend; print(interactive_frontend())"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    assert nb.cells[0].outputs[0]["text"].strip() == "False"
+
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120)
+    try:
+        out = []
+        hook = lambda msg: out.append(msg["content"].get("text", ""))  # noqa: E731
+        kc.execute_interactive(code, allow_stdin=True, output_hook=hook, timeout=120)
+        assert "".join(out).strip() == "True"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
