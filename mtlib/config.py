@@ -145,11 +145,15 @@ class RunConfig:
         data = self.to_dict()
         for k in NON_RESULT_KEYS:
             data.pop(k, None)
+        if data.get("init_checkpoint"):  # the parent run, not where the outputs folder happens to be
+            data["init_checkpoint"] = "/".join(Path(data["init_checkpoint"]).parts[-3:])
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
 
     def run_dir(self) -> Path:
-        return Path(self.out_dir) / f"{self.name}-{self.config_hash()}" / f"seed{self.seed}"
+        """outputs/runs/<name>-<hash>/seed<k>; a relative out_dir is relative to the repository root,
+        so JupyterLab (started in notebooks/), papermill and the CLI all write to the same place."""
+        return resolve_path(self.out_dir) / f"{self.name}-{self.config_hash()}" / f"seed{self.seed}"
 
     def phase_configs(self) -> list["RunConfig"]:
         """The run as a list of phases: each phase is this config with its overrides applied."""
@@ -172,7 +176,8 @@ class RunConfig:
 
 
 PROFILE_ONLY_KEYS = ("seeds", "description", "phase_overrides", "extends")  # profile keys that are not RunConfig keys
-NON_RESULT_KEYS = ("progress", "out_dir", "data_dir", "threads", "log_every", "device", "name")
+# the seed names its own folder under <name>-<hash>/, so the seeds of one config share a hash
+NON_RESULT_KEYS = ("progress", "out_dir", "data_dir", "threads", "log_every", "device", "name", "seed")
 # Keys a phase may override: training settings, not the model's shape or the data.
 PHASE_KEYS = {
     "name", "lr", "head_lr", "lr_schedule", "warmup_ratio", "batch_size", "epochs", "batches_per_epoch", "patience",
@@ -353,3 +358,9 @@ def load_profile(profile: str | Path) -> dict[str, Any]:
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_DIR = REPO_ROOT / "params"
+
+
+def resolve_path(path: str | Path) -> Path:
+    """Relative paths are relative to the repository root (not the working directory)."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path

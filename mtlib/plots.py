@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -55,7 +55,9 @@ def _subplots(nrows: int = 1, ncols: int = 1, **kw: Any) -> tuple[Figure, list]:
 
 def save(fig: Figure, name: str, folder: str | Path = "outputs/figures", dpi: int = 120) -> Path:
     """Write ``fig`` to ``folder/name.png`` (folder created) and return the path."""
-    path = Path(folder) / (name if name.endswith(".png") else f"{name}.png")
+    from mtlib.config import resolve_path
+
+    path = resolve_path(folder) / (name if name.endswith(".png") else f"{name}.png")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path
@@ -463,3 +465,14 @@ def results_bars(table: pd.DataFrame) -> Figure:
     axes[0].set_yticks(y, list(table["id"]), fontsize=8)
     axes[0].invert_yaxis()
     return fig
+
+
+def save_per_run(plot: Callable[[list[dict]], Figure], run_dirs: Sequence[str | Path], prefix: str,
+                 folder: str | Path = "outputs/figures") -> list[Path]:
+    """Draw ``plot(history)`` for each run and save it as ``<prefix>_<run name>_<seed>.png``."""
+    paths = []
+    for d in run_dirs:
+        d = Path(d)
+        name = d.parent.name.rsplit("-", 1)[0]
+        paths.append(save(plot(read_history(d)), f"{prefix}_{name}_{d.name}", folder))
+    return paths

@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 import yaml
 
 from mtlib import TASKS
+from mtlib.config import resolve_path
 from mtlib.runs import collect_metrics, config_for, load_experiments
 
 MINILM_NOTE = ("MiniLM (all-MiniLM-L6-v2) was contrastively trained on Quora duplicate pairs among other data, "
@@ -103,7 +105,7 @@ def results_table(out_dir: str | Path = "outputs/runs", experiments: list[dict] 
     rows = experiments if experiments is not None else load_experiments()
     if notebook is not None:
         rows = [r for r in rows if r["notebook"] == notebook]
-    runs = collect_metrics(out_dir) if Path(out_dir).is_dir() else []
+    runs = collect_metrics(out_dir) if resolve_path(out_dir).is_dir() else []
     keep = _profile_filter(profile) if profile is not None else (lambda run, row: True)
     records, used = [], []
     for row in rows:
@@ -256,7 +258,7 @@ def write_results_md(path: str | Path = "outputs/results.md", table: pd.DataFram
     title = f"# Results{f' (profile {profile})' if profile else ''}\n\n"
     body = (title + "Dev scores, ours against the paper's (seed/paper.md, Results). " + MEAN_NOTE + "\n\n"
             + to_markdown(table, provenance(table, profile)))
-    path = Path(path)
+    path = resolve_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body, encoding="utf-8")
     return path

@@ -144,17 +144,20 @@ def train_sizes(run_dir: str | Path) -> dict[str, int]:
     return {t: v["train_used"] for t, v in m["data"].items() if isinstance(v, dict)}
 
 
-def reach_table(run_dirs: list[str | Path], labels: list[str] | None = None, fraction: float = 0.95):
+def reach_table(run_dirs: list[str | Path], labels: dict[str, str] | None = None, fraction: float = 0.95):
     """How fast each run got there: examples seen and seconds until its dev mean first reached a common
-    target (``fraction`` of the weakest run's best), plus its first and best dev mean. Tests speed-up claims."""
+    target (``fraction`` of the weakest run's best), plus its first and best dev mean. Tests speed-up claims.
+    ``labels`` maps run names (row ids) to display names."""
     import pandas as pd
 
     evals = [[r for r in read_history(d) if r["type"] == "eval"] for d in run_dirs]
-    labels = labels or [Path(d).parent.name for d in run_dirs]
+    names = [Path(d).parent.name.rsplit("-", 1)[0] for d in run_dirs]
+    several = len(set(names)) < len(names)
+    shown = [(labels or {}).get(n, n) + (f" ({Path(d).name})" if several else "") for n, d in zip(names, run_dirs)]
     bests = [max(r["mean"] for r in ev) for ev in evals if ev]
     target = fraction * min(bests) if bests else float("nan")
     out = []
-    for label, ev in zip(labels, evals):
+    for label, ev in zip(shown, evals):
         hit = next((r for r in ev if r["mean"] >= target), None)
         out.append({"run": label, "first_eval_mean": ev[0]["mean"] if ev else None,
                     "best_mean": max(r["mean"] for r in ev) if ev else None, "target": target,
@@ -166,8 +169,10 @@ def reach_table(run_dirs: list[str | Path], labels: list[str] | None = None, fra
 # ------------------------------------------------------------------ results
 def collect_metrics(out_dir: str | Path = "outputs/runs") -> list[dict]:
     """Every finished run's metrics.json under out_dir (with its run directory)."""
+    from mtlib.config import resolve_path
+
     rows = []
-    for path in sorted(Path(out_dir).glob("*/seed*/metrics.json")):
+    for path in sorted(resolve_path(out_dir).glob("*/seed*/metrics.json")):
         m = json.loads(path.read_text())
         m["run_dir"] = str(path.parent)
         rows.append(m)
@@ -245,3 +250,11 @@ def parameter_table(run_dirs: list[str | Path]):
         m = json.loads((Path(d) / "metrics.json").read_text())
         out[m["name"]] = m["params"]
     return pd.DataFrame(out).T.fillna(0).astype(int)
+
+
+def find_run(run_dirs: list[str | Path], row_id: str) -> Path:
+    """The first run directory of a row (``<row>-<hash>/seed<k>``) among ``run_dirs``."""
+    for d in run_dirs:
+        if Path(d).parent.name.rsplit("-", 1)[0] == row_id:
+            return Path(d)
+    raise KeyError(f"no run of row {row_id!r} among {len(run_dirs)} run directories")

@@ -28,7 +28,7 @@ import torch
 from mtlib import data as mdata
 from mtlib import gradients as mgrad
 from mtlib.batches import BatchStream, collate, eval_batches
-from mtlib.config import RunConfig
+from mtlib.config import RunConfig, resolve_path
 from mtlib.metrics import accuracy, pearson, write_predictions
 from mtlib.model import MultitaskModel, smart_kind
 from mtlib.schedulers import TaskSampler
@@ -87,12 +87,14 @@ def load_data(cfg: RunConfig) -> dict:
             train = [train[i] for i in sorted(pick)]  # fixed subset, the same for every seed
         n_aug = 0
         if cfg.augment and task in ("sst", "para"):
-            from mtlib.augment import EDAParams, augment_examples
+            from mtlib.augment import EDAParams, augment_examples, ensure_nltk_data
 
             params = EDAParams(synonym_p=cfg.augment_synonym_p, deletion_p=cfg.augment_deletion_p)
             before = len(train)
+            if cfg.data_dir:
+                ensure_nltk_data(cfg.data_dir)
             train = augment_examples(task, train, params, seed=cfg.seed,
-                                     cache_dir=Path(cfg.out_dir).parent / "cache", progress=cfg.progress)
+                                     cache_dir=resolve_path(cfg.out_dir).parent / "cache", progress=cfg.progress)
             n_aug = len(train) - before
         dev = mdata.load_split(task, "dev", cfg.data_dir)
         sub = dev

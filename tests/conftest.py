@@ -42,6 +42,8 @@ def small_data_dir(tmp_path_factory) -> Path:
         with open(path, encoding="utf-8") as f:
             lines = [line for _, line in zip(range(SMALL_ROWS + 1), f)]
         (dst / path.name).write_text("".join(lines), encoding="utf-8")
+    if (src / "nltk_data").is_dir():  # EDA needs WordNet and the tagger beside the course files
+        (dst / "nltk_data").symlink_to(src / "nltk_data", target_is_directory=True)
     return dst
 
 
