@@ -98,6 +98,17 @@ def _dispatch(args) -> int:
 
 
 def _format_report(report) -> str:
-    if isinstance(report, dict):
-        return "\n".join(f"{k}: {v}" for k, v in report.items())
-    return str(report)
+    """One line per kind of outcome; file lists are counted, not listed (they run to hundreds)."""
+    if not isinstance(report, dict):
+        return str(report)
+    lines = []
+    for key, value in report.items():
+        if isinstance(value, (list, tuple)):
+            shown = ", ".join(map(str, value[:4])) + (f", ... ({len(value)} in all)" if len(value) > 4 else "")
+            lines.append(f"{key}: {len(value)} file(s){': ' + shown if value else ''}")
+        elif isinstance(value, dict) and key == "unavailable":
+            for name, why in value.items():
+                lines.append(f"unavailable: {name} ({why.split(': ', 1)[-1][:80]})")
+        else:
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines)

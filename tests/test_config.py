@@ -90,7 +90,9 @@ def test_config_hash_stable_and_only_result_keys():
                    {"data_dir": "/data"}):
         assert a.replace(**change).config_hash() == a.config_hash(), change
     assert a.replace(lr=2e-5).config_hash() != a.config_hash()
-    assert a.replace(seed=1).config_hash() != a.config_hash()
+    # the seed names its own folder under <name>-<hash>/: seeds of one config share the hash, not the folder
+    assert a.replace(seed=1).config_hash() == a.config_hash()
+    assert a.replace(seed=1).run_dir() != a.run_dir()
     assert hash(a) == hash(RunConfig())
     assert a.replace(lr=2e-5).run_dir() != a.run_dir()
     b = a.replace(out_dir="/x", name="row")
