@@ -65,19 +65,16 @@ def test_headers_match_the_reference_files_byte_for_byte(task, name):
     assert first == f"id \t {PREDICTION_COLUMNS[task]} ".encode()
 
 
-def test_read_predictions_errors_name_file_and_line(tmp_path):
+@pytest.mark.parametrize("text,message", [
+    ("id \t Predicted_Sentiment \na , 1 \nb , x \n", r"bad.csv line 3: value 'x'"),
+    ("id \t Predicted_Sentiment \na 1 \n", r"bad.csv line 2: expected 'id , value'"),
+    ("a , 1 \n", r"bad.csv line 1: expected a header"),
+    ("id \t Predicted_Sentiment \nA , 1 \na , 2 \n", r"line 3: id 'a' appears twice"),
+])
+def test_read_predictions_errors_name_file_and_line(tmp_path, text, message):
     bad = tmp_path / "bad.csv"
-    bad.write_text("id \t Predicted_Sentiment \na , 1 \nb , x \n")
-    with pytest.raises(ValueError, match=r"bad.csv line 3: value 'x'"):
-        read_predictions(bad)
-    bad.write_text("id \t Predicted_Sentiment \na 1 \n")
-    with pytest.raises(ValueError, match=r"bad.csv line 2: expected 'id , value'"):
-        read_predictions(bad)
-    bad.write_text("a , 1 \n")
-    with pytest.raises(ValueError, match=r"bad.csv line 1: expected a header"):
-        read_predictions(bad)
-    bad.write_text("id \t Predicted_Sentiment \nA , 1 \na , 2 \n")
-    with pytest.raises(ValueError, match=r"line 3: id 'a' appears twice"):
+    bad.write_text(text)
+    with pytest.raises(ValueError, match=message):
         read_predictions(bad)
 
 
