@@ -212,8 +212,9 @@ def load_split(task: str, split: str, data_dir: str | Path | None = None,
     """Examples of one task/split, parsed as the course does; `.report` says what was read and skipped.
 
     Quora train is `quora-train.csv` when present, else the subset files (`quora_train`: "head" alone is an
-    unbiased sample, "head+extra" adds positive-heavy rows). Quora test is not in the shared data: loading it
-    raises FileNotFoundError; check with `split_available("para", "test")` first.
+    unbiased sample; "head+extra" adds rows sampled separately by class, 35.6% positive against 37.5% in
+    the head file). Quora test is not in the shared data: loading it raises FileNotFoundError; check with
+    `split_available("para", "test")` first.
     """
     _check_split(task, split)
     root = _resolve(data_dir)
