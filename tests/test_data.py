@@ -1,4 +1,5 @@
-"""mtlib.data: parsing (fixtures), counts on the real course files, fetching from folders and over HTTP."""
+"""mtlib.data: parsing (fixtures), counts on the real course files; mtlib.fetch (through its re-exports in
+mtlib.data): fetching from folders and over HTTP."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import mtlib.fetch as mfetch
 from mtlib import data
 from mtlib.data import Example, filter_by_length, load_split, read_task_file
 
@@ -156,10 +158,13 @@ def test_registry_matches_shared_checksums():
 
 @pytest.fixture
 def fake_registry(monkeypatch):
-    """Point FILES at the fixture files; the optional course files stay unknown and unreachable."""
+    """Point FILES at the fixture files; the optional course files stay unknown and unreachable.
+
+    Patched in mtlib.fetch, where `fetch` looks the registry up (mtlib.data only re-exports it).
+    """
     registry = {p.name: (sha(p), None) for p in sorted(MINI.glob("*.csv"))}
     registry.update({name: (None, None) for name in data.OPTIONAL_FILES})
-    monkeypatch.setattr(data, "FILES", registry)
+    monkeypatch.setattr(mfetch, "FILES", registry)
     return registry
 
 
@@ -183,7 +188,7 @@ def test_fetch_replaces_a_corrupt_file(tmp_path, fake_registry):
 
 def test_fetch_checksum_mismatch_names_file_and_hashes(tmp_path, monkeypatch, fake_registry):
     wrong = "0" * 64
-    monkeypatch.setitem(data.FILES, "sts-dev.csv", (wrong, None))
+    monkeypatch.setitem(mfetch.FILES, "sts-dev.csv", (wrong, None))
     with pytest.raises(data.ChecksumError) as err:
         data.fetch(tmp_path, mirror=MINI, download=False, progress=False)
     message = str(err.value)
@@ -264,8 +269,8 @@ def fake_nltk(monkeypatch, calls: list) -> None:
 
 def test_fetch_downloads_course_urls(tmp_path, monkeypatch, fake_registry, http_mirror):
     registry = {name: (digest, f"{http_mirror}/{name}") for name, (digest, _) in fake_registry.items()}
-    monkeypatch.setattr(data, "FILES", registry)
-    monkeypatch.setattr(data, "SHARED_MIRROR", tmp_path / "no-shared-data")
+    monkeypatch.setattr(mfetch, "FILES", registry)
+    monkeypatch.setattr(mfetch, "SHARED_MIRROR", tmp_path / "no-shared-data")
     monkeypatch.delenv("MTLIB_DATA_MIRROR", raising=False)
     calls: list = []
     fake_nltk(monkeypatch, calls)
@@ -293,8 +298,8 @@ def test_fetch_from_url_mirror_gets_subsets_and_listed_folders(tmp_path, monkeyp
 
 
 def test_download_checksum_mismatch_leaves_nothing(tmp_path, monkeypatch, fake_registry, http_mirror):
-    monkeypatch.setattr(data, "FILES", {"sts-dev.csv": ("f" * 64, f"{http_mirror}/sts-dev.csv")})
-    monkeypatch.setattr(data, "SHARED_MIRROR", tmp_path / "no-shared-data")
+    monkeypatch.setattr(mfetch, "FILES", {"sts-dev.csv": ("f" * 64, f"{http_mirror}/sts-dev.csv")})
+    monkeypatch.setattr(mfetch, "SHARED_MIRROR", tmp_path / "no-shared-data")
     monkeypatch.delenv("MTLIB_DATA_MIRROR", raising=False)
     with pytest.raises(data.ChecksumError, match="f{64}"):
         data.fetch(tmp_path / "data", download=True, progress=False)

@@ -1,0 +1,81 @@
+"""A run's data and its evaluation: the examples a config trains and is scored on, predictions, dev scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mtlib import data as mdata
+from mtlib.batches import collate, eval_batches
+from mtlib.config import RunConfig, resolve_path
+from mtlib.metrics import accuracy, pearson
+from mtlib.model import MultitaskModel
+from mtlib.runtime import autocast
+
+
+# ------------------------------------------------------------------ data
+def load_data(cfg: RunConfig) -> dict:
+    """Train (filtered, subsampled, augmented), dev, dev subsample and test examples per task."""
+    out: dict = {"train": {}, "dev": {}, "dev_sub": {}, "test": {}, "provenance": {}}
+    for task in cfg.tasks:
+        train = mdata.load_split(task, "train", cfg.data_dir, quora_train=cfg.quora_train)
+        n_raw = len(train)
+        train = mdata.filter_by_length(train, cfg.max_chars)
+        n_filtered = len(train)
+        if cfg.max_train_examples and len(train) > cfg.max_train_examples:
+            pick = np.random.default_rng(1234).permutation(len(train))[: cfg.max_train_examples]
+            train = [train[i] for i in sorted(pick)]  # fixed subset, the same for every seed
+        n_aug = 0
+        if cfg.augment and task in ("sst", "para"):
+            from mtlib.augment import EDAParams, augment_examples, ensure_nltk_data
+
+            params = EDAParams(synonym_p=cfg.augment_synonym_p, deletion_p=cfg.augment_deletion_p)
+            before = len(train)
+            if cfg.data_dir:
+                ensure_nltk_data(cfg.data_dir)
+            train = augment_examples(task, train, params, seed=cfg.seed,
+                                     cache_dir=resolve_path(cfg.out_dir).parent / "cache", progress=cfg.progress)
+            n_aug = len(train) - before
+        dev = mdata.load_split(task, "dev", cfg.data_dir)
+        sub = dev
+        if cfg.dev_subsample and len(dev) > cfg.dev_subsample:
+            pick = np.random.default_rng(0).permutation(len(dev))[: cfg.dev_subsample]
+            sub = [dev[i] for i in sorted(pick)]  # fixed: every run is compared on the same rows
+        try:
+            test = mdata.load_split(task, "test", cfg.data_dir) if cfg.predict_test else []
+        except FileNotFoundError:
+            test = []  # quora-test-student.csv is not available here
+        if cfg.final_dev_max and len(dev) > cfg.final_dev_max:
+            pick = np.random.default_rng(0).permutation(len(dev))[: cfg.final_dev_max]
+            dev = [dev[i] for i in sorted(pick)]
+        out["train"][task], out["dev"][task], out["dev_sub"][task], out["test"][task] = train, dev, sub, test
+        out["provenance"][task] = {"train_raw": n_raw, "train_filtered": n_filtered, "train_used": len(train),
+                                   "augmented": n_aug, "dev": len(dev), "dev_subsample": len(sub), "test": len(test)}
+    if "para" in cfg.tasks:
+        out["provenance"]["quora_train"] = mdata.quora_train_source(cfg.data_dir, cfg.quora_train)
+    return out
+
+
+# ------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def predict(model: MultitaskModel, task: str, examples, batch_size: int, device, precision: str) -> np.ndarray:
+    model.eval()
+    preds = np.zeros(len(examples), dtype=np.float64)
+    for idx in eval_batches(examples, batch_size):
+        batch = collate([examples[i] for i in idx], model.tokenizer, model.cfg.pair_mode, device)
+        with autocast(device, precision):
+            out = model(task, batch)
+        preds[idx] = model.predictions(task, out).float().cpu().numpy()
+    return preds
+
+
+def evaluate(model: MultitaskModel, dev: dict, batch_size: int, device, precision: str) -> tuple[dict, dict]:
+    """({task: score, 'mean': ...}, {task: predictions}) on the given dev examples."""
+    scores, preds = {}, {}
+    for task, examples in dev.items():
+        p = predict(model, task, examples, batch_size, device, precision)
+        gold = np.array([ex.label for ex in examples], dtype=np.float64)
+        scores[task] = pearson(p, gold) if task == "sts" else accuracy(p, gold)
+        preds[task] = p
+    scores["mean"] = float(np.mean([scores[t] for t in dev]))
+    return scores, preds
