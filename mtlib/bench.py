@@ -66,7 +66,7 @@ def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
             combine = 0.0
             for ti, task in enumerate(cfg.tasks):
                 t = time.perf_counter()
-                tg.zero_grads()
+                tg.begin(ti)
                 combine += time.perf_counter() - t
                 with autocast(device, precision):
                     out = model(task, batches[task])
@@ -78,9 +78,9 @@ def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
                 _sync(device)
                 combine += time.perf_counter() - t
             t = time.perf_counter()
-            update = combiner(tg.buffer, generator=gen)
+            update = combiner(tg.buffer, generator=gen, out=tg.update_buffer)
             tg.write(update)
-            mgrad.conflict_stats(tg.buffer, names=cfg.tasks)
+            mgrad.conflict_stats(tg.buffer, names=cfg.tasks, gram=combiner.last_gram)
             _sync(device)
             combine += time.perf_counter() - t
             opt.step()
@@ -94,7 +94,7 @@ def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
         share = r["combine_s"] / r["update_s"]
         print(f"{method:8s} {r['update_s']:11.3f} {r['combine_s']:16.4f} {share:7.1%}")
         r["share"] = share
-    print(f"(median of {repeats}; combination = zeroing + storing T gradients in the flat buffer + combining + "
+    print(f"(median of {repeats}; combination = zeroing each task's buffer row + storing + combining + "
           "conflict diagnostics + writing back)")
     return results
 

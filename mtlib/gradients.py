@@ -56,11 +56,22 @@ class TaskGradients:
         self._update_views = [chunk.view(p.shape) for chunk, p in zip(self._update.split(sizes), self.params)]
 
     @torch.no_grad()
+    def begin(self, task: int) -> None:
+        """Zero row ``task`` and make each ``.grad`` a view of it, so the backward pass accumulates
+        straight into the buffer (autograd adds in place into an existing ``.grad``): no copy after it."""
+        self.buffer[task].zero_()
+        for p, view in zip(self.params, self._row_views[task]):
+            p.grad = view if p.dtype == view.dtype else None
+
+    @torch.no_grad()
     def store(self, task: int) -> None:
-        """Copy the shared parameters' current gradients into row ``task`` (zeros where grad is None)."""
+        """Copy the shared parameters' current gradients into row ``task`` (zeros where grad is None).
+        Gradients that already live in the row (after ``begin``) are not copied again."""
         views = self._row_views[task]
-        dst = [v for v, p in zip(views, self.params) if p.grad is not None]
-        src = [p.grad for p in self.params if p.grad is not None]
+        pairs = [(v, p.grad) for v, p in zip(views, self.params)
+                 if p.grad is not None and p.grad.data_ptr() != v.data_ptr()]
+        dst = [v for v, _ in pairs]
+        src = [g for _, g in pairs]
         missing = [v for v, p in zip(views, self.params) if p.grad is None]
         if dst:
             torch._foreach_copy_(dst, src)  # one fused pass instead of a copy_ per parameter
@@ -72,7 +83,7 @@ class TaskGradients:
         """Make each shared parameter's ``.grad`` the matching slice of ``update`` (a ``[D]`` vector)."""
         if update.shape != (self.dim,):
             raise ValueError(f"update must have shape ({self.dim},), got {tuple(update.shape)}")
-        if update.data_ptr() != self._update.data_ptr():
+        if update.data_ptr() != self._update.data_ptr():  # combiners can write into ``update_buffer``
             self._update.copy_(update)
         for p, view in zip(self.params, self._update_views):
             if p.dtype != view.dtype:  # low-precision params: .grad must match their dtype
@@ -80,6 +91,11 @@ class TaskGradients:
             elif p.grad is None or p.grad.data_ptr() != view.data_ptr():
                 # Aliasing is safe: _update is rewritten on every write and never read by store().
                 p.grad = view
+
+    @property
+    def update_buffer(self) -> Tensor:
+        """The persistent ``[D]`` vector ``write`` hands to the parameters: pass it as a combiner's ``out``."""
+        return self._update
 
     @torch.no_grad()
     def zero_grads(self) -> None:
@@ -150,6 +166,7 @@ class GradientCombiner:
             raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
         self.num_tasks = num_tasks
         self.last_fired = 0
+        self.last_gram: list[list[float]] | None = None
 
     def coefficients(self, gram: list[list[float]], generator: torch.Generator | None) -> list[list[float]]:
         raise NotImplementedError
@@ -157,6 +174,7 @@ class GradientCombiner:
     def _coefficient_tensor(self, grads: Tensor, generator: torch.Generator | None) -> Tensor:
         _check_grads(grads, self.num_tasks)
         gram = _gram(grads)
+        self.last_gram = gram  # reused by conflict_stats: one pass over the buffer, not two
         if not all(math.isfinite(x) for row in gram for x in row):
             # inf/nan (e.g. an fp16 overflow the GradScaler will skip): pass through, keep state clean.
             self.last_fired = 0
@@ -169,9 +187,11 @@ class GradientCombiner:
         """The corrected per-task gradients ``[T, D]`` (before summing); useful for analysis."""
         return self._coefficient_tensor(grads, generator) @ grads
 
-    def __call__(self, grads: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        # sum_i g_i' = (1^T C) G: one [T] @ [T, D] product.
-        return self._coefficient_tensor(grads, generator).sum(0) @ grads
+    def __call__(self, grads: Tensor, generator: torch.Generator | None = None, out: Tensor | None = None) -> Tensor:
+        # sum_i g_i' = (1^T C) G: one [T] @ [T, D] product, written into ``out`` when given (allocating a
+        # fresh [D] vector each update costs more than the product itself on a CPU).
+        weights = self._coefficient_tensor(grads, generator).sum(0)
+        return torch.mv(grads.T, weights, out=out) if out is not None else weights @ grads
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -189,9 +209,10 @@ class GradientSum(GradientCombiner):
         self.last_fired = 0
         return _identity(self.num_tasks)
 
-    def __call__(self, grads: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def __call__(self, grads: Tensor, generator: torch.Generator | None = None, out: Tensor | None = None) -> Tensor:
         _check_grads(grads, self.num_tasks)
-        return grads.sum(0)  # no Gram matrix needed
+        self.last_gram = None
+        return torch.sum(grads, 0, out=out) if out is not None else grads.sum(0)  # no Gram matrix needed
 
 
 class PCGrad(GradientCombiner):
@@ -316,7 +337,8 @@ def pcgrad(grads: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return PCGrad(grads.shape[0] if grads.dim() == 2 else 1)(grads, generator)
 
 
-def conflict_stats(grads: Tensor, names: Sequence[str] | None = None) -> dict[str, Any]:
+def conflict_stats(grads: Tensor, names: Sequence[str] | None = None,
+                   gram: list[list[float]] | None = None) -> dict[str, Any]:
     """Angles between task gradients from one Gram matrix, as JSON-ready Python numbers.
 
     Returns ``cosine`` (T x T nested list), ``pairs`` ({"sst|para": cos} for i < j), ``conflict_share``
@@ -327,7 +349,7 @@ def conflict_stats(grads: Tensor, names: Sequence[str] | None = None) -> dict[st
     names = [str(i) for i in range(num_tasks)] if names is None else list(names)
     if len(names) != num_tasks:
         raise ValueError(f"got {len(names)} names for {num_tasks} task gradients")
-    gram = _gram(grads)
+    gram = _gram(grads) if gram is None else gram  # a combiner's ``last_gram`` of the same grads
     norms = [math.sqrt(max(gram[i][i], 0.0)) for i in range(num_tasks)]
     cosine = [
         [gram[i][j] / (norms[i] * norms[j]) if norms[i] > 0 and norms[j] > 0 else 0.0 for j in range(num_tasks)]

@@ -295,7 +295,7 @@ class Trainer:
                 counts[t] += here[t]
             beta = mgrad.compromise_beta(epoch, pcfg.epochs) if pcfg.compromise_combine == "encourage" else 1.0
             for ti, task in enumerate(self.cfg.tasks):
-                tg.zero_grads()  # shared grads of one task at a time; heads keep their own task's
+                tg.begin(ti)  # shared grads of one task at a time, straight into its row; heads keep their own
                 if here[task] == 0:
                     tg.store(ti)
                     continue
@@ -312,9 +312,11 @@ class Trainer:
             scale = scaler.get_scale() if scaler is not None else 1.0
             if scale != 1.0:
                 grads.div_(scale)  # angles and norms of the true gradients
-            update = combiner(grads, generator=self.gen)
-            tg.write(update * scale)  # the scaler unscales again in step()
-            stats = mgrad.conflict_stats(grads, names=self.cfg.tasks)
+            update = combiner(grads, generator=self.gen, out=tg.update_buffer)
+            if scale != 1.0:
+                update.mul_(scale)  # the scaler unscales again in step()
+            tg.write(update)
+            stats = mgrad.conflict_stats(grads, names=self.cfg.tasks, gram=combiner.last_gram)
             self.log({"type": "grad", "epoch": epoch, "examples_seen": self.examples_seen, **stats,
                       "counts": here, "beta": beta})
         if scaler is not None:

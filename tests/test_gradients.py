@@ -287,3 +287,35 @@ def test_gram_is_accurate_for_encoder_sized_gradients():
     stats = conflict_stats(grads)
     assert stats["norms"]["0"] == pytest.approx(exact, rel=1e-5)
     assert stats["pairs"]["0|1"] == pytest.approx(-1.0, abs=1e-6)
+
+
+def test_begin_lets_backward_accumulate_straight_into_the_buffer():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+    x = torch.randn(5, 4)
+    tg = TaskGradients(list(model.parameters()), 2)
+    expected = []
+    for t in range(2):
+        model.zero_grad(set_to_none=True)
+        ((t + 1) * model(x).sum()).backward()
+        expected.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    for t in range(2):
+        tg.begin(t)
+        ((t + 1) * model(x).sum()).backward()
+        rows = tg._row_views[t]
+        assert all(p.grad.data_ptr() == v.data_ptr() for p, v in zip(model.parameters(), rows))  # no copy
+        tg.store(t)
+        assert torch.allclose(tg.buffer[t], expected[t])
+
+
+def test_combiner_writes_into_out_and_shares_its_gram():
+    grads = torch.tensor([[1.0, 0.0, 2.0], [-1.0, 1.0, 0.5], [0.3, -0.2, 1.0]])
+    for name in ("sum", "pcgrad", "gradvac"):
+        combiner = make_combiner(name, 3)
+        out = torch.empty(3)
+        got = combiner(grads, generator=torch.Generator().manual_seed(1), out=out)
+        assert got.data_ptr() == out.data_ptr()
+        again = make_combiner(name, 3)(grads, generator=torch.Generator().manual_seed(1))
+        assert torch.allclose(out, again)
+        if combiner.last_gram is not None:
+            assert conflict_stats(grads, gram=combiner.last_gram) == conflict_stats(grads)
