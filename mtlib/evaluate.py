@@ -20,6 +20,8 @@ def load_data(cfg: RunConfig) -> dict:
     for task in cfg.tasks:
         train = mdata.load_split(task, "train", cfg.data_dir, quora_train=cfg.quora_train)
         n_raw = len(train)
+        if task == "para":  # which Quora train rows: read off the load, not by parsing the files again
+            out["provenance"]["quora_train"] = train.report.source
         train = mdata.filter_by_length(train, cfg.max_chars)
         n_filtered = len(train)
         if cfg.max_train_examples and len(train) > cfg.max_train_examples:
@@ -51,8 +53,6 @@ def load_data(cfg: RunConfig) -> dict:
         out["train"][task], out["dev"][task], out["dev_sub"][task], out["test"][task] = train, dev, sub, test
         out["provenance"][task] = {"train_raw": n_raw, "train_filtered": n_filtered, "train_used": len(train),
                                    "augmented": n_aug, "dev": len(dev), "dev_subsample": len(sub), "test": len(test)}
-    if "para" in cfg.tasks:
-        out["provenance"]["quora_train"] = mdata.quora_train_source(cfg.data_dir, cfg.quora_train)
     return out
 
 
