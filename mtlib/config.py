@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,9 @@ PHASE_KEYS = {
 }
 
 
+UNION_TYPES = (typing.Union, types.UnionType)  # Optional[X] and X | None
+
+
 def field_types() -> dict[str, Any]:
     hints = typing.get_type_hints(RunConfig)
     return {f.name: hints[f.name] for f in dataclasses.fields(RunConfig)}
@@ -200,7 +204,7 @@ def allowed_values(key: str) -> str:
 def _describe(tp: Any) -> str:
     if get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in get_args(tp))
-    if get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if get_origin(tp) in UNION_TYPES:
         return " or ".join(_describe(a) for a in get_args(tp))
     if tp is type(None):
         return "null"
@@ -234,7 +238,7 @@ def _match(tp: Any, value: Any) -> tuple[bool, Any]:
         return True, value
     if origin is Literal:
         return (value in get_args(tp)), value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in UNION_TYPES:
         for arg in get_args(tp):
             ok, v = _match(arg, value)
             if ok:

@@ -98,19 +98,8 @@ def profile_seeds(profile: str | Path) -> list[int]:
 def run_rows(notebook: str, profile: str, seeds: list[int] | None = None, only: list[str] | None = None,
              callback: Callable[[dict], None] | None = None, **overrides: Any) -> list[Path]:
     """Run every row of one notebook for every seed; finished runs are skipped, unfinished ones resume."""
-    from mtlib.train import run
-
-    seeds = seeds or profile_seeds(profile)
-    out = []
-    for row in rows_for(notebook):
-        if only and row["id"] not in only:
-            continue
-        for seed in seeds:
-            for parent in parent_rows(row):  # e.g. PALs on the finished AdvancedModel
-                run(config_for(profile, row=parent, seed=seed, **overrides), callback=callback)
-            cfg = config_for(profile, row=row, seed=seed, **overrides)
-            out.append(run(cfg, callback=callback))
-    return out
+    ids = [r["id"] for r in rows_for(notebook) if not only or r["id"] in only]
+    return run_ids(ids, profile, seeds=seeds, callback=callback, **overrides)
 
 
 def run_ids(ids: list[str], profile: str, seeds: list[int] | None = None,
@@ -123,7 +112,7 @@ def run_ids(ids: list[str], profile: str, seeds: list[int] | None = None,
     for row_id in ids:
         row = get_row(row_id)
         for seed in seeds:
-            for parent in parent_rows(row):
+            for parent in parent_rows(row):  # e.g. PALs on the finished AdvancedModel
                 run(config_for(profile, row=parent, seed=seed, **overrides), callback=callback)
             out.append(run(config_for(profile, row=row, seed=seed, **overrides), callback=callback))
     return out

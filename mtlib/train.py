@@ -57,6 +57,7 @@ class Trainer:
         row = {"wall": round(self.wall(), 3), **row}
         with open(self.run_dir / "history.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
+        self.history_lines += 1
         if notify and self.callback:
             self.callback(row)
         return row
@@ -94,6 +95,7 @@ class Trainer:
                         for i, t in enumerate(cfg.tasks)}
         resume = self.run_dir / "last.pt"
         ckpt = torch.load(resume, map_location="cpu", weights_only=False) if resume.exists() else None
+        self.history_lines = 0
         if ckpt is None:
             (self.run_dir / "history.jsonl").write_text("")
             self.log({"type": "start", "config_hash": cfg.config_hash(), "device": str(self.device),
@@ -125,6 +127,7 @@ class Trainer:
         path = self.run_dir / "history.jsonl"
         kept = path.read_text().splitlines()[:lines]
         path.write_text("".join(l + "\n" for l in kept))
+        self.history_lines = len(kept)
 
     # -- one phase
     def _run_phase(self, pi: int, pcfg: RunConfig, ckpt: dict | None) -> None:
@@ -210,7 +213,7 @@ class Trainer:
             improved = mean > self.state["best"] or self.state["best_epoch"] == 0  # each phase keeps a best model
             if improved:
                 self.state.update(best=mean, best_epoch=epoch)
-                torch.save(self._model_state(), self.run_dir / "best.pt")
+                torch.save(model.state_dict(), self.run_dir / "best.pt")
                 bad_epochs = 0
             else:
                 bad_epochs += 1
@@ -219,7 +222,7 @@ class Trainer:
                             "examples_seen": self.examples_seen, **{k: float(v) for k, v in scores.items()},
                             "task_counts": counts, "probabilities": sampler.probabilities(), "improved": improved},
                            notify=False)
-            self.state["history_lines"] = len((self.run_dir / "history.jsonl").read_text().splitlines())
+            self.state["history_lines"] = self.history_lines
             self._save_last(opt, sched, sampler, combiner, scaler, bad_epochs)
             # reported after the checkpoint: an interruption here resumes after this epoch
             if self.callback:
@@ -327,9 +330,6 @@ class Trainer:
         return losses
 
     # -- checkpoints
-    def _model_state(self) -> dict:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-
     def _save_last(self, opt, sched, sampler, combiner, scaler, bad_epochs) -> None:
         ckpt = {"model": self.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "sampler": sampler.state_dict(), "streams": {t: s.state_dict() for t, s in self.streams.items()},
