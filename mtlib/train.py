@@ -158,7 +158,9 @@ class Trainer:
             if not shared:
                 raise ValueError(f"phase {pi}: gradient_method {pcfg.gradient_method!r} needs a trainable encoder "
                                  "(freeze is 'encoder'); set gradient_method: none in that phase")
-            self.task_grads = mgrad.TaskGradients(shared, len(cfg.tasks))
+            # The word-embedding table is kept row-sparse: same combination, a fraction of the traffic.
+            self.task_grads = mgrad.TaskGradients(shared, len(cfg.tasks),
+                                                  embeddings=[model.encoder.get_input_embeddings()])
             combiner = mgrad.make_combiner(pcfg.gradient_method, len(cfg.tasks), beta=pcfg.gradvac_beta,
                                            update=pcfg.gradvac_update)
         self.gen = torch.Generator().manual_seed(cfg.seed + 7 * pi)
@@ -311,7 +313,7 @@ class Trainer:
                     total += loss.item()
                 tg.store(ti)
                 losses[task] = total
-            grads = tg.buffer
+            grads = tg.gradients()
             scale = scaler.get_scale() if scaler is not None else 1.0
             if scale != 1.0:
                 grads.div_(scale)  # angles and norms of the true gradients

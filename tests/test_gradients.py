@@ -319,3 +319,83 @@ def test_combiner_writes_into_out_and_shares_its_gram():
         assert torch.allclose(out, again)
         if combiner.last_gram is not None:
             assert conflict_stats(grads, gram=combiner.last_gram) == conflict_stats(grads)
+
+
+# --- row-sparse embedding tables ---------------------------------------------------------------------
+
+
+class Embedder(nn.Module):
+    """A toy encoder with a word-embedding table, optionally also used densely (a tied output layer)."""
+
+    def __init__(self, vocab=50, width=4, tied=False):
+        super().__init__()
+        self.words = nn.Embedding(vocab, width, padding_idx=0)
+        self.proj = nn.Linear(width, width)
+        self.tied = tied
+
+    def forward(self, ids, task):
+        h = torch.tanh(self.proj(self.words(ids)))
+        out = ((task + 1) * h).sum()
+        if self.tied:
+            out = out + (h @ self.words.weight.T).logsumexp(-1).sum()
+        return out
+
+
+def _task_grads(model, batches, **kwargs):
+    tg = TaskGradients(list(model.parameters()), len(batches), **kwargs)
+    for t, ids in enumerate(batches):
+        tg.begin(t)
+        if ids is not None:
+            model(ids, t).backward()
+        tg.store(t)
+    return tg, tg.gradients()
+
+
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("method", ["sum", "pcgrad", "gradvac"])
+def test_row_sparse_embeddings_give_the_same_update_as_dense(method, tied):
+    torch.manual_seed(0)
+    model = Embedder(tied=tied)
+    batches = [torch.tensor([[1, 2, 3, 0]]), torch.tensor([[3, 4, 5, 5], [7, 1, 0, 0]]), None]
+    dense, dense_grads = _task_grads(model, batches)
+    sparse, sparse_grads = _task_grads(model, batches, embeddings=[model.words], capacity_rows=2)
+    assert model.words.sparse is False  # switched back after gradients()
+    assert dense_grads.shape[1] == dense.dim
+    # rows 1..5 and 7 (the padding row 0 never gets a gradient); the tied use touches every row
+    touched = 50 if tied else 6
+    assert sparse_grads.shape[1] == sparse.dense_dim + touched * 4
+    combined = {}
+    for name, tg, grads in (("dense", dense, dense_grads), ("sparse", sparse, sparse_grads)):
+        combiner = make_combiner(name=method, num_tasks=3)
+        update = combiner(grads, generator=torch.Generator().manual_seed(3), out=tg.update_buffer)
+        tg.write(update)
+        assert torch.allclose(torch.tensor(conflict_stats(grads)["cosine"]), torch.tensor(
+            conflict_stats(dense_grads)["cosine"]), atol=1e-6)
+        combined[name] = [p.grad.clone() for p in model.parameters()]
+    for d, s in zip(combined["dense"], combined["sparse"]):
+        assert not s.is_sparse and torch.allclose(d, s, atol=1e-6)
+    assert sparse_grads[2].abs().sum() == 0  # a task without a batch has a zero gradient
+
+
+def test_row_sparse_table_update_clears_rows_of_the_previous_update():
+    torch.manual_seed(0)
+    model = Embedder()
+    tg = TaskGradients(list(model.parameters()), 1, embeddings=[model.words], capacity_rows=1)
+    for ids in (torch.tensor([[1, 2, 3]]), torch.tensor([[9, 8]])):
+        tg.begin(0)
+        model(ids, 0).backward()
+        tg.store(0)
+        tg.write(make_combiner("sum", 1)(tg.gradients(), out=tg.update_buffer))
+    rows = model.words.weight.grad.abs().sum(1).nonzero().flatten().tolist()
+    assert rows == [8, 9]  # rows 1..3 of the first update were zeroed, nothing else written
+    assert tg.buffer.shape[1] >= tg.dense_dim + 2 * 4  # the region grew past its capacity of one row
+
+
+def test_bert_word_embeddings_are_the_row_sparse_table():
+    from mtlib.backbones import load_backbone
+
+    encoder, _ = load_backbone("tiny-random", seed=0)
+    embeddings = encoder.get_input_embeddings()
+    tg = TaskGradients(list(encoder.parameters()), 3, embeddings=[embeddings, embeddings, encoder.pooler])
+    assert tg.tables == [embeddings]  # listed once
+    assert tg.dense_dim == tg.dim - embeddings.weight.numel()

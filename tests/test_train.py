@@ -195,7 +195,9 @@ def test_phases_run_in_order_and_hand_over(smoke_cfg, phase_states):
     {"gradient_method": "gradvac", "compromise": True, "sampler": "pal_control", "compromise_k": 4},
     {"gradient_method": "sum", "compromise": True, "compromise_combine": "force", "compromise_k": 4,
      "compromise_counts": "cumulative"},
-], ids=["pcgrad", "gradvac", "compromise", "force"])
+    # two encodings per pair and SMART's embedding forward both feed the row-sparse embedding table
+    {"gradient_method": "pcgrad", "pair_mode": "concat_embed", "smart_weight": 1.0},
+], ids=["pcgrad", "gradvac", "compromise", "force", "concat_embed_smart"])
 def test_gradient_methods_log_conflicts(smoke_cfg, changes):
     cfg = smoke_cfg.replace(epochs=1, batches_per_epoch=8, **changes)
     run_dir = run(cfg)

@@ -1,108 +1,26 @@
-"""Combining per-task gradients of the shared encoder into one update.
+"""Sum, PCGrad and Gradient Vaccine on a ``[T, D]`` float32 tensor of task gradients, and conflict diagnostics.
 
-Every method takes a ``[T, D]`` float32 tensor (row t = task t's gradient of the shared parameters,
-flattened) and returns a ``[D]`` update. PCGrad and GradVac only ever need inner products between task
-gradients, so they compute the ``T x T`` Gram matrix once (one pass over D), run the sequential
-per-pair rules on coefficient vectors (``g_i' = sum_k C[i, k] g_k``) in float64 Python on the CPU, and
-finish with one ``[T] @ [T, D]`` product. No Python loop touches D; one device sync per update.
+Row t is task t's gradient of the shared parameters, flattened; every method returns a ``[D]`` update.
+PCGrad and GradVac only ever need inner products between task gradients, so they compute the ``T x T``
+Gram matrix once (one pass over D), run the sequential per-pair rules on coefficient vectors
+(``g_i' = sum_k C[i, k] g_k``) in float64 Python on the CPU, and finish with one ``[T] @ [T, D]``
+product. No Python loop touches D; one device sync per update.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 __all__ = [
-    "TaskGradients", "GradientCombiner", "GradientSum", "PCGrad", "GradVac", "COMBINERS",
-    "sum_gradients", "pcgrad", "conflict_stats", "compromise_weights", "compromise_beta", "make_combiner",
+    "GradientCombiner", "GradientSum", "PCGrad", "GradVac", "COMBINERS",
+    "sum_gradients", "pcgrad", "conflict_stats", "make_combiner",
 ]
-
-
-class TaskGradients:
-    """One preallocated ``[T, D]`` float32 buffer holding each task's gradient of the shared parameters.
-
-    Parameters that do not require grad are left out (frozen layers would only waste buffer space).
-    ``store(t)`` copies the current ``.grad`` into row t; ``write(update)`` points each ``.grad`` at a
-    view of one persistent ``[D]`` update buffer. Nothing of size T x D is allocated after construction.
-    """
-
-    def __init__(self, params: Iterable[torch.nn.Parameter], num_tasks: int) -> None:
-        unique: dict[int, torch.nn.Parameter] = {}
-        for p in params:
-            if p.requires_grad:
-                unique.setdefault(id(p), p)  # tied weights appear once
-        self.params: list[torch.nn.Parameter] = list(unique.values())
-        if not self.params:
-            raise ValueError("TaskGradients needs at least one parameter that requires grad")
-        if num_tasks < 1:
-            raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
-        device = self.params[0].device
-        if any(p.device != device for p in self.params):
-            raise ValueError("all shared parameters must live on one device")
-        sizes = [p.numel() for p in self.params]
-        self.num_tasks = num_tasks
-        self.dim = sum(sizes)
-        self.buffer = torch.zeros(num_tasks, self.dim, dtype=torch.float32, device=device)
-        self._update = torch.zeros(self.dim, dtype=torch.float32, device=device)
-        # Views are built once; split() returns views, so store/write never allocate.
-        self._row_views = [
-            [chunk.view(p.shape) for chunk, p in zip(row.split(sizes), self.params)] for row in self.buffer
-        ]
-        self._update_views = [chunk.view(p.shape) for chunk, p in zip(self._update.split(sizes), self.params)]
-
-    @torch.no_grad()
-    def begin(self, task: int) -> None:
-        """Zero row ``task`` and make each ``.grad`` a view of it, so the backward pass accumulates
-        straight into the buffer (autograd adds in place into an existing ``.grad``): no copy after it."""
-        self.buffer[task].zero_()
-        for p, view in zip(self.params, self._row_views[task]):
-            p.grad = view if p.dtype == view.dtype else None
-
-    @torch.no_grad()
-    def store(self, task: int) -> None:
-        """Copy the shared parameters' current gradients into row ``task`` (zeros where grad is None).
-        Gradients that already live in the row (after ``begin``) are not copied again."""
-        views = self._row_views[task]
-        pairs = [(v, p.grad) for v, p in zip(views, self.params)
-                 if p.grad is not None and p.grad.data_ptr() != v.data_ptr()]
-        dst = [v for v, _ in pairs]
-        src = [g for _, g in pairs]
-        missing = [v for v, p in zip(views, self.params) if p.grad is None]
-        if dst:
-            torch._foreach_copy_(dst, src)  # one fused pass instead of a copy_ per parameter
-        if missing:
-            torch._foreach_zero_(missing)
-
-    @torch.no_grad()
-    def write(self, update: Tensor) -> None:
-        """Make each shared parameter's ``.grad`` the matching slice of ``update`` (a ``[D]`` vector)."""
-        if update.shape != (self.dim,):
-            raise ValueError(f"update must have shape ({self.dim},), got {tuple(update.shape)}")
-        if update.data_ptr() != self._update.data_ptr():  # combiners can write into ``update_buffer``
-            self._update.copy_(update)
-        for p, view in zip(self.params, self._update_views):
-            if p.dtype != view.dtype:  # low-precision params: .grad must match their dtype
-                p.grad = view.to(p.dtype)
-            elif p.grad is None or p.grad.data_ptr() != view.data_ptr():
-                # Aliasing is safe: _update is rewritten on every write and never read by store().
-                p.grad = view
-
-    @property
-    def update_buffer(self) -> Tensor:
-        """The persistent ``[D]`` vector ``write`` hands to the parameters: pass it as a combiner's ``out``."""
-        return self._update
-
-    @torch.no_grad()
-    def zero_grads(self) -> None:
-        """Zero the shared parameters' gradients in place (before each task's backward)."""
-        grads = [p.grad for p in self.params if p.grad is not None]
-        if grads:
-            torch._foreach_zero_(grads)
 
 
 def _check_grads(grads: Tensor, num_tasks: int | None = None) -> None:
@@ -358,26 +276,3 @@ def conflict_stats(grads: Tensor, names: Sequence[str] | None = None,
     pairs = {f"{names[i]}|{names[j]}": cosine[i][j] for i in range(num_tasks) for j in range(i + 1, num_tasks)}
     share = sum(c < 0 for c in pairs.values()) / len(pairs) if pairs else 0.0
     return {"cosine": cosine, "pairs": pairs, "conflict_share": share, "norms": dict(zip(names, norms))}
-
-
-def compromise_beta(epoch: int, num_epochs: int) -> float:
-    """Gradient Compromise exponent ``0.2 + 0.8 (e-1)/(E-1)``, epochs counted from 1 (spec section 5).
-
-    With E = 1 the original divides by zero; we return 1.0 (the end point of the schedule).
-    """
-    if num_epochs < 1 or not 1 <= epoch <= num_epochs:
-        raise ValueError(f"need 1 <= epoch <= num_epochs, got epoch={epoch}, num_epochs={num_epochs}")
-    if num_epochs == 1:
-        return 1.0
-    return 0.2 + 0.8 * (epoch - 1) / (num_epochs - 1)
-
-
-def compromise_weights(counts: Mapping[str, int] | Tensor | Sequence[int], beta: float) -> dict[str, float] | Tensor:
-    """Per-task loss divisors ``n_t ** beta`` for Gradient Compromise (spec section 5).
-
-    A task with no batches gets divisor 1 rather than 0: its loss is zero anyway and 0**beta would
-    turn that into a division by zero.
-    """
-    if isinstance(counts, Mapping):
-        return {task: float(max(n, 1)) ** beta for task, n in counts.items()}
-    return torch.as_tensor(counts, dtype=torch.float32).clamp_min(1.0) ** beta
