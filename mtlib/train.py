@@ -174,7 +174,7 @@ class Trainer:
             sampler.load_state_dict(ckpt["sampler"])
             for t, s in ckpt["streams"].items():
                 self.streams[t].load_state_dict(s)
-            if combiner is not None and hasattr(combiner, "load_state_dict") and ckpt.get("combiner"):
+            if combiner is not None and ckpt.get("combiner"):
                 combiner.load_state_dict(ckpt["combiner"])
             if scaler is not None and ckpt.get("scaler"):
                 scaler.load_state_dict(ckpt["scaler"])
@@ -299,16 +299,16 @@ class Trainer:
             for t in self.cfg.tasks:
                 counts[t] += here[t]
             beta = mgrad.compromise_beta(epoch, pcfg.epochs) if pcfg.compromise_combine == "encourage" else 1.0
+            n = counts if pcfg.compromise_counts == "cumulative" else here
+            divisors = mgrad.compromise_weights(n, beta) if pcfg.compromise else dict.fromkeys(here, 1.0)
             for ti, task in enumerate(self.cfg.tasks):
                 tg.begin(ti)  # shared grads of one task at a time, straight into its row; heads keep their own
                 if here[task] == 0:
                     tg.store(ti)
                     continue
-                n = counts[task] if pcfg.compromise_counts == "cumulative" else here[task]
-                divisor = float(n) ** beta if pcfg.compromise else 1.0
                 total = 0.0
                 for _ in range(here[task]):
-                    loss = self._task_loss(pcfg, task) / divisor
+                    loss = self._task_loss(pcfg, task) / divisors[task]
                     self._backward(loss, scaler)
                     total += loss.item()
                 tg.store(ti)
@@ -335,7 +335,7 @@ class Trainer:
     def _save_last(self, opt, sched, sampler, combiner, scaler, bad_epochs) -> None:
         ckpt = {"model": self.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "sampler": sampler.state_dict(), "streams": {t: s.state_dict() for t, s in self.streams.items()},
-                "combiner": combiner.state_dict() if hasattr(combiner, "state_dict") else None,
+                "combiner": combiner.state_dict() if combiner is not None else None,
                 "scaler": scaler.state_dict() if scaler is not None else None, "gen": self.gen.get_state(),
                 "torch_rng": torch.get_rng_state(), "state": dict(self.state), "bad_epochs": bad_epochs,
                 "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
@@ -345,8 +345,7 @@ class Trainer:
         os.replace(tmp, self.run_dir / "last.pt")  # atomic: an interruption never leaves half a checkpoint
 
     def _finish(self) -> Path:
-        cfg, model = self.cfg, self.model
-        model.load_state_dict(torch.load(self.run_dir / "best.pt", map_location=self.device, weights_only=False))
+        cfg, model = self.cfg, self.model  # the last phase has already loaded its best.pt
         dev = self.data["dev"] if cfg.final_dev == "full" else self.data["dev_sub"]
         t = time.perf_counter()
         scores, preds = evaluate(model, dev, cfg.eval_batch_size, self.device, self.precision)

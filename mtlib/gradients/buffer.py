@@ -100,7 +100,6 @@ class TaskGradients:
             p.grad = view if p.dtype == view.dtype else None
         for module in self.tables:
             module.weight.grad = None
-        self._pending[task] = [None] * len(self.tables)
         self._set_sparse(True)
 
     @torch.no_grad()
@@ -147,7 +146,7 @@ class TaskGradients:
             width = ids.numel() * module.embedding_dim
             for task, row in enumerate(pending):
                 grad = row[j]
-                if grad is not None and grad._nnz():
+                if grad is not None:
                     block = self.buffer[task, offset : offset + width].view(ids.numel(), module.embedding_dim)
                     block.index_copy_(0, torch.searchsorted(ids, grad.indices()[0]), grad.values().float())
             offset += width
