@@ -27,8 +27,8 @@ import numpy as np
 
 from mtlib import TASKS
 from mtlib.data import Example
+from mtlib.fetch import SHARED_MIRROR, nltk_data_dir
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BALANCE_MODES = ("half_deficit", "full_deficit")
 # NLTK resources nlpaug's WordNet synonym augmenter needs (name -> path inside nltk_data).
 NLTK_RESOURCES = {
@@ -101,19 +101,14 @@ def _missing_resources(nltk_dir: Path | None) -> list[str]:
 def ensure_nltk_data(data_dir: str | os.PathLike | None = None) -> Path:
     """Point NLTK at `<data_dir>/nltk_data` and check WordNet and the POS tagger are there.
 
-    With no `data_dir`, look in `mtlib.data.DATA_DIR` (else `<repo>/data`) and then in the shared
-    `../shared/data` beside the repo. Never downloads: nlpaug would call `nltk.download` on a miss.
+    With no `data_dir`, look in the default data folder (`$MTLIB_DATA_DIR`, else `<repo>/data`) and
+    then in the shared `../shared/data` beside the repo. Never downloads: nlpaug would call `nltk.download` on a miss.
     Returns the nltk_data folder used; raises `NLTKDataError` naming what is missing.
     """
     if data_dir is not None:
         candidates = [Path(data_dir) / "nltk_data"]
     else:
-        import mtlib.data
-
-        # default_data_dir() reads $MTLIB_DATA_DIR at call time; DATA_DIR is its import-time value.
-        default = getattr(mtlib.data, "default_data_dir", None)
-        default_dir = default() if default else getattr(mtlib.data, "DATA_DIR", REPO_ROOT / "data")
-        candidates = [Path(default_dir) / "nltk_data", REPO_ROOT.parent / "shared" / "data" / "nltk_data"]
+        candidates = [nltk_data_dir(), SHARED_MIRROR / "nltk_data"]
 
     problems = []
     for nltk_dir in candidates:

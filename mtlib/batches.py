@@ -19,21 +19,14 @@ MAX_LEN = 512
 
 def collate(examples: Sequence[Example], tokenizer, pair_mode: str, device: torch.device | str = "cpu") -> dict:
     """Tokenize a list of examples into model inputs; labels as a tensor when present."""
-    first = [ex.sentences[0] for ex in examples]
-    batch: dict = {}
-    if len(examples[0].sentences) == 1:
-        batch["enc"] = tokenizer(first, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
-    elif pair_mode == "concat_sentences":
-        second = [ex.sentences[1] for ex in examples]
-        batch["enc"] = tokenizer(first, second, padding=True, truncation="longest_first",
-                                 max_length=MAX_LEN, return_tensors="pt")
-    else:
-        second = [ex.sentences[1] for ex in examples]
-        batch["enc"] = tokenizer(first, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
-        batch["enc2"] = tokenizer(second, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
-    for key in ("enc", "enc2"):
-        if key in batch:
-            batch[key] = {k: v.to(device) for k, v in batch[key].items()}
+    columns = [[ex.sentences[j] for ex in examples] for j in range(len(examples[0].sentences))]
+    # truncation=True is "longest_first": a pair is trimmed from its longer sentence
+    kwargs = dict(padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
+    if len(columns) == 2 and pair_mode == "concat_sentences":
+        encodings = [tokenizer(*columns, **kwargs)]
+    else:  # one sentence, or concat_embed: each sentence encoded alone
+        encodings = [tokenizer(column, **kwargs) for column in columns]
+    batch: dict = {key: {k: v.to(device) for k, v in enc.items()} for key, enc in zip(("enc", "enc2"), encodings)}
     if examples[0].label is not None:
         batch["labels"] = torch.tensor([ex.label for ex in examples], dtype=torch.float32, device=device)
     batch["ids"] = [ex.id for ex in examples]

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from mtlib import TASKS
+
 
 def _offline_defaults() -> None:
     # Loading never reaches the network unless the user asks for it (HF_HUB_OFFLINE=0).
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--row", help="apply a row of params/experiments.yaml on top of the config")
 
     s = sub.add_parser("score", help="score a prediction file in the course format against a gold file")
-    s.add_argument("--task", required=True, choices=["sst", "para", "sts"])
+    s.add_argument("--task", required=True, choices=list(TASKS))
     s.add_argument("predictions")
     s.add_argument("gold")
 
@@ -65,14 +67,13 @@ def _dispatch(args) -> int:
         from mtlib.data import fetch
 
         report = fetch(data_dir=args.data_dir, mirror=args.mirror, download=not args.no_download)
-        print(report if isinstance(report, str) else _format_report(report))
+        print(_format_report(report))
         return 0
     if args.command == "score":
-        from mtlib.metrics import score_file
+        from mtlib.metrics import TASK_METRIC, score_file
 
         value = score_file(args.task, args.predictions, args.gold)
-        name = "pearson" if args.task == "sts" else "accuracy"
-        print(f"{args.task} {name} {value:.4f}")
+        print(f"{args.task} {TASK_METRIC[args.task]} {value:.4f}")
         return 0
     if args.command == "run":
         from mtlib.config import parse_override
@@ -97,10 +98,8 @@ def _dispatch(args) -> int:
     raise AssertionError(args.command)
 
 
-def _format_report(report) -> str:
+def _format_report(report: dict) -> str:
     """One line per kind of outcome; file lists are counted, not listed (they run to hundreds)."""
-    if not isinstance(report, dict):
-        return str(report)
     lines = []
     for key, value in report.items():
         if isinstance(value, (list, tuple)):

@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DATA_DIR = default_data_dir()
-
 SPLITS = ("train", "dev", "test")
 SPLIT_FILES = {
     ("sst", "train"): "ids-sst-train.csv", ("sst", "dev"): "ids-sst-dev.csv", ("sst", "test"): "ids-sst-test-student.csv",

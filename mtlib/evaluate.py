@@ -6,14 +6,23 @@ import numpy as np
 import torch
 
 from mtlib import data as mdata
+from mtlib.augment import AUGMENTED_CLASSES, EDAParams, augment_examples, ensure_nltk_data
 from mtlib.batches import collate, eval_batches
 from mtlib.config import RunConfig, resolve_path
-from mtlib.metrics import accuracy, pearson
+from mtlib.metrics import score
 from mtlib.model import MultitaskModel
 from mtlib.runtime import autocast
 
 
 # ------------------------------------------------------------------ data
+def _fixed_subset(examples: list, k: int | None, seed: int) -> list:
+    """``k`` examples drawn with ``seed``, in file order: the same rows for every run (all when k is unset)."""
+    if not k or len(examples) <= k:
+        return examples
+    pick = np.random.default_rng(seed).permutation(len(examples))[:k]
+    return [examples[i] for i in sorted(pick)]
+
+
 def load_data(cfg: RunConfig) -> dict:
     """Train (filtered, subsampled, augmented), dev, dev subsample and test examples per task."""
     out: dict = {"train": {}, "dev": {}, "dev_sub": {}, "test": {}, "provenance": {}}
@@ -24,13 +33,9 @@ def load_data(cfg: RunConfig) -> dict:
             out["provenance"]["quora_train"] = train.report.source
         train = mdata.filter_by_length(train, cfg.max_chars)
         n_filtered = len(train)
-        if cfg.max_train_examples and len(train) > cfg.max_train_examples:
-            pick = np.random.default_rng(1234).permutation(len(train))[: cfg.max_train_examples]
-            train = [train[i] for i in sorted(pick)]  # fixed subset, the same for every seed
+        train = _fixed_subset(train, cfg.max_train_examples, seed=1234)  # the same for every seed
         n_aug = 0
-        if cfg.augment and task in ("sst", "para"):
-            from mtlib.augment import EDAParams, augment_examples, ensure_nltk_data
-
+        if cfg.augment and task in AUGMENTED_CLASSES:
             params = EDAParams(synonym_p=cfg.augment_synonym_p, deletion_p=cfg.augment_deletion_p)
             before = len(train)
             if cfg.data_dir:
@@ -39,17 +44,12 @@ def load_data(cfg: RunConfig) -> dict:
                                      cache_dir=resolve_path(cfg.out_dir).parent / "cache", progress=cfg.progress)
             n_aug = len(train) - before
         dev = mdata.load_split(task, "dev", cfg.data_dir)
-        sub = dev
-        if cfg.dev_subsample and len(dev) > cfg.dev_subsample:
-            pick = np.random.default_rng(0).permutation(len(dev))[: cfg.dev_subsample]
-            sub = [dev[i] for i in sorted(pick)]  # fixed: every run is compared on the same rows
+        sub = _fixed_subset(dev, cfg.dev_subsample, seed=0)  # every run is compared on the same rows
         try:
             test = mdata.load_split(task, "test", cfg.data_dir) if cfg.predict_test else []
         except FileNotFoundError:
             test = []  # quora-test-student.csv is not available here
-        if cfg.final_dev_max and len(dev) > cfg.final_dev_max:
-            pick = np.random.default_rng(0).permutation(len(dev))[: cfg.final_dev_max]
-            dev = [dev[i] for i in sorted(pick)]
+        dev = _fixed_subset(dev, cfg.final_dev_max, seed=0)
         out["train"][task], out["dev"][task], out["dev_sub"][task], out["test"][task] = train, dev, sub, test
         out["provenance"][task] = {"train_raw": n_raw, "train_filtered": n_filtered, "train_used": len(train),
                                    "augmented": n_aug, "dev": len(dev), "dev_subsample": len(sub), "test": len(test)}
@@ -75,7 +75,7 @@ def evaluate(model: MultitaskModel, dev: dict, batch_size: int, device, precisio
     for task, examples in dev.items():
         p = predict(model, task, examples, batch_size, device, precision)
         gold = np.array([ex.label for ex in examples], dtype=np.float64)
-        scores[task] = pearson(p, gold) if task == "sts" else accuracy(p, gold)
+        scores[task] = score(task, p, gold)
         preds[task] = p
     scores["mean"] = float(np.mean([scores[t] for t in dev]))
     return scores, preds
