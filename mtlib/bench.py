@@ -18,13 +18,13 @@ import torch
 from mtlib import gradients as mgrad
 from mtlib.batches import collate
 from mtlib.runs import config_for
+from mtlib.runtime import autocast, resolve_device, resolve_precision
 
 
 def _setup(profile: str):
     from mtlib import data as mdata
     from mtlib.backbones import load_backbone
     from mtlib.model import MultitaskModel
-    from mtlib.train import resolve_device, resolve_precision
 
     cfg = config_for(profile, n_hidden_layers=1)
     device = resolve_device(cfg.device)
@@ -44,8 +44,6 @@ def _sync(device) -> None:
 
 
 def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
-    from mtlib.train import autocast
-
     cfg, model, batches, device, precision = _setup(profile)
     shared = model.shared_parameters()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-12, eps=1e-6, weight_decay=0.0)
@@ -81,10 +79,7 @@ def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
                     _sync(device)
                     combine += time.perf_counter() - t
                 t = time.perf_counter()
-                grads = tg.gradients()
-                update = combiner(grads, generator=gen, out=tg.update_buffer)
-                tg.write(update)
-                mgrad.conflict_stats(grads, names=cfg.tasks, gram=combiner.last_gram)
+                tg.combine(combiner, gen, names=cfg.tasks)  # what the trainer runs after the T backward passes
                 _sync(device)
                 combine += time.perf_counter() - t
                 opt.step()
@@ -93,7 +88,7 @@ def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
                     update_s.append(time.perf_counter() - t_update)
                     combine_s.append(combine)
             results[(layout, method)] = {"update_s": statistics.median(update_s),
-                                         "combine_s": statistics.median(combine_s), "width": grads.shape[1]}
+                                         "combine_s": statistics.median(combine_s), "width": tg.active_dim}
     print(f"\n{'layout':10s} {'method':8s} {'buffer row':>11s} {'update (s)':>11s} {'combination (s)':>16s} {'share':>7s}")
     for (layout, method), r in results.items():
         r["share"] = r["combine_s"] / r["update_s"]
@@ -104,8 +99,6 @@ def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
 
 
 def bench_train(profile: str = "quick", repeats: int = 5) -> dict:
-    from mtlib.train import autocast
-
     cfg, model, batches, device, _ = _setup(profile)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-12, eps=1e-6, weight_decay=0.0)
     precisions = ["fp32", "bf16"] + (["fp16"] if device.type == "cuda" else [])

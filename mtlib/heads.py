@@ -10,13 +10,14 @@ heads read `token_states` (the last hidden layer), as the original's `joss-lact-
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
-HEAD_KINDS = ("mlp", "rnn", "lstm")
-HeadKind = Literal["mlp", "rnn", "lstm"]
+from mtlib.config import HeadKind
+
+HEAD_KINDS = get_args(HeadKind)
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int, n_hidden_layers: int, dropout: float) -> nn.Sequential:
@@ -39,8 +40,6 @@ class MLPHead(nn.Module):
         super().__init__()
         if n_hidden_layers < 0:
             raise ValueError(f"n_hidden_layers must be >= 0, got {n_hidden_layers}")
-        self.in_dim = in_dim
-        self.out_dim = out_dim
         self.classifier = _mlp(in_dim, in_dim, out_dim, n_hidden_layers, dropout)
 
     def forward(
@@ -79,9 +78,7 @@ class RecurrentHead(nn.Module):
             raise ValueError(f"cell must be 'rnn' or 'lstm', got {cell!r}")
         if n_hidden_layers < 0:
             raise ValueError(f"n_hidden_layers must be >= 0, got {n_hidden_layers}")
-        self.cell = cell
         self.use_cls = use_cls
-        self.out_dim = out_dim
         if cell == "rnn":
             self.rnn: nn.RNNBase = nn.RNN(hidden_size, size, num_layers, nonlinearity="tanh", batch_first=True)
         else:

@@ -20,7 +20,6 @@ from mtlib.config import RunConfig
 from mtlib.heads import build_head, count_parameters
 
 OUT_DIM = {"sst": 5, "para": 1, "sts": 1}
-LOSS = {"sst": "cross-entropy", "para": "bce-with-logits", "sts": "mse"}
 
 
 class MultitaskModel(nn.Module):
@@ -31,16 +30,15 @@ class MultitaskModel(nn.Module):
         self.encoder = encoder
         self.tokenizer = tokenizer
         hidden = encoder.config.hidden_size
+        self.head_kinds = {t: (cfg.head if (cfg.head_tasks == "all" or t == "sts") else "mlp") for t in self.tasks}
         self.heads = nn.ModuleDict()
-        for task in self.tasks:
-            kind = cfg.head if (cfg.head_tasks == "all" or task == "sts") else "mlp"
+        for task, kind in self.head_kinds.items():
             pair_embed = cfg.pair_mode == "concat_embed" and task != "sst"
             self.heads[task] = build_head(
                 kind, in_dim=2 * hidden if pair_embed else hidden, hidden_size=hidden, out_dim=OUT_DIM[task],
                 n_hidden_layers=cfg.n_hidden_layers, dropout=cfg.hidden_dropout, size=cfg.head_size,
                 use_cls=cfg.head_cls,
             )
-        self.head_kinds = {t: (cfg.head if (cfg.head_tasks == "all" or t == "sts") else "mlp") for t in self.tasks}
         if cfg.pals:
             from mtlib.pals import add_pals
 
@@ -52,7 +50,7 @@ class MultitaskModel(nn.Module):
             return []
         from mtlib.pals import pal_parameters
 
-        return list(pal_parameters(self.encoder))
+        return pal_parameters(self.encoder)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Encoder parameters shared by all tasks (PALs are task-specific, so excluded)."""

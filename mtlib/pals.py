@@ -176,24 +176,28 @@ def find_pals(model: nn.Module) -> PALs:
     return found[0]
 
 
-def set_pal_task(model: nn.Module, task: str | None) -> None:
-    """Choose the task whose PAL runs in following forwards; None turns PALs off (the plain model)."""
-    pals = find_pals(model)
+def _activate(pals: PALs, task: str | None) -> None:
     if task is not None and task not in pals.tasks:
         raise ValueError(f"unknown PAL task {task!r}; allowed: {', '.join(pals.tasks)} or None")
     pals.active_task = task
     pals._layer_masks.clear()
 
 
+def set_pal_task(model: nn.Module, task: str | None) -> None:
+    """Choose the task whose PAL runs in following forwards; None turns PALs off (the plain model)."""
+    _activate(find_pals(model), task)
+
+
 @contextmanager
 def pal_task(model: nn.Module, task: str | None) -> Iterator[None]:
     """`with pal_task(bert, "sst"): ...` runs the block with that task's PAL and restores the previous task."""
-    previous = find_pals(model).active_task
-    set_pal_task(model, task)
+    pals = find_pals(model)  # one walk over the modules per forward, not three
+    previous = pals.active_task
+    _activate(pals, task)
     try:
         yield
     finally:
-        set_pal_task(model, previous)
+        _activate(pals, previous)
 
 
 def pal_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -73,9 +73,7 @@ class TaskSampler:
         self.p = pal_probabilities(self.sizes, epoch, self.num_epochs)
 
     def probabilities(self) -> dict[str, float]:
-        if self.kind == "random":
-            return {t: 1 / len(self.tasks) for t in self.tasks}
-        if self.kind == "round_robin":
+        if self.kind in ("random", "round_robin"):
             return {t: 1 / len(self.tasks) for t in self.tasks}
         return dict(zip(self.tasks, self.p.tolist()))
 

@@ -313,15 +313,8 @@ class Trainer:
                     total += loss.item()
                 tg.store(ti)
                 losses[task] = total
-            grads = tg.gradients()
-            scale = scaler.get_scale() if scaler is not None else 1.0
-            if scale != 1.0:
-                grads.div_(scale)  # angles and norms of the true gradients
-            update = combiner(grads, generator=self.gen, out=tg.update_buffer)
-            if scale != 1.0:
-                update.mul_(scale)  # the scaler unscales again in step()
-            tg.write(update)
-            stats = mgrad.conflict_stats(grads, names=self.cfg.tasks, gram=combiner.last_gram)
+            stats = tg.combine(combiner, self.gen, names=self.cfg.tasks,
+                               scale=scaler.get_scale() if scaler is not None else 1.0)
             self.log({"type": "grad", "epoch": epoch, "examples_seen": self.examples_seen, **stats,
                       "counts": here, "beta": beta})
         if scaler is not None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from mtlib.gradients.combiners import GradientCombiner, conflict_stats
 
 __all__ = ["TaskGradients"]
 
@@ -179,6 +182,23 @@ class TaskGradients:
             self._written[j] = ids
             module.weight.grad = table
             offset += width
+
+    def combine(self, combiner: GradientCombiner, generator: torch.Generator | None = None,
+                names: Sequence[str] | None = None, scale: float = 1.0) -> dict[str, Any]:
+        """After every task's ``store``: combine the task gradients, hand the update to the parameters'
+        ``.grad`` and return the conflict diagnostics (``conflict_stats``) of this update.
+
+        ``scale``: a GradScaler's current scale. The rows are unscaled first, so angles, norms and the
+        GradVac targets see the true gradients; the update is scaled back for the scaler's own unscale.
+        """
+        grads = self.gradients()
+        if scale != 1.0:
+            grads.div_(scale)
+        update = combiner(grads, generator=generator, out=self.update_buffer)
+        if scale != 1.0:
+            update.mul_(scale)
+        self.write(update)
+        return conflict_stats(grads, names=names, gram=combiner.last_gram)
 
     @property
     def update_buffer(self) -> Tensor:
