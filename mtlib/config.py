@@ -8,6 +8,7 @@ never overwrites an earlier run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -191,7 +192,9 @@ PHASE_KEYS = {
 UNION_TYPES = (typing.Union, types.UnionType)  # Optional[X] and X | None
 
 
+@functools.cache
 def field_types() -> dict[str, Any]:
+    """{field name: type} of RunConfig; cached and shared, so callers must not mutate it."""
     hints = typing.get_type_hints(RunConfig)
     return {f.name: hints[f.name] for f in dataclasses.fields(RunConfig)}
 
@@ -350,7 +353,7 @@ def load_profile(profile: str | Path) -> dict[str, Any]:
         parent = load_profile(data.pop("extends"))
         parent.pop("description", None)
         data = {**parent, **data}
-    seeds = data.get("seeds", [data.get("seed", 11711)])
+    seeds = profile_seed_list(data)
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
         raise ValueError(f"{path}: key 'seeds' must be a list of integers")
     _check_keys({k: v for k, v in data.items() if k not in PROFILE_ONLY_KEYS}, str(path))
@@ -358,6 +361,11 @@ def load_profile(profile: str | Path) -> dict[str, Any]:
         if not isinstance(ph, dict) or any(k not in PHASE_KEYS for k in ph):
             raise ValueError(f"{path}: phase_overrides[{name!r}] must map phase keys ({', '.join(sorted(PHASE_KEYS))})")
     return data
+
+
+def profile_seed_list(data: dict[str, Any]) -> Any:
+    """A profile's seeds: its `seeds` list, else its single `seed`, else RunConfig's default seed."""
+    return data.get("seeds", [data.get("seed", 11711)])
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

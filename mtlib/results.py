@@ -8,6 +8,7 @@ Read back from ``metrics.json`` files (never from notebook outputs). Two "mean" 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ import yaml
 
 from mtlib import TASKS
 from mtlib.config import resolve_path
-from mtlib.runs import collect_metrics, config_for, load_experiments
+from mtlib.runs import collect_metrics, config_for, load_experiments, rows_for
 
 MINILM_NOTE = ("MiniLM (all-MiniLM-L6-v2) was contrastively trained on Quora duplicate pairs among other data, "
                "so its Quora paraphrase scores are optimistic.")
@@ -65,7 +66,16 @@ def course_means(sst: float, para: float, sts: float) -> tuple[float, float]:
 
 def _run_config(run: dict) -> dict:
     path = Path(run.get("run_dir", "")) / "config.yaml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    stat = path.stat()  # re-read only when the file changed
+    data = _read_config(str(path), stat.st_mtime_ns, stat.st_size)
+    return dict(data) if isinstance(data, dict) else data
+
+
+@functools.lru_cache(maxsize=None)
+def _read_config(path: str, mtime_ns: int, size: int) -> Any:
+    return yaml.safe_load(Path(path).read_text()) or {}
 
 
 def _profile_filter(profile: str | Path) -> Callable[[dict, dict], bool]:
@@ -104,7 +114,7 @@ def results_table(out_dir: str | Path = "outputs/runs", experiments: list[dict] 
     """
     rows = experiments if experiments is not None else load_experiments()
     if notebook is not None:
-        rows = [r for r in rows if r["notebook"] == notebook]
+        rows = rows_for(notebook, rows)
     runs = collect_metrics(out_dir) if resolve_path(out_dir).is_dir() else []
     keep = _profile_filter(profile) if profile is not None else (lambda run, row: True)
     records, used = [], []

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import yaml
 
-from mtlib.config import PARAMS_DIR, REPO_ROOT, RunConfig, load_profile
+from mtlib.config import PARAMS_DIR, REPO_ROOT, RunConfig, load_profile, profile_seed_list
 
 
 def load_experiments(path: str | Path | None = None) -> list[dict]:
@@ -92,7 +92,7 @@ def parent_rows(row: dict) -> list[str]:
 
 def profile_seeds(profile: str | Path) -> list[int]:
     data = load_profile(profile)
-    return list(data.get("seeds", [data.get("seed", 11711)]))
+    return list(profile_seed_list(data))
 
 
 def run_rows(notebook: str, profile: str, seeds: list[int] | None = None, only: list[str] | None = None,
@@ -108,12 +108,13 @@ def run_ids(ids: list[str], profile: str, seeds: list[int] | None = None,
     from mtlib.train import run
 
     seeds = seeds or profile_seeds(profile)
+    experiments = load_experiments() if ids else []
     out = []
     for row_id in ids:
-        row = get_row(row_id)
+        row = get_row(row_id, experiments)
         for seed in seeds:
             for parent in parent_rows(row):  # e.g. PALs on the finished AdvancedModel
-                run(config_for(profile, row=parent, seed=seed, **overrides), callback=callback)
+                run(config_for(profile, row=get_row(parent, experiments), seed=seed, **overrides), callback=callback)
             out.append(run(config_for(profile, row=row, seed=seed, **overrides), callback=callback))
     return out
 
@@ -129,7 +130,7 @@ def rows_frame(notebook: str | None = None):
 
 def train_sizes(run_dir: str | Path) -> dict[str, int]:
     """Training examples per task of a finished run (what its PAL schedule was computed from)."""
-    m = json.loads((Path(run_dir) / "metrics.json").read_text())
+    m = read_metrics(run_dir)
     return {t: v["train_used"] for t, v in m["data"].items() if isinstance(v, dict)}
 
 
@@ -140,7 +141,7 @@ def reach_table(run_dirs: list[str | Path], labels: dict[str, str] | None = None
     import pandas as pd
 
     evals = [[r for r in read_history(d) if r["type"] == "eval"] for d in run_dirs]
-    names = [Path(d).parent.name.rsplit("-", 1)[0] for d in run_dirs]
+    names = [run_name(d) for d in run_dirs]
     several = len(set(names)) < len(names)
     shown = [(labels or {}).get(n, n) + (f" ({Path(d).name})" if several else "") for n, d in zip(names, run_dirs)]
     bests = [max(r["mean"] for r in ev) for ev in evals if ev]
@@ -162,7 +163,7 @@ def collect_metrics(out_dir: str | Path = "outputs/runs") -> list[dict]:
 
     rows = []
     for path in sorted(resolve_path(out_dir).glob("*/seed*/metrics.json")):
-        m = json.loads(path.read_text())
+        m = read_metrics(path.parent)
         m["run_dir"] = str(path.parent)
         rows.append(m)
     return rows
@@ -173,13 +174,24 @@ def read_history(run_dir: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def read_metrics(run_dir: str | Path) -> dict:
+    """A finished run's metrics.json as a dict."""
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+def run_name(run_dir: str | Path) -> str:
+    """The run (row) name of a run directory ``<out_dir>/<name>-<hash>/seed<k>`` (see RunConfig.run_dir)."""
+    return Path(run_dir).parent.name.rsplit("-", 1)[0]
+
+
 # ------------------------------------------------------------------ batch runs with papermill
 def list_notebooks(only: list[str] | None = None, folder: Path | None = None) -> list[Path]:
     folder = folder or REPO_ROOT / "notebooks"
     nbs = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
     if only:
-        picked = [nb for nb in nbs if any(nb.stem == o or nb.stem.startswith(o) for o in only)]
-        unknown = [o for o in only if not any(nb.stem == o or nb.stem.startswith(o) for nb in nbs)]
+        matches = {o: {nb for nb in nbs if nb.stem.startswith(o)} for o in only}
+        picked = [nb for nb in nbs if any(nb in m for m in matches.values())]
+        unknown = [o for o in only if not matches[o]]
         if unknown:
             raise ValueError(f"--only: no notebook matches {unknown}; notebooks: {', '.join(n.stem for n in nbs)}")
         nbs = picked
@@ -236,7 +248,7 @@ def parameter_table(run_dirs: list[str | Path]):
 
     out = {}
     for d in run_dirs:
-        m = json.loads((Path(d) / "metrics.json").read_text())
+        m = read_metrics(d)
         out[m["name"]] = m["params"]
     return pd.DataFrame(out).T.fillna(0).astype(int)
 
@@ -244,6 +256,6 @@ def parameter_table(run_dirs: list[str | Path]):
 def find_run(run_dirs: list[str | Path], row_id: str) -> Path:
     """The first run directory of a row (``<row>-<hash>/seed<k>``) among ``run_dirs``."""
     for d in run_dirs:
-        if Path(d).parent.name.rsplit("-", 1)[0] == row_id:
+        if run_name(d) == row_id:
             return Path(d)
     raise KeyError(f"no run of row {row_id!r} among {len(run_dirs)} run directories")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import os
 import traceback
 from pathlib import Path
@@ -24,7 +23,7 @@ import yaml
 
 from mtlib import TASKS
 from mtlib.config import PARAMS_DIR, PHASE_KEYS, REPO_ROOT, RunConfig, field_types, load_profile
-from mtlib.runs import config_for, get_row, load_experiments, read_history
+from mtlib.runs import config_for, get_row, load_experiments, read_history, read_metrics
 
 PAL_FROM_START = "from start"
 PAL_FINETUNE_ONLY = "only during finetuning"
@@ -380,7 +379,7 @@ class AblationPanel:
                                      "data": {"image/png": png, "text/plain": "<dev curve>"}},)
 
     def _show_results(self) -> None:
-        m = json.loads((self.last_run_dir / "metrics.json").read_text())
+        m = read_metrics(self.last_run_dir)
         cols = [*TASKS, "mean"]
         head = "".join(f"<th>{c}</th>" for c in ["", "SST acc", "Quora acc", "STS corr", "mean"])
         rows = [("this run", m["dev"])]

@@ -186,3 +186,7 @@ def test_load_profile_checks_keys(tmp_path):
         load_profile(write_yaml(tmp_path, {"seeds": 3}, "seeds.yaml"))
     with pytest.raises(ValueError, match="phase_overrides"):
         load_profile(write_yaml(tmp_path, {"phase_overrides": {"pretrain": {"backbone": "x"}}}, "po.yaml"))
+
+
+def test_field_types_is_cached():
+    assert field_types() is field_types()

@@ -159,3 +159,19 @@ def test_markdown_and_results_md(tmp_path):
     assert body.startswith("# Results") and "(r + 1)/2" in body and results.MINILM_NOTE in body
     path = results.write_results_md(tmp_path / "empty.md", out_dir=tmp_path / "none", profile="smoke")
     assert "No finished runs" in path.read_text()
+
+
+def test_run_config_read_once_and_reread_when_changed(tmp_path, monkeypatch):
+    d = tmp_path / "r-abc" / "seed1"
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(yaml.safe_dump({"final_dev_max": 5}))
+    run = {"run_dir": str(d)}
+    loads = []
+    real = yaml.safe_load
+    monkeypatch.setattr(results.yaml, "safe_load", lambda text: loads.append(1) or real(text))
+    assert results._run_config(run) == {"final_dev_max": 5}
+    results._run_config(run)["final_dev_max"] = 99  # a caller's change does not reach the cache
+    assert results._run_config(run) == {"final_dev_max": 5} and len(loads) == 1
+    (d / "config.yaml").write_text(yaml.safe_dump({"final_dev_max": 123}))
+    assert results._run_config(run) == {"final_dev_max": 123}
+    assert results._run_config({"run_dir": str(tmp_path / "missing")}) == {}

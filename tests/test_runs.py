@@ -159,3 +159,26 @@ def test_run_workbook_selection_and_dry_run(tmp_path, capsys):
     assert not list((tmp_path / "out").rglob("*.ipynb"))
     with pytest.raises(FileNotFoundError, match="available"):
         run_workbook("nonesuch", out_dir=tmp_path / "out", folder=folder)
+
+
+def test_list_notebooks_matches_by_prefix_in_folder_order(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for name in ("01_a", "02_b", "03_c"):
+        (folder / f"{name}.ipynb").write_text("{}")
+    assert [p.stem for p in runs.list_notebooks(["03_c", "01"], folder)] == ["01_a", "03_c"]
+    with pytest.raises(ValueError, match=r"\['9', '9'\]"):
+        runs.list_notebooks(["02", "9", "9"], folder)
+
+
+def test_run_name_read_metrics_and_find_run(tmp_path):
+    cfg = RunConfig(name="my-row", out_dir=str(tmp_path), seed=3)
+    d = cfg.run_dir()
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps({"name": "my-row", "data": {"sst": {"train_used": 7}, "quora_train": "x"},
+                                                "params": {"encoder": 5}}))
+    assert runs.run_name(d) == runs.run_name(str(d)) == "my-row"
+    assert runs.read_metrics(d)["name"] == "my-row"
+    assert runs.train_sizes(d) == {"sst": 7}
+    assert runs.find_run([d], "my-row") == d
+    assert runs.parameter_table([d]).loc["my-row", "encoder"] == 5

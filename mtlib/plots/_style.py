@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from mtlib.runs import read_history  # noqa: E402
+from mtlib.runs import read_history, run_name  # noqa: E402
 
 History = Union[str, Path, Sequence[dict]]
 
@@ -60,7 +60,7 @@ def save_per_run(plot: Callable[[list[dict]], Figure], run_dirs: Sequence[str | 
     paths = []
     for d in run_dirs:
         d = Path(d)
-        name = d.parent.name.rsplit("-", 1)[0]
+        name = run_name(d)
         paths.append(save(plot(read_history(d)), f"{prefix}_{name}_{d.name}", folder))
     return paths
 

@@ -9,26 +9,15 @@ from typing import Any
 import matplotlib.ticker
 import numpy as np
 import seaborn as sns
-import yaml
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
 from mtlib import TASKS, schedulers
 from mtlib.plots._style import TASK_NAMES, X_LABELS, History, _color, _history, _rows, _smooth, _subplots
-from mtlib.runs import read_history
+from mtlib.runs import read_history, run_name
 
 
 # ---------------------------------------------------------------- training curves
-
-
-def _run_name(run_dir: Path) -> str:
-    for fname in ("config.yaml", "metrics.json"):
-        path = Path(run_dir) / fname
-        if path.is_file():
-            name = (yaml.safe_load(path.read_text()) or {}).get("name")  # JSON is YAML
-            if name:
-                return str(name)
-    return Path(run_dir).parent.name.rsplit("-", 1)[0]
 
 
 def _grouped(runs: History | Sequence[History], labels: Sequence[str] | Mapping[str, str] | None
@@ -36,7 +25,7 @@ def _grouped(runs: History | Sequence[History], labels: Sequence[str] | Mapping[
     """{label: [history, ...]}: runs sharing a label (by default their run name) are seeds of one curve."""
     if isinstance(runs, (str, Path)) or (isinstance(runs, Sequence) and runs and isinstance(runs[0], dict)):
         runs = [runs]
-    items = [(_run_name(Path(r)), read_history(r)) if isinstance(r, (str, Path)) else (f"run {i + 1}", list(r))
+    items = [(run_name(r), read_history(r)) if isinstance(r, (str, Path)) else (f"run {i + 1}", list(r))
              for i, r in enumerate(runs)]
     if isinstance(labels, Mapping):
         items = [(labels.get(name, name), h) for name, h in items]
