@@ -15,22 +15,23 @@ import time
 
 import torch
 
-from mtlib import gradients as mgrad
-from mtlib.batches import collate
-from mtlib.runs import config_for
-from mtlib.runtime import autocast, resolve_device, resolve_precision
+from mtlib.train import gradients as mgrad
+from mtlib.data.batches import collate
+from mtlib.study.resolve import resolve_config
+from mtlib.train.runtime import autocast, resolve_device, resolve_precision
+from mtlib.train.steps import CombinedStep
 
 
 def _setup(profile: str):
     from mtlib import data as mdata
-    from mtlib.backbones import load_backbone
-    from mtlib.model import MultitaskModel
+    from mtlib.model.backbones import load_backbone
+    from mtlib.model.multitask import ModelConfig, MultitaskModel
 
-    cfg = config_for(profile, n_hidden_layers=1)
+    cfg = resolve_config(profile, n_hidden_layers=1)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     encoder, tokenizer = load_backbone(cfg.backbone, seed=cfg.seed)
-    model = MultitaskModel(cfg, encoder, tokenizer).to(device).train()
+    model = MultitaskModel(ModelConfig.of(cfg), encoder, tokenizer).to(device).train()
     batches = {}
     for task in cfg.tasks:
         examples = mdata.load_split(task, "train", cfg.data_dir, quora_train=cfg.quora_train)
@@ -59,6 +60,7 @@ def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
         tg = mgrad.TaskGradients(shared, len(cfg.tasks), embeddings=tables)
         for method in ("sum", "pcgrad", "gradvac"):
             combiner = mgrad.make_combiner(method, len(cfg.tasks))
+            step = CombinedStep(None, tg, combiner, list(cfg.tasks), gen)
             update_s, combine_s = [], []
             for rep in range(repeats + 1):  # the first repetition warms up
                 _sync(device)
@@ -79,7 +81,7 @@ def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
                     _sync(device)
                     combine += time.perf_counter() - t
                 t = time.perf_counter()
-                tg.combine(combiner, gen, names=cfg.tasks)  # what the trainer runs after the T backward passes
+                step.combine()  # what the trainer runs after the T backward passes
                 _sync(device)
                 combine += time.perf_counter() - t
                 opt.step()

@@ -18,6 +18,7 @@ def _offline_defaults() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mtlib", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="course data")
@@ -55,11 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _offline_defaults()
     args = build_parser().parse_args(argv)
+    from mtlib.rundir import RunLocked
+
     try:
         return _dispatch(args)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError, KeyError, RunLocked, OSError, FloatingPointError) as e:
+        if args.debug:
+            raise
+        # one line per problem; a failed run (a numeric fault, a full disk) exits 1, bad input 2
+        lines = getattr(e, "errors", None) or [str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)]
+        for line in lines:
+            print(f"error: {line}", file=sys.stderr)
+        if not args.debug and not getattr(e, "errors", None):
+            print("(run with --debug for the traceback)", file=sys.stderr)
+        return 1 if isinstance(e, (FloatingPointError, RunLocked)) or type(e) is OSError else 2
 
 
 def _dispatch(args) -> int:
@@ -70,25 +80,25 @@ def _dispatch(args) -> int:
         print(_format_report(report))
         return 0
     if args.command == "score":
-        from mtlib.metrics import TASK_METRIC, score_file
+        from mtlib.data.metrics import TASK_METRIC, score_file
 
         value = score_file(args.task, args.predictions, args.gold)
         print(f"{args.task} {TASK_METRIC[args.task]} {value:.4f}")
         return 0
     if args.command == "run":
         from mtlib.config import parse_override
-        from mtlib.runs import config_for
-        from mtlib.train import run
+        from mtlib.study.resolve import resolve_config
+        from mtlib.train.trainer import run
 
         overrides = dict(parse_override(s) for s in args.set)
         if args.seed is not None:
             overrides["seed"] = args.seed
-        cfg = config_for(args.config, row=args.row, **overrides)
+        cfg = resolve_config(args.config, row=args.row, **overrides)
         run_dir = run(cfg)
         print(run_dir)
         return 0
     if args.command == "workbook":
-        from mtlib.runs import run_workbook
+        from mtlib.study.workbook import run_workbook
 
         return run_workbook(args.profile, only=args.only, out_dir=args.out, dry_run=args.dry_run)
     if args.command == "bench":

@@ -1,8 +1,10 @@
-"""RunConfig: every knob of a run, its defaults, YAML loading and validation.
+"""RunConfig: every knob of a run, its defaults and its validation (frozen plain data).
 
-One config in, one run directory out. A config is plain data: it hashes to a short id that names the
-run directory, so the same config always maps to the same place (resume, skip) and a changed config
-never overwrites an earlier run.
+Allowed values come from the module that implements each knob (``SAMPLERS`` from the samplers, ``STEP_RULES``
+from SMART, ...), so a new sampler or gradient method is added in one place. A config is built and
+checked at once: every bad key or value is one line of a ``ConfigError``. Turning a profile, a YAML file
+and an experiments row into a RunConfig is ``mtlib.study.resolve.resolve_config``'s job; the run's
+identity (what its directory is named after) is ``mtlib.train.identity``'s.
 """
 
 from __future__ import annotations
@@ -11,50 +13,59 @@ import dataclasses
 import functools
 import hashlib
 import json
-import types
-import typing
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
 import yaml
 
 from mtlib import TASKS
+from mtlib.configtypes import ConfigError, check_value, describe, field_types_of, frozen, plain
+from mtlib.data.parse import QUORA_TRAIN_OPTIONS
+from mtlib.model.heads import HEAD_KINDS
+from mtlib.model.multitask import HEAD_TASKS, PAIR_MODES, POOLINGS
+from mtlib.train.freeze import FREEZE_MODES
+from mtlib.train.gradients.combiners import GRADIENT_METHODS, GRADVAC_UPDATES
+from mtlib.train.gradients.compromise import COMPROMISE_COMBINES, COMPROMISE_COUNTS
+from mtlib.train.runtime import PRECISIONS
+from mtlib.train.samplers import PAL_COUNTS, SAMPLERS
+from mtlib.train.smart import STEP_RULES
 
-PairMode = Literal["concat_sentences", "concat_embed"]
-Sampler = Literal["random", "round_robin", "pal", "pal_control"]
-GradientMethod = Literal["none", "sum", "pcgrad", "gradvac"]
-HeadKind = Literal["mlp", "rnn", "lstm"]
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+LR_SCHEDULES = ("constant", "linear")
+FINAL_DEV = ("full", "subsample")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PARAMS_DIR = REPO_ROOT / "params"
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     # --- identity
-    name: str = "run"
+    name: str = "run"  # a plain file name: it names the run's folder
     seed: int = 11711  # the original's seed_everything(11711)
     out_dir: str = "outputs/runs"
 
     # --- data
-    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    tasks: tuple[str, ...] = TASKS
     data_dir: str | None = None
-    quora_train: Literal["head", "head+extra"] = "head+extra"
+    quora_train: Literal[QUORA_TRAIN_OPTIONS] = "head+extra"
     max_chars: int = 250  # the original's "top 2%" filter is a fixed 250-character cut, train only
     max_train_examples: int | None = None  # per task, a fixed random subset (quick profiles)
-    augment: bool = False  # EDA on SST and Quora train (mtlib.augment)
+    augment: bool = False  # EDA on SST and Quora train (mtlib.data.augment)
     augment_synonym_p: float = 0.05
     augment_deletion_p: float = 0.1
 
     # --- model
     backbone: str = "minilm-l6"
-    pooling: Literal["pooler", "cls", "mean"] = "pooler"  # the original read the pooler output
-    pair_mode: PairMode = "concat_sentences"
+    pooling: Literal[POOLINGS] = "pooler"  # the original read the pooler output
+    pair_mode: Literal[PAIR_MODES] = "concat_sentences"
     n_hidden_layers: int = 0
     hidden_dropout: float = 0.2
-    head: HeadKind = "mlp"
+    head: Literal[HEAD_KINDS] = "mlp"
     head_size: int = 128  # RNN/LSTM hidden size
     head_cls: bool = False  # concatenate the [CLS] state to the recurrent feature
-    head_tasks: Literal["all", "sts"] = "all"  # which tasks get the recurrent head (others: MLP on [CLS])
+    head_tasks: Literal[HEAD_TASKS] = "all"  # which tasks get the recurrent head (others: MLP on [CLS])
     pals: bool = False
     pal_size: int = 132
     pal_heads: int = 12
@@ -62,314 +73,262 @@ class RunConfig:
     # --- optimisation
     lr: float = 1e-5
     head_lr: float | None = None  # a separate LR for the task heads (None: lr); short runs need heads to move
-    lr_schedule: Literal["constant", "linear"] = "constant"  # the original: constant, no warmup
+    lr_schedule: Literal[LR_SCHEDULES] = "constant"  # the original: constant, no warmup
     warmup_ratio: float = 0.0
-    batch_size: dict[str, int] = field(default_factory=lambda: {"sst": 32, "para": 16, "sts": 32})
+    batch_size: Mapping[str, int] = field(default_factory=lambda: {"sst": 32, "para": 16, "sts": 32})
     epochs: int = 10
     batches_per_epoch: int = 300  # scheduler batches (single-task steps) per epoch
     patience: int = 3
-    sampler: Sampler = "pal"
-    pal_counts: Literal["examples", "batches"] = "examples"  # N_t for PAL; the original used batches
-    freeze: Literal["none", "encoder", "all_but_pals"] = "none"
+    sampler: Literal[SAMPLERS] = "pal"  # single-task steps only; gradient methods take one batch of every task
+    pal_counts: Literal[PAL_COUNTS] = "examples"  # N_t for PAL; the original used batches
+    freeze: Literal[FREEZE_MODES] = "none"
     train_pals: bool = True  # False keeps PALs frozen (exactly neutral) in a phase
-    init_checkpoint: str | None = None  # a best.pt to start from (PAL keys may be missing)
+    init_checkpoint: str | None = None  # a best.pt (or last.pt) to start from (PAL keys may be missing)
 
     # --- gradient methods (one batch per task per update, combined on the shared encoder)
-    gradient_method: GradientMethod = "none"
+    gradient_method: Literal[GRADIENT_METHODS] = "none"
     gradvac_beta: float = 1e-2
-    gradvac_update: Literal["every", "on_fire"] = "every"  # on_fire = the original's quirk
+    gradvac_update: Literal[GRADVAC_UPDATES] = "every"  # on_fire = the original's quirk
     smart_weight: float = 0.0  # lambda of the SMART regulariser; 0 = off
     # smart_pytorch: noise renormalised to unit inf-norm after each ascent step (MT-DNN and the package the
     # original used); paper: step_size * g/|g|_inf added to the noise (tiny: ~1e-6)
-    smart_step_rule: Literal["smart_pytorch", "paper"] = "smart_pytorch"
+    smart_step_rule: Literal[STEP_RULES] = "smart_pytorch"
     compromise: bool = False  # Gradient Compromise: K pal_control batches per update, n_t^beta weights
     compromise_k: int = 16
-    compromise_combine: Literal["encourage", "force"] = "encourage"
-    compromise_counts: Literal["update", "cumulative"] = "update"  # cumulative = the original's bug
+    compromise_combine: Literal[COMPROMISE_COMBINES] = "encourage"
+    compromise_counts: Literal[COMPROMISE_COUNTS] = "update"  # cumulative = the original's bug
 
     # --- phases: a list of overrides of the fields above, run one after the other
     # (e.g. individual pretraining of the heads with the encoder frozen, then fine-tuning).
-    phases: list[dict[str, Any]] = field(default_factory=list)
+    phases: tuple[Mapping[str, Any], ...] = ()
 
     # --- evaluation and running
     dev_subsample: int | None = None  # per task, a fixed subsample for per-epoch evaluation
-    final_dev: Literal["full", "subsample"] = "full"
+    final_dev: Literal[FINAL_DEV] = "full"
     final_dev_max: int | None = None  # per task, cap the final dev set (a fixed subsample; quick profiles)
     eval_batch_size: int = 128
     predict_test: bool = True
-    precision: Precision = "auto"  # auto: bf16 where the CPU has AMX / on CUDA, else fp32
-    device: str = "auto"
+    precision: Literal[PRECISIONS] = "auto"  # auto: the fastest precision this machine trains correctly in
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int | None = None
     progress: bool = True
     log_every: int = 25  # updates between training-loss lines in history.jsonl
 
     def __post_init__(self) -> None:
-        validate(self)
+        errors = []
+        for f in dataclasses.fields(self):
+            ok, value, error = check_value(field_types()[f.name], f.name, getattr(self, f.name))
+            if not ok:
+                errors.append(f"config: {error}")
+            else:
+                object.__setattr__(self, f.name, frozen(value))
+        if not errors:
+            errors = check_ranges(self)
+        if errors:
+            raise ConfigError(errors)
 
     # ---- construction
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "RunConfig":
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
-        _check_keys(data, source)
-        return cls(**{k: _coerce(k, v, source) for k, v in data.items()})
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> "RunConfig":
+        if not isinstance(data, Mapping):
+            raise ConfigError([f"{source}: expected a mapping of config keys, got {type(data).__name__}"])
+        check_keys(data, source)
+        try:
+            return cls(**data)
+        except ConfigError as e:
+            raise ConfigError([line.replace("config:", f"{source}:", 1) for line in e.errors]) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "RunConfig":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of config keys at the top level")
-        if "extends" in data:
-            data = load_profile(path)
-        for key in PROFILE_ONLY_KEYS:  # profiles carry a seeds list; a single run has one seed
-            data.pop(key, None)
-        data.update(overrides)
-        return cls.from_dict(data, source=str(path))
+        """A plain run-config YAML file (profiles with ``extends``/``seeds`` too) through the one resolver."""
+        from mtlib.study.resolve import resolve_config  # the resolver sits above; this is a convenience
+
+        return resolve_config(path, **overrides)
 
     def replace(self, **changes: Any) -> "RunConfig":
-        _check_keys(changes, "replace()")
-        data = self.to_dict()
-        data.update({k: _coerce(k, v, "replace()") for k, v in changes.items()})
-        return RunConfig(**data)
+        check_keys(changes, "replace()")
+        return RunConfig.from_dict({**self.to_dict(), **changes}, source="replace()")
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
-    # ---- identity
-    def config_hash(self) -> str:
-        """Short id of everything that changes results (not progress bars, paths or threads)."""
-        data = self.to_dict()
-        for k in NON_RESULT_KEYS:
-            data.pop(k, None)
-        if data.get("init_checkpoint"):  # the parent run, not where the outputs folder happens to be
-            data["init_checkpoint"] = "/".join(Path(data["init_checkpoint"]).parts[-3:])
-        blob = json.dumps(data, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:10]
-
-    def run_dir(self) -> Path:
-        """outputs/runs/<name>-<hash>/seed<k>; a relative out_dir is relative to the repository root,
-        so JupyterLab (started in notebooks/), papermill and the CLI all write to the same place."""
-        return resolve_path(self.out_dir) / f"{self.name}-{self.config_hash()}" / f"seed{self.seed}"
-
+    # ---- phases and what changes results
     def phase_configs(self) -> list["RunConfig"]:
         """The run as a list of phases: each phase is this config with its overrides applied."""
         if not self.phases:
             return [self]
-        out = []
-        for i, overrides in enumerate(self.phases):
-            base = {k: v for k, v in self.to_dict().items() if k != "phases"}
-            changes = {k: v for k, v in overrides.items() if k != "name"}
-            base.update({k: _coerce(k, v, f"phases[{i}]") for k, v in changes.items()})
-            try:
-                cfg = RunConfig(**base)
-            except ValueError as e:
-                raise ValueError(f"phases[{i}] ({overrides.get('name', f'phase{i}')}): {e}") from None
-            out.append(cfg)
-        return out
+        base = {k: v for k, v in self.to_dict().items() if k != "phases"}
+        return [RunConfig.from_dict({**base, **{k: v for k, v in plain(ph).items() if k != "name"}},
+                                    source=f"phases[{i}] ({ph.get('name', f'phase{i}')})")
+                for i, ph in enumerate(self.phases)]
 
-    def __hash__(self) -> int:  # plain data, hashable to its short id
-        return hash(self.config_hash())
+    def phase_names(self) -> list[str]:
+        return [ph.get("name", f"phase{i}") for i, ph in enumerate(self.phases)] or ["train"]
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting that changes results, phase by phase, with settings a phase ignores left out (the
+        sampler of a gradient-method phase, GradVac's beta under PCGrad, ...). Paths, the seed (it names its
+        own folder), the data folder (its files' checksums count instead, see ``mtlib.train.identity``),
+        progress output and the raw device/precision strings (the resolved ones count) are not settings."""
+        run = {k: v for k, v in self.to_dict().items() if k not in PHASE_KEYS and k not in NON_RESULT_KEYS}
+        if run.get("init_checkpoint"):  # the parent run, not where the outputs folder happens to be
+            run["init_checkpoint"] = "/".join(Path(run["init_checkpoint"]).parts[-3:])
+        for key, needs in MODEL_KEY_NEEDS.items():
+            if not needs(self):
+                run.pop(key, None)
+        return {**run, "phases": [_phase_settings(p) for p in self.phase_configs()]}
+
+    def settings_hash(self) -> str:
+        """Short id of ``settings()``: the same for every seed, device and data folder of one configuration."""
+        return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:10]
+
+    def __hash__(self) -> int:
+        return hash(self.settings_hash())
 
 
-PROFILE_ONLY_KEYS = ("seeds", "description", "phase_overrides", "extends")  # profile keys that are not RunConfig keys
-# the seed names its own folder under <name>-<hash>/, so the seeds of one config share a hash
-NON_RESULT_KEYS = ("progress", "out_dir", "data_dir", "threads", "log_every", "device", "name", "seed")
 # Keys a phase may override: training settings, not the model's shape or the data.
-PHASE_KEYS = {
-    "name", "lr", "head_lr", "lr_schedule", "warmup_ratio", "batch_size", "epochs", "batches_per_epoch", "patience",
+PHASE_KEYS = frozenset({
+    "lr", "head_lr", "lr_schedule", "warmup_ratio", "batch_size", "epochs", "batches_per_epoch", "patience",
     "sampler", "pal_counts", "freeze", "gradient_method", "gradvac_beta", "gradvac_update",
     "smart_weight", "smart_step_rule", "compromise", "compromise_k", "compromise_combine", "compromise_counts",
     "hidden_dropout", "train_pals",
+})
+NON_RESULT_KEYS = frozenset({"name", "seed", "out_dir", "data_dir", "progress", "threads", "log_every", "device",
+                             "precision"})
+MODEL_KEY_NEEDS = {  # model and data keys that matter only with another setting
+    "head_size": lambda c: c.head != "mlp", "head_cls": lambda c: c.head != "mlp",
+    "head_tasks": lambda c: c.head != "mlp", "pal_size": lambda c: c.pals, "pal_heads": lambda c: c.pals,
+    "augment_synonym_p": lambda c: c.augment, "augment_deletion_p": lambda c: c.augment,
+    "final_dev_max": lambda c: c.final_dev == "full",
 }
 
 
-UNION_TYPES = (typing.Union, types.UnionType)  # Optional[X] and X | None
+def _phase_settings(p: RunConfig) -> dict[str, Any]:
+    out = {k: plain(getattr(p, k)) for k in sorted(PHASE_KEYS)}
+    out["head_lr"] = p.head_lr if p.head_lr is not None else p.lr
+    combined = p.gradient_method != "none"
+    if combined:
+        out.pop("sampler")  # every update takes a batch of every task (or a compromise group)
+    if not (p.compromise or p.sampler in ("pal", "pal_control") and not combined):
+        out.pop("pal_counts")
+    if p.gradient_method != "gradvac":
+        out.pop("gradvac_beta"), out.pop("gradvac_update")
+    if not p.compromise:
+        for k in ("compromise_k", "compromise_combine", "compromise_counts"):
+            out.pop(k)
+    if p.smart_weight == 0:
+        out.pop("smart_step_rule")
+    if not p.pals:
+        out.pop("train_pals")
+    out["batch_size"] = {t: out["batch_size"][t] for t in p.tasks}
+    return out
 
 
 @functools.cache
 def field_types() -> dict[str, Any]:
     """{field name: type} of RunConfig; cached and shared, so callers must not mutate it."""
-    hints = typing.get_type_hints(RunConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(RunConfig)}
+    return field_types_of(RunConfig)
 
 
 def allowed_values(key: str) -> str:
-    tp = field_types()[key]
-    return _describe(tp)
+    return describe(field_types()[key])
 
 
-def _describe(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return " | ".join(repr(a) for a in get_args(tp))
-    if get_origin(tp) in UNION_TYPES:
-        return " or ".join(_describe(a) for a in get_args(tp))
-    if tp is type(None):
-        return "null"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _check_keys(data: dict[str, Any], source: str) -> None:
-    known = field_types()
-    unknown = [k for k in data if k not in known]
+def check_keys(data: Mapping[str, Any], source: str) -> None:
+    unknown = [k for k in data if k not in field_types()]
     if unknown:
-        raise ValueError(
-            f"{source}: unknown config key(s) {', '.join(map(repr, unknown))}; "
-            f"allowed keys: {', '.join(sorted(known))}"
-        )
+        raise ConfigError([f"{source}: unknown config key {k!r}; allowed keys: {', '.join(sorted(field_types()))}"
+                           for k in unknown])
 
 
-def _coerce(key: str, value: Any, source: str) -> Any:
-    """Check one value against the field's type; ints are accepted where floats are expected."""
-    tp = field_types()[key]
-    ok, coerced = _match(tp, value)
-    if not ok:
-        raise ValueError(
-            f"{source}: key {key!r} has value {value!r} ({type(value).__name__}); expected {_describe(tp)}"
-        )
-    return coerced
+# ---------------------------------------------------------------- ranges and combinations
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
+DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+POSITIVE = ("lr", "max_chars", "epochs", "batches_per_epoch", "patience", "eval_batch_size", "compromise_k",
+            "log_every", "pal_size", "pal_heads", "head_size")
+POSITIVE_OR_NONE = ("head_lr", "max_train_examples", "dev_subsample", "final_dev_max", "threads")
+PROBABILITIES = ("warmup_ratio", "augment_synonym_p", "augment_deletion_p", "gradvac_beta")
 
 
-def _match(tp: Any, value: Any) -> tuple[bool, Any]:
-    origin = get_origin(tp)
-    if tp is Any:
-        return True, value
-    if origin is Literal:
-        return (value in get_args(tp)), value
-    if origin in UNION_TYPES:
-        for arg in get_args(tp):
-            ok, v = _match(arg, value)
-            if ok:
-                return True, v
-        return False, value
-    if tp is type(None):
-        return value is None, value
-    if tp is bool:
-        return isinstance(value, bool), value
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True, float(value)
-        if isinstance(value, str):  # YAML reads 1e-5 as a string
-            try:
-                return True, float(value)
-            except ValueError:
-                return False, value
-        return False, value
-    if tp is str:
-        return isinstance(value, str), value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            return False, value
-        (arg,) = get_args(tp) or (Any,)
-        out = []
-        for v in value:
-            ok, c = _match(arg, v)
-            if not ok:
-                return False, value
-            out.append(c)
-        return True, out
-    if origin is dict:
-        if not isinstance(value, dict):
-            return False, value
-        _, varg = get_args(tp) or (Any, Any)
-        out = {}
-        for k, v in value.items():
-            ok, c = _match(varg, v)
-            if not ok:
-                return False, value
-            out[k] = c
-        return True, out
-    return isinstance(value, tp), value
+def check_ranges(cfg: RunConfig) -> list[str]:
+    """Every numeric range and every combination that cannot work, one line each, naming the key."""
+    errors = []
 
+    def bad(key: str, expected: str) -> None:
+        errors.append(f"config: key {key!r} has value {getattr(cfg, key)!r}; expected {expected}")
 
-def validate(cfg: RunConfig) -> None:
-    """Type-check every field and the combinations that cannot work, naming the key."""
-    for f in dataclasses.fields(cfg):
-        setattr(cfg, f.name, _coerce(f.name, getattr(cfg, f.name), "config"))
-    bad = [t for t in cfg.tasks if t not in TASKS]
-    if bad or not cfg.tasks:
-        raise ValueError(f"config: key 'tasks' has unknown task(s) {bad}; allowed: {', '.join(TASKS)}")
+    for key in POSITIVE:
+        if not getattr(cfg, key) > 0:
+            bad(key, "a number > 0")
+    for key in POSITIVE_OR_NONE:
+        value = getattr(cfg, key)
+        if value is not None and not value > 0:
+            bad(key, "a number > 0, or null")
+    for key in PROBABILITIES:
+        if not 0 <= getattr(cfg, key) <= 1:
+            bad(key, "a number in [0, 1]")
+    if not 0 <= cfg.hidden_dropout < 1:
+        bad("hidden_dropout", "a number in [0, 1)")
+    if not 0 <= cfg.n_hidden_layers <= 16:
+        bad("n_hidden_layers", "an integer in 0..16")
+    if not cfg.smart_weight >= 0:
+        bad("smart_weight", "a number >= 0 (0 = off)")
+    if not 0 <= cfg.seed < 2**32:
+        bad("seed", "an integer in 0..2**32-1")
+    if not NAME_RE.fullmatch(cfg.name) or len(cfg.name) > 100:
+        bad("name", "a plain file name (letters, digits, _ . + = -; no '/', not starting with '.')")
+    if not DEVICE_RE.fullmatch(cfg.device):
+        bad("device", "auto, cpu, cuda, cuda:N or mps")
+    unknown = [t for t in cfg.tasks if t not in TASKS]
+    if unknown or not cfg.tasks or len(set(cfg.tasks)) < len(cfg.tasks):
+        bad("tasks", f"distinct tasks among {', '.join(TASKS)}")
     missing = [t for t in cfg.tasks if t not in cfg.batch_size]
-    if missing or any(v <= 0 for v in cfg.batch_size.values()):
-        raise ValueError(f"config: key 'batch_size' needs a positive size for each task {cfg.tasks}")
+    if missing or any(v < 1 for v in cfg.batch_size.values()):
+        bad("batch_size", f"a size >= 1 for each task {list(cfg.tasks)}")
     if cfg.head != "mlp" and cfg.pair_mode == "concat_embed":
-        raise ValueError("config: key 'head' = rnn/lstm reads token states and needs pair_mode 'concat_sentences'")
-    if cfg.pals and cfg.pal_size % cfg.pal_heads:
-        raise ValueError(f"config: key 'pal_size' ({cfg.pal_size}) must be divisible by 'pal_heads' ({cfg.pal_heads})")
+        bad("head", "mlp with pair_mode 'concat_embed' (rnn/lstm read token states: use 'concat_sentences')")
+    if cfg.pals and cfg.pal_size % max(cfg.pal_heads, 1):
+        bad("pal_size", f"a multiple of pal_heads ({cfg.pal_heads})")
     if cfg.freeze == "all_but_pals" and not cfg.pals:
-        raise ValueError("config: key 'freeze' = 'all_but_pals' needs pals: true")
-    if cfg.compromise and cfg.gradient_method not in ("pcgrad", "gradvac", "sum"):
-        raise ValueError("config: key 'compromise' needs gradient_method pcgrad, gradvac or sum")
-    for key in ("epochs", "batches_per_epoch", "patience", "eval_batch_size", "compromise_k"):
-        if getattr(cfg, key) < 1:
-            raise ValueError(f"config: key {key!r} must be >= 1, got {getattr(cfg, key)}")
+        bad("freeze", "'none' or 'encoder' when pals is false ('all_but_pals' needs pals: true)")
+    if cfg.compromise and cfg.gradient_method == "none":
+        bad("compromise", "false when gradient_method is 'none' (compromise needs sum, pcgrad or gradvac)")
     if cfg.compromise and cfg.compromise_k < len(cfg.tasks):
-        raise ValueError(f"config: key 'compromise_k' must be >= the number of tasks ({len(cfg.tasks)})")
+        bad("compromise_k", f">= the number of tasks ({len(cfg.tasks)})")
     for i, ph in enumerate(cfg.phases):
-        if not isinstance(ph, dict):
-            raise ValueError(f"config: phases[{i}] must be a mapping of overrides")
-        unknown = [k for k in ph if k not in PHASE_KEYS]
-        if unknown:
-            raise ValueError(
-                f"config: phases[{i}] has key(s) {unknown} a phase cannot change; "
-                f"allowed: {', '.join(sorted(PHASE_KEYS))}"
-            )
-        for k, v in ph.items():
-            if k != "name":
-                _coerce(k, v, f"config: phases[{i}]")
-    if cfg.phases:  # each phase is a whole config: check its combinations now, not when the phase starts
-        cfg.phase_configs()
+        errors += _check_phase(cfg, i, ph)
+    return errors
+
+
+def _check_phase(cfg: RunConfig, i: int, ph: Mapping[str, Any]) -> list[str]:
+    if not isinstance(ph, Mapping):
+        return [f"config: phases[{i}] must be a mapping of overrides, got {type(ph).__name__}"]
+    unknown = [k for k in ph if k not in PHASE_KEYS and k != "name"]
+    if unknown:
+        return [f"config: phases[{i}] has key {k!r}, which a phase cannot change; allowed: "
+                f"{', '.join(sorted(PHASE_KEYS | {'name'}))}" for k in unknown]
+    base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "phases"}
+    try:
+        RunConfig(**{**base, **{k: v for k, v in ph.items() if k != "name"}})
+    except ConfigError as e:
+        return [line.replace("config:", f"config: phases[{i}] ({ph.get('name', f'phase{i}')}):", 1) for line in e.errors]
+    return []
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """`key=value` from the command line; the value is read as YAML (numbers, lists, null)."""
     if "=" not in text:
-        raise ValueError(f"--set expects key=value, got {text!r}")
+        raise ConfigError([f"--set expects key=value, got {text!r}"])
     key, raw = text.split("=", 1)
     key = key.strip()
-    _check_keys({key: None}, "--set")
-    return key, yaml.safe_load(raw)
-
-
-def load_profile(profile: str | Path) -> dict[str, Any]:
-    """A profile file (params/profiles/<name>.yaml) as a dict; `seeds` kept."""
-    path = Path(profile)
-    if not path.suffix:
-        path = PARAMS_DIR / "profiles" / f"{profile}.yaml"
-    if not path.exists():
-        avail = sorted(p.stem for p in (PARAMS_DIR / "profiles").glob("*.yaml"))
-        raise FileNotFoundError(f"profile {str(profile)!r} not found at {path}; available: {', '.join(avail)}")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of config keys at the top level")
-    if "extends" in data:  # a profile may start from another one and change a few keys
-        parent = load_profile(data.pop("extends"))
-        parent.pop("description", None)
-        data = {**parent, **data}
-    seeds = profile_seed_list(data)
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
-        raise ValueError(f"{path}: key 'seeds' must be a list of integers")
-    _check_keys({k: v for k, v in data.items() if k not in PROFILE_ONLY_KEYS}, str(path))
-    for name, ph in (data.get("phase_overrides") or {}).items():
-        if not isinstance(ph, dict) or any(k not in PHASE_KEYS for k in ph):
-            raise ValueError(f"{path}: phase_overrides[{name!r}] must map phase keys ({', '.join(sorted(PHASE_KEYS))})")
-    return data
-
-
-def profile_seed_list(data: dict[str, Any]) -> Any:
-    """A profile's seeds: its `seeds` list, else its single `seed`, else RunConfig's default seed."""
-    return data.get("seeds", [data.get("seed", 11711)])
-
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PARAMS_DIR = REPO_ROOT / "params"
+    check_keys({key: None}, "--set")
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError([f"--set {key}: value {raw!r} is not valid YAML ({str(e).splitlines()[0]})"]) from None
 
 
 def resolve_path(path: str | Path) -> Path:

@@ -1,4 +1,4 @@
-"""Tests for mtlib.augment: balancing arithmetic, determinism, task rules, cache, offline NLTK data."""
+"""Tests for mtlib.data.augment: balancing arithmetic, determinism, task rules, cache, offline NLTK data."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtlib import augment
-from mtlib.augment import EDAParams, augment_examples, class_counts, ensure_nltk_data
+from mtlib.data import augment
+from mtlib.data.augment import EDAParams, augment_examples, class_counts, ensure_nltk_data
 from mtlib.data import Example, load_split
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtlib.backbones import load_backbone, minilm_path
+from mtlib.model.backbones import load_backbone, minilm_path
 
 
 def test_tiny_random_is_seeded_and_small():

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 import yaml
 
-from mtlib.config import (PHASE_KEYS, RunConfig, allowed_values, field_types, load_profile, parse_override)
+from mtlib.config import PHASE_KEYS, RunConfig, allowed_values, field_types, parse_override
+from mtlib.study.resolve import load_profile
 
 
 def write_yaml(tmp_path, data, name="cfg.yaml"):
@@ -21,7 +22,7 @@ def test_defaults_are_valid_and_round_trip():
     assert cfg.tasks == ["sst", "para", "sts"]
     assert cfg.sampler == "pal" and cfg.lr == 1e-5 and cfg.epochs == 10
     again = RunConfig.from_dict(cfg.to_dict())
-    assert again == cfg and again.config_hash() == cfg.config_hash()
+    assert again == cfg and again.settings_hash() == cfg.settings_hash()
     # to_yaml -> from_yaml gives the same config
     assert RunConfig.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
     # every field has a describable type
@@ -84,19 +85,19 @@ def test_from_yaml_drops_profile_only_keys_and_rejects_non_mappings(tmp_path):
 
 def test_config_hash_stable_and_only_result_keys():
     a = RunConfig()
-    assert a.config_hash() == RunConfig().config_hash()
-    assert len(a.config_hash()) == 10
+    assert a.settings_hash() == RunConfig().settings_hash()
+    assert len(a.settings_hash()) == 10
     for change in ({"progress": False}, {"out_dir": "/elsewhere"}, {"threads": 1}, {"log_every": 5},
                    {"data_dir": "/data"}):
-        assert a.replace(**change).config_hash() == a.config_hash(), change
-    assert a.replace(lr=2e-5).config_hash() != a.config_hash()
+        assert a.replace(**change).settings_hash() == a.settings_hash(), change
+    assert a.replace(lr=2e-5).settings_hash() != a.settings_hash()
     # the seed names its own folder under <name>-<hash>/: seeds of one config share the hash, not the folder
-    assert a.replace(seed=1).config_hash() == a.config_hash()
-    assert a.replace(seed=1).run_dir() != a.run_dir()
+    assert a.replace(seed=1).settings_hash() == a.settings_hash()
+    assert a.replace(seed=1).run_dir() != run_dir_for(a)
     assert hash(a) == hash(RunConfig())
-    assert a.replace(lr=2e-5).run_dir() != a.run_dir()
+    assert a.replace(lr=2e-5).run_dir() != run_dir_for(a)
     b = a.replace(out_dir="/x", name="row")
-    assert b.run_dir().as_posix() == f"/x/row-{b.config_hash()}/seed{b.seed}"
+    assert run_dir_for(b).as_posix() == f"/x/row-{b.settings_hash()}/seed{b.seed}"
 
 
 def test_phase_configs_apply_overrides():

@@ -1,4 +1,4 @@
-"""mtlib.data: parsing (fixtures), counts on the real course files; mtlib.fetch (through its re-exports in
+"""mtlib.data: parsing (fixtures), counts on the real course files; mtlib.data.sources (through its re-exports in
 mtlib.data): fetching from folders and over HTTP."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-import mtlib.fetch as mfetch
+import mtlib.data.sources as mfetch
 from mtlib import data
+from mtlib.config import REPO_ROOT
 from mtlib.data import Example, filter_by_length, load_split, read_task_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -160,7 +161,7 @@ def test_registry_matches_shared_checksums():
 def fake_registry(monkeypatch):
     """Point FILES at the fixture files; the optional course files stay unknown and unreachable.
 
-    Patched in mtlib.fetch, where `fetch` looks the registry up (mtlib.data only re-exports it).
+    Patched in mtlib.data.sources, where `fetch` looks the registry up (mtlib.data only re-exports it).
     """
     registry = {p.name: (sha(p), None) for p in sorted(MINI.glob("*.csv"))}
     registry.update({name: (None, None) for name in data.OPTIONAL_FILES})
@@ -315,4 +316,4 @@ def test_default_data_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MTLIB_DATA_DIR", str(tmp_path))
     assert data.default_data_dir() == tmp_path
     monkeypatch.delenv("MTLIB_DATA_DIR")
-    assert data.default_data_dir() == data.REPO_ROOT / "data"
+    assert data.default_data_dir() == REPO_ROOT / "data"

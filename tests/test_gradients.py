@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mtlib.gradients import (
+from mtlib.train.gradients import (
     GradVac,
     PCGrad,
     TaskGradients,
@@ -392,7 +392,7 @@ def test_row_sparse_table_update_clears_rows_of_the_previous_update():
 
 
 def test_bert_word_embeddings_are_the_row_sparse_table():
-    from mtlib.backbones import load_backbone
+    from mtlib.model.backbones import load_backbone
 
     encoder, _ = load_backbone("tiny-random", seed=0)
     embeddings = encoder.get_input_embeddings()

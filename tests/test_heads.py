@@ -1,9 +1,9 @@
-"""Tests for mtlib.heads: shapes, padding invariance of the recurrent heads, widths, errors."""
+"""Tests for mtlib.model.heads: shapes, padding invariance of the recurrent heads, widths, errors."""
 
 import pytest
 import torch
 
-from mtlib.heads import HEAD_KINDS, MLPHead, RecurrentHead, build_head, count_parameters
+from mtlib.model.heads import HEAD_KINDS, MLPHead, RecurrentHead, build_head, count_parameters
 
 H = 64
 

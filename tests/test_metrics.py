@@ -1,4 +1,4 @@
-"""mtlib.metrics: metric properties, the course prediction-file format, scoring against course files."""
+"""mtlib.data.metrics: metric properties, the course prediction-file format, scoring against course files."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtlib import data
-from mtlib.metrics import (PREDICTION_COLUMNS, TASK_METRIC, accuracy, pearson, read_predictions, score,
+from mtlib import TASKS, data
+from mtlib.data.metrics import (PREDICTION_COLUMNS, TASK_METRIC, accuracy, pearson, read_predictions, score,
                            score_file, write_predictions)
 
 MINI = Path(__file__).parent / "fixtures" / "mini_data"
@@ -39,7 +39,7 @@ def test_pearson_properties():
 
 
 def test_score_dispatches_on_task():
-    assert set(TASK_METRIC) == set(data.TASKS)
+    assert set(TASK_METRIC) == set(TASKS)
     assert score("sst", [1, 2], [1, 3]) == 0.5
     assert score("sts", [1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="sst, para, sts"):

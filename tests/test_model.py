@@ -1,4 +1,4 @@
-"""mtlib.model and mtlib.batches: pair encodings, output shapes, losses, parameter groups, batch streams."""
+"""mtlib.model.multitask and mtlib.data.batches: pair encodings, output shapes, losses, parameter groups, batch streams."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from mtlib.backbones import load_backbone
-from mtlib.batches import BatchStream, collate, eval_batches
+from mtlib.model.backbones import load_backbone
+from mtlib.data.batches import BatchStream, collate, eval_batches
 from mtlib.config import RunConfig
 from mtlib.data import Example
-from mtlib.model import OUT_DIM, MultitaskModel
+from mtlib.model.multitask import OUT_DIM, MultitaskModel
 
 SST = [Example("s1", ("a lovely film",), 3), Example("s2", ("dull , too long and quite boring",), 0),
        Example("s3", ("fine",), 2)]

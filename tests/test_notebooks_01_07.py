@@ -10,7 +10,8 @@ import pytest
 
 from mtlib import data
 from mtlib.config import REPO_ROOT
-from mtlib.runs import config_for
+from mtlib.study.resolve import resolve_config
+from mtlib.train.identity import run_dir_for
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 NB01 = NOTEBOOKS / "01_data_exploration.ipynb"
@@ -68,10 +69,10 @@ def test_07_results_without_runs(tmp_path):
 
 
 def test_07_results_after_a_smoke_run(tmp_path, small_data_dir):
-    from mtlib.train import run
+    from mtlib.train.trainer import run
 
     out = tmp_path / "runs"
-    run(config_for("smoke", row="base_pal", out_dir=str(out), data_dir=str(small_data_dir)))
+    run(resolve_config("smoke", row="base_pal", out_dir=str(out), data_dir=str(small_data_dir)))
     md = tmp_path / "results.md"
     nb = _execute(NB07, tmp_path / "07.ipynb", out_dir=str(out), figures_dir=str(tmp_path / "figures"),
                   results_md=str(md))

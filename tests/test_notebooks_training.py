@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from mtlib.config import REPO_ROOT
-from mtlib.runs import rows_for
+from mtlib.study.runs import rows_for
 
 NOTEBOOKS = ["02_baselines", "03_gradient_methods", "04_heads", "05_pals", "06_gradient_compromise"]
 LOGIC = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.For, ast.While, ast.If, ast.Try, ast.With,

@@ -1,4 +1,4 @@
-"""Tests for mtlib.pals: exact neutrality at init, task selection, checkpoint compatibility, freezing, counts."""
+"""Tests for mtlib.model.pals: exact neutrality at init, task selection, checkpoint compatibility, freezing, counts."""
 
 import copy
 from pathlib import Path
@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from mtlib.pals import (
+from mtlib.model.pals import (
     PALs,
     add_pals,
     freeze_all_but_pals,

@@ -1,4 +1,4 @@
-"""mtlib.plots: every figure function on small synthetic histories (and the real data where it needs it)."""
+"""mtlib.study.plots: every figure function on small synthetic histories (and the real data where it needs it)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
-from mtlib import data, plots
-from mtlib.schedulers import pal_probabilities
+from mtlib import data
+from mtlib.study import plots
+from mtlib.train.samplers import pal_probabilities
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""mtlib.results: the results table from synthetic metrics.json files, CIs, both mean formulas, markdown."""
+"""mtlib.study.results: the results table from synthetic metrics.json files, CIs, both mean formulas, markdown."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtlib import results
-from mtlib.runs import config_for, load_experiments
+from mtlib.study import results
+from mtlib.study.experiments import load_experiments
+from mtlib.study.resolve import resolve_config
+from mtlib.train.identity import run_dir_for
 
 ROWS = [
     {"id": "base_pal", "label": "BaseModel + Pal schedule", "notebook": "02_baselines",
@@ -105,13 +107,13 @@ def test_results_table_no_runs_folder(tmp_path):
 def test_results_table_keeps_only_the_profiles_runs(tmp_path):
     row = ROWS[0]
     out = str(tmp_path)
-    smoke = config_for("smoke", row=row, seed=11711, out_dir=out)
-    quick = config_for("quick", row=row, seed=11711, out_dir=out)
-    assert smoke.config_hash() != quick.config_hash()
-    write(tmp_path, metrics("base_pal", 11711, 0.2, 0.5, 0.1, config_hash=smoke.config_hash()), smoke.to_dict())
-    write(tmp_path, metrics("base_pal", 11711, 0.4, 0.8, 0.7, config_hash=quick.config_hash()), quick.to_dict())
-    other_seed = config_for("smoke", row=row, seed=3, out_dir=out)  # a seed the profile does not list still counts
-    write(tmp_path, metrics("base_pal", 3, 0.3, 0.5, 0.1, config_hash=other_seed.config_hash()), other_seed.to_dict())
+    smoke = resolve_config("smoke", row=row, seed=11711, out_dir=out)
+    quick = resolve_config("quick", row=row, seed=11711, out_dir=out)
+    assert smoke.settings_hash() != quick.settings_hash()
+    write(tmp_path, metrics("base_pal", 11711, 0.2, 0.5, 0.1, config_hash=smoke.settings_hash()), smoke.to_dict())
+    write(tmp_path, metrics("base_pal", 11711, 0.4, 0.8, 0.7, config_hash=quick.settings_hash()), quick.to_dict())
+    other_seed = resolve_config("smoke", row=row, seed=3, out_dir=out)  # a seed the profile does not list still counts
+    write(tmp_path, metrics("base_pal", 3, 0.3, 0.5, 0.1, config_hash=other_seed.settings_hash()), other_seed.to_dict())
     table = results.results_table(tmp_path, experiments=ROWS, profile="smoke")
     assert table.iloc[0]["n_seeds"] == 2 and table.iloc[0]["sst"] == pytest.approx(0.25)
     table = results.results_table(tmp_path, experiments=ROWS, profile="quick")

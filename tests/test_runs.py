@@ -1,4 +1,4 @@
-"""mtlib.runs: the experiments table, configs per row, skip/resume of run_rows, the papermill driver."""
+"""mtlib.study.runs: the experiments table, configs per row, skip/resume of run_rows, the papermill driver."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from mtlib import runs
+from mtlib import rundir
+from mtlib.study import experiments, resolve, runs, tables, workbook
 from mtlib.config import RunConfig
-from mtlib.runs import config_for, get_row, load_experiments, run_rows, run_workbook
+from mtlib.study.experiments import get_row, load_experiments
+from mtlib.study.runs import run_rows
+from mtlib.study.workbook import run_workbook
+from mtlib.study.resolve import resolve_config
+from mtlib.train.identity import run_dir_for
 
 NOTEBOOKS = {"02_baselines", "03_gradient_methods", "04_heads", "05_pals", "06_gradient_compromise"}
 
@@ -45,10 +50,10 @@ def test_experiments_file_errors(tmp_path):
 
 @pytest.mark.parametrize("row", [r["id"] for r in load_experiments()])
 def test_every_row_builds_a_valid_config(row, tmp_path):
-    cfg = config_for("smoke", row=row, out_dir=str(tmp_path))
+    cfg = resolve_config("smoke", row=row, out_dir=str(tmp_path))
     assert isinstance(cfg, RunConfig)
     assert cfg.name == row and cfg.backbone == "tiny-random" and cfg.seed == 11711
-    assert cfg.run_dir().parent.name == f"{row}-{cfg.config_hash()}"
+    assert run_dir_for(cfg).parent.name == f"{row}-{cfg.settings_hash()}"
     spec = get_row(row)
     for key, value in spec["config"].items():
         if key != "phases":
@@ -60,34 +65,34 @@ def test_every_row_builds_a_valid_config(row, tmp_path):
             assert (phase.epochs, phase.batches_per_epoch) == (1, 3)
         if raw.get("name") == "pretrain":
             assert phase.freeze == "encoder" and phase.lr == 1e-3 and phase.gradient_method == "none"
-    assert config_for("smoke", row=row, seed=3, out_dir=str(tmp_path)).seed == 3
+    assert resolve_config("smoke", row=row, seed=3, out_dir=str(tmp_path)).seed == 3
 
 
 def test_init_from_resolves_to_the_parent_best(tmp_path):
-    child = config_for("smoke", row="advanced_pal_finetune", out_dir=str(tmp_path), epochs=1)
-    parent = config_for("smoke", row="advanced", out_dir=str(tmp_path), epochs=1)
-    assert child.init_checkpoint == str(parent.run_dir() / "best.pt")
+    child = resolve_config("smoke", row="advanced_pal_finetune", out_dir=str(tmp_path), epochs=1)
+    parent = resolve_config("smoke", row="advanced", out_dir=str(tmp_path), epochs=1)
+    assert child.init_checkpoint == str(run_dir_for(parent) / "best.pt")
     assert child.pals and not parent.pals
     assert child.phases[0]["freeze"] == "all_but_pals"
     # the parent of the same seed
-    assert config_for("smoke", row="advanced_pal_finetune", seed=5, out_dir=str(tmp_path)).init_checkpoint == str(
-        config_for("smoke", row="advanced", seed=5, out_dir=str(tmp_path)).run_dir() / "best.pt")
+    assert resolve_config("smoke", row="advanced_pal_finetune", seed=5, out_dir=str(tmp_path)).init_checkpoint == str(
+        resolve_config("smoke", row="advanced", seed=5, out_dir=str(tmp_path)).run_dir() / "best.pt")
     # an explicit init_checkpoint wins
-    assert config_for("smoke", row="advanced_pal_finetune", init_checkpoint="x.pt").init_checkpoint == "x.pt"
-    assert config_for("smoke", row="base").init_checkpoint is None
+    assert resolve_config("smoke", row="advanced_pal_finetune", init_checkpoint="x.pt").init_checkpoint == "x.pt"
+    assert resolve_config("smoke", row="base").init_checkpoint is None
 
 
 def test_config_for_sources(tmp_path):
     # a dict, a plain run-config YAML, and overrides on top
-    assert config_for({"backbone": "tiny-random", "epochs": 2}).epochs == 2
+    assert resolve_config({"backbone": "tiny-random", "epochs": 2}).epochs == 2
     path = tmp_path / "run.yaml"
     path.write_text("backbone: tiny-random\nepochs: 4\nlr: 1e-4\n")
-    cfg = config_for(path, lr=5e-5)
+    cfg = resolve_config(path, lr=5e-5)
     assert (cfg.epochs, cfg.lr) == (4, 5e-5)
     with pytest.raises(ValueError, match="'epoch'"):
-        config_for("smoke", epoch=1)
+        resolve_config("smoke", epoch=1)
     with pytest.raises(FileNotFoundError, match="available"):
-        config_for("nonesuch")
+        resolve_config("nonesuch")
 
 
 def test_run_rows_skips_finished_runs_and_trains_parents(tmp_path, small_data_dir):
@@ -98,22 +103,22 @@ def test_run_rows_skips_finished_runs_and_trains_parents(tmp_path, small_data_di
     stamp = metrics.stat().st_mtime_ns
     (again,) = run_rows("02_baselines", "smoke", only=["base"], **kw)
     assert again == first and metrics.stat().st_mtime_ns == stamp
-    assert [r["type"] for r in runs.read_history(first)].count("start") == 1
+    assert [r["type"] for r in rundir.read_history(first)].count("start") == 1
     assert json.loads(metrics.read_text())["name"] == "base"
-    assert [Path(m["run_dir"]) for m in runs.collect_metrics(tmp_path / "runs")] == [first]
+    assert [Path(m["run_dir"]) for m in rundir.collect_metrics(tmp_path / "runs")] == [first]
 
 
 def test_run_rows_trains_the_parent_of_an_init_from_row(tmp_path, small_data_dir, monkeypatch):
     # the child starts from its parent's best.pt even when the caller overrides result keys
-    import mtlib.train as mtrain
+    import mtlib.train.trainer as mtrain
 
     trained = []
-    monkeypatch.setattr(mtrain, "run", lambda cfg, callback=None: trained.append(cfg) or cfg.run_dir())
+    monkeypatch.setattr(mtrain, "run", lambda cfg, callback=None: trained.append(cfg) or run_dir_for(cfg))
     run_rows("05_pals", "smoke", only=["advanced_pal_finetune"], out_dir=str(tmp_path), epochs=1,
              data_dir=str(small_data_dir))
     parent, child = trained
     assert parent.name == "advanced" and child.name == "advanced_pal_finetune"
-    assert child.init_checkpoint == str(parent.run_dir() / "best.pt")
+    assert child.init_checkpoint == str(run_dir_for(parent) / "best.pt")
     assert parent.epochs == child.epochs == 1
 
 
@@ -151,9 +156,9 @@ def test_run_workbook_selection_and_dry_run(tmp_path, capsys):
     folder.mkdir()
     _notebook(folder / "01_good.ipynb", "pass")
     _notebook(folder / "02_other.ipynb", "pass")
-    assert [p.name for p in runs.list_notebooks(["02"], folder)] == ["02_other.ipynb"]
+    assert [p.name for p in workbook.list_notebooks(["02"], folder)] == ["02_other.ipynb"]
     with pytest.raises(ValueError, match="09"):
-        runs.list_notebooks(["09"], folder)
+        workbook.list_notebooks(["09"], folder)
     assert run_workbook("smoke", dry_run=True, out_dir=tmp_path / "out", folder=folder) == 0
     assert "01_good.ipynb" in capsys.readouterr().out
     assert not list((tmp_path / "out").rglob("*.ipynb"))
@@ -166,19 +171,19 @@ def test_list_notebooks_matches_by_prefix_in_folder_order(tmp_path):
     folder.mkdir()
     for name in ("01_a", "02_b", "03_c"):
         (folder / f"{name}.ipynb").write_text("{}")
-    assert [p.stem for p in runs.list_notebooks(["03_c", "01"], folder)] == ["01_a", "03_c"]
+    assert [p.stem for p in workbook.list_notebooks(["03_c", "01"], folder)] == ["01_a", "03_c"]
     with pytest.raises(ValueError, match=r"\['9', '9'\]"):
-        runs.list_notebooks(["02", "9", "9"], folder)
+        workbook.list_notebooks(["02", "9", "9"], folder)
 
 
 def test_run_name_read_metrics_and_find_run(tmp_path):
     cfg = RunConfig(name="my-row", out_dir=str(tmp_path), seed=3)
-    d = cfg.run_dir()
+    d = run_dir_for(cfg)
     d.mkdir(parents=True)
     (d / "metrics.json").write_text(json.dumps({"name": "my-row", "data": {"sst": {"train_used": 7}, "quora_train": "x"},
                                                 "params": {"encoder": 5}}))
-    assert runs.run_name(d) == runs.run_name(str(d)) == "my-row"
-    assert runs.read_metrics(d)["name"] == "my-row"
-    assert runs.train_sizes(d) == {"sst": 7}
-    assert runs.find_run([d], "my-row") == d
-    assert runs.parameter_table([d]).loc["my-row", "encoder"] == 5
+    assert rundir.run_name(d) == rundir.run_name(str(d)) == "my-row"
+    assert rundir.read_metrics(d)["name"] == "my-row"
+    assert tables.train_sizes(d) == {"sst": 7}
+    assert tables.find_run([d], "my-row") == d
+    assert tables.parameter_table([d]).loc["my-row", "encoder"] == 5

@@ -1,4 +1,4 @@
-"""mtlib.schedulers: the PAL schedule (spec section 3 worked example), task_ratios, TaskSampler."""
+"""mtlib.train.samplers: the PAL schedule (spec section 3 worked example), task_ratios, TaskSampler."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mtlib.schedulers import (SAMPLERS, TaskSampler, pal_alpha, pal_control_probabilities, pal_probabilities,
+from mtlib.train.samplers import (SAMPLERS, TaskSampler, pal_alpha, pal_control_probabilities, pal_probabilities,
                               task_ratios)
 
 TASKS = ["sst", "para", "sts"]

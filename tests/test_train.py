@@ -1,4 +1,4 @@
-"""mtlib.train on the smoke profile (tiny-random, fp32, a small copy of the data): learning, run directory,
+"""mtlib.train.trainer on the smoke profile (tiny-random, fp32, a small copy of the data): learning, run directory,
 no overwrite, exact resume, phases and freezing, gradient methods, SMART, PALs."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import math
 import pytest
 import torch
 
-from mtlib.metrics import PREDICTION_COLUMNS, read_predictions
-from mtlib.runs import read_history
-from mtlib.train import Trainer, resolve_precision, run
+from mtlib.data.metrics import PREDICTION_COLUMNS, read_predictions
+from mtlib.rundir import read_history
+from mtlib.train.identity import run_dir_for
+from mtlib.train.runtime import resolve_precision
+from mtlib.train.trainer import Trainer, run
 
 
 class Interrupt(Exception):
@@ -60,7 +62,7 @@ def test_training_lowers_the_loss(smoke_cfg):
 def test_run_directory_contents_and_no_overwrite(smoke_cfg, small_data_dir):
     cfg = smoke_cfg.replace(predict_test=True)
     run_dir = run(cfg)
-    assert run_dir == cfg.run_dir() and run_dir.parent.name == f"{cfg.name}-{cfg.config_hash()}"
+    assert run_dir == run_dir_for(cfg) and run_dir.parent.name == f"{cfg.name}-{cfg.settings_hash()}"
     names = {p.name for p in run_dir.iterdir()}
     assert {"config.yaml", "history.jsonl", "metrics.json", "best.pt", "predictions"} <= names
     assert "last.pt" not in names  # removed once finished
@@ -70,7 +72,7 @@ def test_run_directory_contents_and_no_overwrite(smoke_cfg, small_data_dir):
 
     history = rows(run_dir)
     assert history[0]["type"] == "start" and history[-1]["type"] == "final"
-    assert history[0]["config_hash"] == cfg.config_hash()
+    assert history[0]["config_hash"] == cfg.settings_hash()
     evals = [r for r in history if r["type"] == "eval"]
     assert [r["epoch"] for r in evals] == [1, 2]
     assert all(sum(r["task_counts"].values()) == cfg.batches_per_epoch for r in evals)
@@ -79,14 +81,14 @@ def test_run_directory_contents_and_no_overwrite(smoke_cfg, small_data_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["dev"]) == {"sst", "para", "sts", "mean"}
     assert metrics["dev"]["mean"] == pytest.approx(sum(metrics["dev"][t] for t in ("sst", "para", "sts")) / 3)
-    assert metrics["best_epoch"] in (1, 2) and metrics["config_hash"] == cfg.config_hash()
+    assert metrics["best_epoch"] in (1, 2) and metrics["config_hash"] == cfg.settings_hash()
     assert metrics["examples_seen"] == 2 * cfg.batches_per_epoch * 8
     assert metrics["data"]["sst"]["train_used"] == 32 and metrics["data"]["sst"]["dev_subsample"] == 24
     assert history[-1]["mean"] == pytest.approx(metrics["dev"]["mean"])
 
     # predictions in the course format, scored back to the same numbers
     from mtlib.data import load_split
-    from mtlib.metrics import score
+    from mtlib.data.metrics import score
 
     pred = run_dir / "predictions"
     for task in ("sst", "para", "sts"):
@@ -140,7 +142,7 @@ def test_resume_reproduces_an_uninterrupted_run(smoke_cfg, tmp_path, case):
 
     with pytest.raises(Interrupt):
         run(cfg, callback=interrupt)
-    run_dir = cfg.run_dir()
+    run_dir = run_dir_for(cfg)
     assert (run_dir / "last.pt").is_file() and not (run_dir / "metrics.json").exists()
     assert run(cfg) == run_dir
 
@@ -264,7 +266,7 @@ def test_init_checkpoint_errors(smoke_cfg, tmp_path):
 
 def test_nan_dev_score_still_finishes(smoke_cfg, monkeypatch):
     # a constant STS prediction has no Pearson (nan); the run must still keep a best model and finish
-    import mtlib.train as mtrain
+    import mtlib.train.trainer as mtrain
 
     real = mtrain.evaluate
 

@@ -6,10 +6,11 @@ from typing import get_args
 
 import pytest
 
-from mtlib import widgets
+from mtlib.study import widgets
 from mtlib.config import field_types
-from mtlib.runs import config_for
-from mtlib.widgets import PAL_FINETUNE_ONLY, AblationPanel, interactive_frontend, show_panel
+from mtlib.study.resolve import resolve_config
+from mtlib.train.identity import run_dir_for
+from mtlib.study.widgets import PAL_FINETUNE_ONLY, AblationPanel, interactive_frontend, show_panel
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +40,7 @@ def test_widget_values_flow_into_the_config(tmp_path):
     assert (cfg.sampler, cfg.n_hidden_layers, cfg.gradient_method, cfg.seed, cfg.epochs) == (
         "round_robin", 1, "pcgrad", 3, 1)
     assert cfg.name == "widget-base"
-    assert cfg.run_dir().parent.parent == tmp_path / "runs"
+    assert run_dir_for(cfg).parent.parent == tmp_path / "runs"
     assert cfg.backbone == "tiny-random"  # the rest comes from the profile
 
 
@@ -52,7 +53,7 @@ def test_custom_panel_is_named_custom_and_defaults_to_the_baseline_controls(tmp_
 @pytest.mark.parametrize("row", ["base", "advanced", "pcgrad", "gradvac_smart", "lstm256_sts_cls", "compromise"])
 def test_an_untouched_panel_reproduces_its_row(tmp_path, row):
     p = panel(tmp_path, row=row)
-    assert p.config().config_hash() == config_for("smoke", row=row, out_dir=str(tmp_path)).config_hash()
+    assert p.config().settings_hash() == resolve_config("smoke", row=row, out_dir=str(tmp_path)).settings_hash()
 
 
 def test_controls_default_to_the_rows_notebook(tmp_path):
@@ -179,7 +180,7 @@ def test_run_button_trains_draws_live_and_shows_the_results(tmp_path, monkeypatc
     assert not p.run_button.disabled and p.status.value.startswith("done")
 
     # clicking again finds the finished run: no training, the saved history is shown
-    monkeypatch.setattr(widgets, "_train", lambda cfg, cb: cfg.run_dir())
+    monkeypatch.setattr(widgets, "_train", lambda cfg, cb: run_dir_for(cfg))
     p.run_button.click()
     assert p.last_run_dir == run_dir and len([r for r in p.history if r["type"] == "eval"]) == 2
     assert "finished" in p.message.value
@@ -237,7 +238,7 @@ def test_interactive_frontend_in_real_kernels():
     nbclient = pytest.importorskip("nbclient")
     from jupyter_client.manager import start_new_kernel
 
-    code = "from mtlib.widgets import interactive_frontend; print(interactive_frontend())"
+    code = "from mtlib.study.widgets import interactive_frontend; print(interactive_frontend())"
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     assert nb.cells[0].outputs[0]["text"].strip() == "False"

@@ -1,0 +1,170 @@
+"""MultitaskModel: one shared encoder, one head per task, the two pair encodings, the losses.
+
+Pair encodings (spec section 2):
+- ``concat_sentences`` (the BaseModel): one sequence ``[CLS] s1 [SEP] s2 [SEP]`` with token types 0/1.
+  The original glued two separately padded encodings (padding inside the sequence, all-zero token
+  types), which made predictions depend on the batch; we use the tokenizer's pair encoding instead.
+- ``concat_embed``: each sentence encoded alone, pooled embeddings concatenated [e1; e2] (the study's
+  first rows); STS output 5*sigmoid(x) as in that commit.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtlib.model.heads import build_head, count_parameters
+
+OUT_DIM = {"sst": 5, "para": 1, "sts": 1}
+PAIR_MODES = ("concat_sentences", "concat_embed")
+POOLINGS = ("pooler", "cls", "mean")
+HEAD_TASKS = ("all", "sts")  # which tasks get a recurrent head; the others keep the MLP
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The model's shape: what MultitaskModel needs, nothing of the training run."""
+
+    tasks: tuple[str, ...] = ("sst", "para", "sts")
+    pooling: str = "pooler"
+    pair_mode: str = "concat_sentences"
+    n_hidden_layers: int = 0
+    hidden_dropout: float = 0.2
+    head: str = "mlp"
+    head_size: int = 128
+    head_cls: bool = False
+    head_tasks: str = "all"
+    pals: bool = False
+    pal_size: int = 132
+    pal_heads: int = 12
+
+    @classmethod
+    def of(cls, config) -> "ModelConfig":
+        """The model part of any object with these attributes (a RunConfig)."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
+
+class MultitaskModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, encoder: nn.Module, tokenizer=None):
+        super().__init__()
+        if not isinstance(cfg, ModelConfig):
+            cfg = ModelConfig.of(cfg)
+        self.cfg = cfg
+        self.tasks = list(cfg.tasks)
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        hidden = encoder.config.hidden_size
+        self.head_kinds = {t: (cfg.head if (cfg.head_tasks == "all" or t == "sts") else "mlp") for t in self.tasks}
+        self.heads = nn.ModuleDict()
+        for task, kind in self.head_kinds.items():
+            pair_embed = cfg.pair_mode == "concat_embed" and task != "sst"
+            self.heads[task] = build_head(
+                kind, in_dim=2 * hidden if pair_embed else hidden, hidden_size=hidden, out_dim=OUT_DIM[task],
+                n_hidden_layers=cfg.n_hidden_layers, dropout=cfg.hidden_dropout, size=cfg.head_size,
+                use_cls=cfg.head_cls,
+            )
+        if cfg.pals:
+            from mtlib.model.pals import add_pals
+
+            add_pals(self.encoder, self.tasks, size=cfg.pal_size, num_heads=cfg.pal_heads)
+
+    def set_dropout(self, p: float) -> None:
+        """The heads' dropout (a phase may change it; the encoder keeps its own)."""
+        for module in self.heads.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = p
+
+    # ---- parameter groups
+    def pal_parameters(self) -> list[nn.Parameter]:
+        if not self.cfg.pals:
+            return []
+        from mtlib.model.pals import pal_parameters
+
+        return pal_parameters(self.encoder)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Encoder parameters shared by all tasks (PALs are task-specific, so excluded)."""
+        pal_ids = {id(p) for p in self.pal_parameters()}
+        return [p for p in self.encoder.parameters() if id(p) not in pal_ids]
+
+    def parameter_counts(self) -> dict[str, int]:
+        counts = {"encoder": sum(p.numel() for p in self.shared_parameters())}
+        counts.update({f"head_{t}": count_parameters(h) for t, h in self.heads.items()})
+        counts["pals"] = sum(p.numel() for p in self.pal_parameters())
+        counts["total"] = count_parameters(self)
+        counts["trainable"] = count_parameters(self, trainable_only=True)
+        return counts
+
+    # ---- forward
+    def _pal(self, task: str):
+        if not self.cfg.pals:
+            return nullcontext()
+        from mtlib.model.pals import pal_task
+
+        return pal_task(self.encoder, task)
+
+    def encode(self, task: str, enc: dict[str, Tensor], inputs_embeds: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(token_states [B, L, H], pooled [B, H]) of one tokenized batch."""
+        kwargs = dict(attention_mask=enc["attention_mask"], token_type_ids=enc.get("token_type_ids"))
+        if inputs_embeds is None:
+            kwargs["input_ids"] = enc["input_ids"]
+        else:
+            kwargs["inputs_embeds"] = inputs_embeds
+        with self._pal(task):
+            out = self.encoder(**kwargs)
+        states = out.last_hidden_state
+        if self.cfg.pooling == "pooler":
+            pooled = out.pooler_output
+        elif self.cfg.pooling == "cls":
+            pooled = states[:, 0]
+        else:
+            mask = enc["attention_mask"].unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        return states, pooled
+
+    def forward(self, task: str, batch: dict, inputs_embeds: Tensor | None = None) -> Tensor:
+        """Raw outputs: SST logits [B, 5], Quora logit [B], STS score [B]."""
+        head = self.heads[task]
+        if "enc2" in batch:  # concat_embed pair: two encodings
+            _, e1 = self.encode(task, batch["enc"])
+            _, e2 = self.encode(task, batch["enc2"])
+            out = head(torch.cat([e1, e2], dim=-1), None, None)
+        else:
+            states, pooled = self.encode(task, batch["enc"], inputs_embeds)
+            out = head(pooled, states, batch["enc"]["attention_mask"])
+        if OUT_DIM[task] == 1:
+            out = out.squeeze(-1)
+            if task == "sts" and self.cfg.pair_mode == "concat_embed":
+                out = 5 * torch.sigmoid(out)
+        return out
+
+    def input_embeddings(self, batch: dict) -> Tensor:
+        """Word embeddings of the batch's tokens: what SMART perturbs."""
+        return self.encoder.get_input_embeddings()(batch["enc"]["input_ids"])
+
+    @staticmethod
+    def loss(task: str, output: Tensor, labels: Tensor) -> Tensor:
+        output = output.float()
+        if task == "sst":
+            return F.cross_entropy(output, labels.long())
+        if task == "para":
+            return F.binary_cross_entropy_with_logits(output, labels.float())
+        return F.mse_loss(output, labels.float())
+
+    @staticmethod
+    def predictions(task: str, output: Tensor) -> Tensor:
+        """SST class, Quora 0/1 (sigmoid > 0.5, as torch.round sends 0.5 to 0), STS raw score."""
+        output = output.float()
+        if task == "sst":
+            return output.argmax(-1)
+        if task == "para":
+            return (torch.sigmoid(output) > 0.5).long()
+        return output
+
+
+def smart_kind(task: str) -> str:
+    return {"sst": "classification", "para": "binary", "sts": "regression"}[task]

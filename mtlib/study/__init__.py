@@ -1,0 +1,2 @@
+"""The study: experiments rows and the one config resolver, batch runs and the papermill driver, results,
+tables, plots and the ablation widgets. Everything here reads run directories through ``mtlib.rundir``."""

@@ -1,0 +1,267 @@
+"""The results table: our dev scores per experiments row (mean and 95% CI over seeds) beside the paper's.
+
+Read back from ``metrics.json`` files (never from notebook outputs). Two "mean" formulas:
+
+- ``mean`` (the 2023 course and the paper): plain mean of SST accuracy, Quora accuracy, STS Pearson r;
+- ``mean_sts01`` (later course years): STS rescaled to [0, 1] first, mean of sst, para, (r + 1) / 2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+from mtlib import TASKS
+from mtlib.config import resolve_path
+from mtlib.rundir import collect_metrics, read_config
+from mtlib.study.experiments import load_experiments, rows_for
+from mtlib.study.resolve import resolve_config
+
+MINILM_NOTE = ("MiniLM (all-MiniLM-L6-v2) was contrastively trained on Quora duplicate pairs among other data, "
+               "so its Quora paraphrase scores are optimistic.")
+PAPER_NOTE = ("Paper: BERT-base (bert-base-uncased), the full Quora train set (141,506 rows), full dev sets, "
+              "one seed (11711).")
+MEAN_NOTE = ("Mean = plain mean of SST accuracy, Quora accuracy and STS Pearson r (the 2023 course formula the "
+             "paper uses); Mean (STS\u2192[0,1]) = mean of SST, Quora and (r + 1)/2 (the later course formula).")
+METRICS = (*TASKS, "mean", "mean_sts01")
+COLUMNS = ["id", "label", "notebook", "n_seeds", *(c for m in METRICS for c in (m, f"{m}_ci")),
+           "paper_sst", "paper_para", "paper_sts", "paper_mean", "paper_mean_sts01", "delta_mean"]
+
+# Two-sided 95% Student t quantiles t_{0.975}(df), df = 1..30 (beyond: Cornish-Fisher expansion).
+_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788,
+         2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687, 2.0639,
+         2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+
+
+def t_quantile_975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (no scipy needed)."""
+    if df < 1:
+        raise ValueError(f"df must be >= 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, 95% CI half-width t * s / sqrt(n)); the half-width is NaN for fewer than two values."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan
+    if len(x) == 1:
+        return float(x[0]), math.nan
+    return float(x.mean()), t_quantile_975(len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
+
+
+def course_means(sst: float, para: float, sts: float) -> tuple[float, float]:
+    """(2023 mean, later mean): plain mean of the three; mean with STS Pearson mapped to (r + 1) / 2."""
+    return (sst + para + sts) / 3, (sst + para + (sts + 1) / 2) / 3
+
+
+def _run_config(run: dict) -> dict:
+    return read_config(run.get("run_dir", "")) if run.get("run_dir") else {}
+
+
+def _profile_filter(profile: str | Path) -> Callable[[dict, dict], bool]:
+    """Keep a run iff its settings hash is what ``profile`` gives for its row and seed (on any machine and data
+    folder: the run id also covers precision and data checksums, which the provenance line reports).
+
+    The run's own out_dir is passed on: rows that start from another row's checkpoint (``init_from``)
+    record that checkpoint's path, so their hash depends on where the runs live.
+    """
+    cache: dict[tuple, str | None] = {}
+
+    def keep(run: dict, row: dict) -> bool:
+        out_dir = _run_config(run).get("out_dir")
+        key = (row["id"], run.get("seed"), out_dir)
+        if key not in cache:
+            try:
+                extra = {"out_dir": out_dir} if out_dir else {}
+                cache[key] = resolve_config(profile, row=row, seed=run.get("seed"), **extra).settings_hash()
+            except (ValueError, KeyError, FileNotFoundError):
+                cache[key] = None  # the row cannot be built under this profile: no run can match
+        return cache[key] is not None and cache[key] == run.get("config_hash")
+
+    return keep
+
+
+def results_table(out_dir: str | Path = "outputs/runs", experiments: list[dict] | None = None,
+                  profile: str | Path | None = None, notebook: str | None = None) -> pd.DataFrame:
+    """One row per experiments row (table order): our dev scores over seeds beside the paper's.
+
+    Columns: id, label, notebook, n_seeds; for sst, para, sts, mean, mean_sts01 the mean over seeds and
+    its 95% CI half-width (``<metric>_ci``, t distribution, NaN with one seed); paper_sst, paper_para,
+    paper_sts, paper_mean, paper_mean_sts01; delta_mean = mean - paper_mean. A run counts for a row when
+    its metrics.json ``name`` is the row id and, with ``profile``, its config hash is the one that profile
+    gives for that row and seed (other profiles' runs in the same folder are left out). Rows without
+    runs have NaN in our columns. ``notebook`` keeps only that notebook's rows (e.g. "02_baselines").
+    ``table.attrs``: ``runs`` (the metrics used), ``profile``, ``out_dir``.
+    """
+    rows = experiments if experiments is not None else load_experiments()
+    if notebook is not None:
+        rows = rows_for(notebook, rows)
+    runs = collect_metrics(resolve_path(out_dir)) if resolve_path(out_dir).is_dir() else []
+    keep = _profile_filter(profile) if profile is not None else (lambda run, row: True)
+    records, used = [], []
+    for row in rows:
+        mine = [m for m in runs if m.get("name") == row["id"] and keep(m, row)]
+        used += mine
+        rec: dict[str, Any] = {"id": row["id"], "label": row["label"], "notebook": row["notebook"],
+                               "n_seeds": len(mine)}
+        per_seed = {t: [m["dev"][t] for m in mine] for t in TASKS}
+        both = [course_means(*(m["dev"][t] for t in TASKS)) for m in mine]
+        per_seed["mean"], per_seed["mean_sts01"] = [b[0] for b in both], [b[1] for b in both]
+        for metric in METRICS:
+            rec[metric], rec[f"{metric}_ci"] = mean_ci(per_seed[metric])
+        paper = row.get("paper", {})
+        for t in (*TASKS, "mean"):
+            rec[f"paper_{t}"] = float(paper.get(t, math.nan))
+        rec["paper_mean_sts01"] = course_means(*(rec[f"paper_{t}"] for t in TASKS))[1]
+        rec["delta_mean"] = rec["mean"] - rec["paper_mean"]
+        records.append(rec)
+    table = pd.DataFrame(records, columns=COLUMNS).astype({"n_seeds": int})
+    table.attrs.update({"runs": used, "profile": None if profile is None else str(profile), "out_dir": str(out_dir)})
+    return table
+
+
+# ---------------------------------------------------------------- provenance and formatting
+
+
+def _values(runs: list[dict], get: Callable[[dict], Any]) -> list:
+    out = []
+    for m in runs:
+        try:
+            v = get(m)
+        except (KeyError, TypeError):
+            continue
+        if v is not None and v not in out:
+            out.append(v)
+    return out
+
+
+def _span(values: list) -> str:
+    nums = sorted(v for v in values if isinstance(v, (int, float)))
+    if not nums:
+        return "?"
+    return f"{nums[0]:,}" if nums[0] == nums[-1] else f"{nums[0]:,}\u2013{nums[-1]:,}"
+
+
+def provenance(table_runs: pd.DataFrame | Sequence[dict] | str | Path, profile: str | None = None) -> str:
+    """The text printed under every results table: which backbone and how much data produced our numbers.
+
+    ``table_runs``: a ``results_table`` (the runs behind the rows it still holds, so a table cut down to
+    one notebook's rows describes those runs only), a list of metrics.json dicts, or a runs folder
+    (every run there that ``profile`` produced; every run when ``profile`` is None).
+    """
+    if isinstance(table_runs, (str, Path)):
+        table_runs = results_table(table_runs, profile=profile)
+    if isinstance(table_runs, pd.DataFrame):
+        ids = set(table_runs["id"]) if "id" in table_runs else set()
+        runs = [m for m in table_runs.attrs.get("runs", []) if m.get("name") in ids]
+        profile = profile or table_runs.attrs.get("profile")
+        where = table_runs.attrs.get("out_dir")
+    else:
+        runs, where = list(table_runs), None
+    prof = f" (profile {profile})" if profile else ""
+    if not runs:
+        return "\n".join([
+            f"No finished runs{prof}{f' in {where}' if where else ''} yet, so our columns are empty (NaN). "
+            "Train the rows first: run notebooks 02\u201306 or "
+            f"`python -m mtlib workbook --profile {profile or 'quick'}`.",
+            PAPER_NOTE])
+    backbones = _values(runs, lambda m: m["backbone"])
+    names = _values(runs, lambda m: m["name"])
+    lines = [f"Ours{prof}: {len(runs)} finished run(s) of {len(names)} row(s); backbone "
+             f"{', '.join(map(str, backbones))}."]
+    train = ", ".join(f"{t} {_span(_values(runs, lambda m, t=t: m['data'][t]['train_used']))}" for t in TASKS)
+    quora = "; ".join(map(str, _values(runs, lambda m: m["data"]["quora_train"]))) or "unknown"
+    augmented = any(_values(runs, lambda m: any(m["data"][t].get("augmented", 0) for t in TASKS)))
+    cuts = _values(runs, lambda m: m["data"].get("max_chars") or _run_config(m).get("max_chars"))
+    cut = f"the {_span(cuts)}-character filter" if cuts else "the length filter"
+    lines.append(f"Training data: Quora train {quora}; examples used per task: {train} "
+                 f"(after {cut}{', plus EDA augmentation in some rows' if augmented else ''}).")
+    dev_parts = []
+    for split in _values(runs, lambda m: m["dev_split"]):
+        sel = [m for m in runs if m.get("dev_split") == split]
+        field = "dev_subsample" if split == "subsample" else "dev"
+        counts = ", ".join(f"{t} {_span(_values(sel, lambda m, t=t: m['data'][t][field]))}" for t in TASKS)
+        caps = _values(sel, lambda m: _run_config(m).get("final_dev_max"))
+        what = {"full": "full dev sets", "subsample": "a fixed dev subsample"}.get(split, f"dev split {split}")
+        cap = f", capped at {_span(caps)} examples per task" if split == "full" and caps else ""
+        dev_parts.append(f"{what}{cap} ({counts})")
+    lines.append("Dev: " + "; ".join(dev_parts) + ".")
+    seeds = _values(runs, lambda m: m["seed"])
+    per_row = [sum(m.get("name") == n for m in runs) for n in names]
+    lines.append(f"Seeds: {', '.join(map(str, sorted(seeds)))} ({_span(per_row)} per row; "
+                 "\u00b1 = 95% CI half-width over seeds, t distribution).")
+    if "minilm-l6" in backbones:
+        lines.append(MINILM_NOTE)
+    lines.append(PAPER_NOTE)
+    return "\n".join(lines)
+
+
+def _fmt(value: float, ci: float = math.nan, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "\u2014"
+    text = f"{value:.{digits}f}"
+    return text if ci is None or math.isnan(ci) else f"{text} \u00b1 {ci:.{digits}f}"
+
+
+def formatted(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """The table as display strings: ours as 'mean \u00b1 CI', the paper's numbers, the difference of means."""
+    out = pd.DataFrame({
+        "Row": table["label"], "Seeds": table["n_seeds"],
+        "SST": [_fmt(v, c, digits) for v, c in zip(table["sst"], table["sst_ci"])],
+        "Quora": [_fmt(v, c, digits) for v, c in zip(table["para"], table["para_ci"])],
+        "STS": [_fmt(v, c, digits) for v, c in zip(table["sts"], table["sts_ci"])],
+        "Mean": [_fmt(v, c, digits) for v, c in zip(table["mean"], table["mean_ci"])],
+        "Mean (STS\u2192[0,1])": [_fmt(v, c, digits) for v, c in zip(table["mean_sts01"], table["mean_sts01_ci"])],
+        "Paper SST": [_fmt(v, digits=digits) for v in table["paper_sst"]],
+        "Paper Quora": [_fmt(v, digits=digits) for v in table["paper_para"]],
+        "Paper STS": [_fmt(v, digits=digits) for v in table["paper_sts"]],
+        "Paper mean": [_fmt(v, digits=digits) for v in table["paper_mean"]],
+        "\u0394 mean": ["\u2014" if math.isnan(v) else f"{v:+.{digits}f}" for v in table["delta_mean"]],
+    })
+    out.index = table["id"]
+    out.index.name = "id"
+    return out
+
+
+def to_markdown(table: pd.DataFrame, provenance: str = "", digits: int = 3) -> str:
+    """A GitHub markdown table of ``formatted(table)`` followed by the provenance text (no tabulate needed)."""
+    shown = formatted(table, digits).reset_index()
+    cells = [[str(v).replace("|", "\\|") for v in row] for row in shown.itertuples(index=False)]
+    header = [str(c) for c in shown.columns]
+    numeric = [i > 1 for i in range(len(header))]  # id and Row left, numbers right
+    widths = [max(len(header[i]), *(len(r[i]) for r in cells)) if cells else len(header[i]) for i in range(len(header))]
+
+    def line(values: list[str]) -> str:
+        return "| " + " | ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 1) + ":" if num else ":" + "-" * (w + 1) for w, num in zip(widths, numeric)) + "|"
+    text = "\n".join([line(header), rule, *(line(r) for r in cells)])
+    if provenance:
+        text += "\n\n" + "\n".join(f"- {p}" for p in provenance.splitlines() if p.strip())
+    return text + "\n"
+
+
+def write_results_md(path: str | Path = "outputs/results.md", table: pd.DataFrame | None = None,
+                     out_dir: str | Path = "outputs/runs", profile: str | None = None,
+                     experiments: list[dict] | None = None) -> Path:
+    """Write the results table (built from ``out_dir``/``profile`` unless given) with its provenance."""
+    if table is None:
+        table = results_table(out_dir, experiments=experiments, profile=profile)
+    profile = profile or table.attrs.get("profile")
+    title = f"# Results{f' (profile {profile})' if profile else ''}\n\n"
+    body = (title + "Dev scores, ours against the paper's (seed/paper.md, Results). " + MEAN_NOTE + "\n\n"
+            + to_markdown(table, provenance(table, profile)))
+    path = resolve_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body, encoding="utf-8")
+    return path

@@ -1,0 +1,36 @@
+"""Batch runs: every row of a notebook (or rows by id) for every seed of a profile, parents first.
+
+Finished runs are skipped, unfinished ones resume (``mtlib.train.trainer``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from mtlib.study.experiments import get_row, load_experiments, parent_rows, rows_for
+from mtlib.study.resolve import profile_seeds, resolve_config
+
+
+def run_rows(notebook: str, profile: str, seeds: list[int] | None = None, only: list[str] | None = None,
+             callback: Callable[[dict], None] | None = None, **overrides: Any) -> list[Path]:
+    """Run every row of one notebook for every seed; finished runs are skipped, unfinished ones resume."""
+    ids = [r["id"] for r in rows_for(notebook) if not only or r["id"] in only]
+    return run_ids(ids, profile, seeds=seeds, callback=callback, **overrides)
+
+
+def run_ids(ids: list[str], profile: str, seeds: list[int] | None = None,
+            callback: Callable[[dict], None] | None = None, **overrides: Any) -> list[Path]:
+    """Run rows by id (any notebook): e.g. the comparators a notebook plots; finished runs are skipped."""
+    from mtlib.train.trainer import run
+
+    seeds = seeds or profile_seeds(profile)
+    experiments = load_experiments() if ids else []
+    out = []
+    for row_id in ids:
+        row = get_row(row_id, experiments)
+        for seed in seeds:
+            for parent in parent_rows(row):  # e.g. PALs on the finished AdvancedModel
+                run(resolve_config(profile, row=get_row(parent, experiments), seed=seed, **overrides), callback=callback)
+            out.append(run(resolve_config(profile, row=row, seed=seed, **overrides), callback=callback))
+    return out

@@ -1,0 +1,419 @@
+"""Ablation panel: ipywidgets bound to RunConfig keys, a Run button and a live dev curve.
+
+A panel starts from a profile and (optionally) a row of ``params/experiments.yaml`` and shows the toggles
+of one notebook. ``panel.config()`` is the RunConfig the widgets describe, built by the same
+``resolve_config`` the batch runs use; Run trains it in the kernel through ``mtlib.train.run``.
+
+Under papermill the panel is skipped (``interactive_frontend``): the notebook's parameters drive the same
+``run()`` call, and no widget state is written into the executed notebook.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import traceback
+from pathlib import Path
+from typing import Any, Callable, get_args
+
+import ipywidgets as W
+from mtlib import TASKS
+from mtlib.config import PHASE_KEYS, REPO_ROOT, RunConfig, field_types
+from mtlib.rundir import read_history, read_metrics
+from mtlib.study.experiments import anchors, get_row, load_experiments
+from mtlib.study.resolve import resolve_config
+from mtlib.train.identity import run_dir_for
+
+PAL_FROM_START = "from start"
+PAL_FINETUNE_ONLY = "only during finetuning"
+# Fallbacks when experiments.yaml holds no such phase (it normally does: the `pretrain` anchor, the
+# `pal_only` phase of advanced_pal_finetune); profiles shorten both through `phase_overrides`.
+DEFAULT_PHASES = {
+    "pretrain": {"name": "pretrain", "freeze": "encoder", "lr": 1e-3, "sampler": "random",
+                 "gradient_method": "none", "compromise": False, "smart_weight": 0.0, "epochs": 1},
+    "pal_only": {"name": "pal_only", "freeze": "all_but_pals", "lr": 1e-4},
+}
+RUN_CONTROLS = ["seed", "epochs", "batches_per_epoch"]
+PRESETS = {  # notebook -> the toggles it shows (a row's notebook picks the default)
+    "02_baselines": ["pair_mode", "sampler", "n_hidden_layers", "augment", "pretrain"],
+    "03_gradient_methods": ["n_hidden_layers", "sampler", "pretrain", "gradient_method", "gradvac_beta",
+                            "smart_weight"],
+    "04_heads": ["n_hidden_layers", "sampler", "head", "head_size", "head_cls", "head_tasks"],
+    "05_pals": ["n_hidden_layers", "sampler", "augment", "pretrain", "pals", "pal_mode"],
+    "06_gradient_compromise": ["sampler", "pretrain", "gradient_method", "gradvac_beta", "compromise",
+                               "compromise_k", "compromise_combine"],
+}
+PRESETS = {k: v + RUN_CONTROLS for k, v in PRESETS.items()}
+BASELINE_CONTROLS = PRESETS["02_baselines"]
+LABELS = {"pretrain": "individual pretraining", "pal_mode": "PALs trained", "n_hidden_layers": "hidden layers",
+          "gradvac_beta": "GradVac beta", "smart_weight": "SMART weight", "compromise_k": "compromise K",
+          "head_cls": "+ [CLS] embed.", "head_tasks": "recurrent head for", "pals": "PALs",
+          "batches_per_epoch": "batches / epoch"}
+# panel-only toggles that are not RunConfig keys: they add or remove phases
+PHASE_TOGGLES = ("pretrain", "pal_mode")
+
+
+# ------------------------------------------------------------------ where are we running?
+def _shell():
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+        return None
+    return get_ipython()
+
+
+def interactive_frontend() -> bool:
+    """True when a person's notebook frontend (JupyterLab, Notebook, VS Code) can show and click widgets.
+
+    Papermill sets no flag in the kernel, but it executes through nbclient, which sends every
+    execute_request with ``allow_stdin=False``; JupyterLab, Notebook, VS Code and Colab send ``True``.
+    ipykernel keeps the current cell's flag on ``kernel._allow_stdin``. So, in order:
+    ``MTLIB_INTERACTIVE=0|1`` decides if set; a non-empty ``PAPERMILL`` env var means batch; no IPython
+    kernel (plain python, pytest, terminal IPython) means no widgets; otherwise the kernel's stdin flag.
+    """
+    forced = os.environ.get("MTLIB_INTERACTIVE", "").strip().lower()
+    if forced:
+        return forced not in ("0", "false", "no", "off")
+    if os.environ.get("PAPERMILL", "").strip().lower() not in ("", "0", "false"):
+        return False
+    kernel = getattr(_shell(), "kernel", None)
+    if kernel is None:
+        return False
+    return bool(getattr(kernel, "_allow_stdin", True))
+
+
+def show_panel(panel: "AblationPanel | Callable[[], AblationPanel]", enabled: bool = True):
+    """Display a panel (or build one from a factory) in an interactive frontend; else say why not.
+
+    Returns the panel when shown, None when skipped (under papermill the factory is never called, so no
+    widget state lands in the executed notebook).
+    """
+    if not enabled or not interactive_frontend():
+        why = "turned off" if not enabled else "no interactive frontend (papermill or plain python)"
+        print(f"[mtlib] ablation panel skipped: {why}; the parameters cell drives the runs.")
+        return None
+    panel = panel() if callable(panel) and not isinstance(panel, AblationPanel) else panel
+    from IPython.display import display
+
+    display(panel)
+    return panel
+
+
+def ablation_panel(profile: str, row: str | dict | None = None, controls: list[str] | str | None = None,
+                   enabled: bool = True, **kwargs: Any):
+    """Build and show an AblationPanel where a person can use it; None under papermill."""
+    return show_panel(lambda: AblationPanel(profile, row=row, controls=controls, **kwargs), enabled)
+
+
+# ------------------------------------------------------------------ the panel
+class AblationPanel:
+    """Widgets for a subset of RunConfig keys, starting from a profile and an experiments row.
+
+    ``controls`` (a list of names, or a notebook name from PRESETS; default: the row's notebook, else
+    the baseline toggles) picks what is shown; everything else keeps the row's value. Extra keyword
+    arguments are fixed RunConfig overrides (e.g. ``data_dir``). ``panel.controls[name]`` is the widget
+    of a toggle; ``panel.set(sampler="pal")`` sets several at once.
+    """
+
+    def __init__(self, profile: str, row: str | dict | None = None, controls: list[str] | str | None = None,
+                 out_dir: str | Path | None = None, **overrides: Any):
+        self.profile = profile
+        self.row = get_row(row) if isinstance(row, str) else row
+        self.fixed = dict(overrides)
+        self.fixed["out_dir"] = str(out_dir) if out_dir is not None else str(REPO_ROOT / "outputs/runs/widgets")
+        self._start_state()
+        names = self._control_names(controls)
+        self.controls: dict[str, W.Widget] = {n: self._make_control(n) for n in names}
+        self.last_run_dir: Path | None = None
+        self.last_error: BaseException | None = None
+        self.history: list[dict] = []
+        self.figure = None
+        self._run_name = ""
+        self._build_layout()
+        for w in self.controls.values():
+            w.observe(self._on_change, names="value")
+        self._on_change()
+
+    # -- the starting point: the row's config flattened to one set of values plus phase templates
+    def _start_state(self) -> None:
+        row = self.row
+        # e.g. PALs on the finished AdvancedModel: here one run, the parent's phases first
+        full = resolve_config(self.profile, row=row, inline_parent=True, **self.fixed)
+        phases = [dict(ph) for ph in full.to_dict()["phases"]]
+        names = [ph.get("name") for ph in phases]
+        main = next((ph for ph in phases if ph.get("name") == "finetune"), None)
+        main = main or next((ph for ph in phases if ph.get("name") not in ("pretrain", "pal_only")), None)
+        self.main_phase = dict(main or {"name": "finetune"})
+        self.templates = {n: self._phase_template(n, phases) for n in ("pretrain", "pal_only")}
+        cfg = full.replace(phases=[])
+        self.start = {**cfg.to_dict(), **{k: v for k, v in self.main_phase.items() if k != "name"}}
+        self.start["pretrain"] = "pretrain" in names
+        self.start["pal_mode"] = PAL_FINETUNE_ONLY if "pal_only" in names else PAL_FROM_START
+
+    def _phase_template(self, name: str, row_phases: list[dict]) -> dict:
+        found = next((ph for ph in row_phases if ph.get("name") == name), None)
+        if found is None:
+            found = anchors().get(name)
+        if found is None:
+            found = next((ph for r in load_experiments() for ph in r["config"].get("phases", [])
+                          if ph.get("name") == name), None)
+        return dict(found or DEFAULT_PHASES[name])
+
+    def _control_names(self, controls: list[str] | str | None) -> list[str]:
+        if controls is None:
+            controls = self.row["notebook"] if self.row and self.row["notebook"] in PRESETS else BASELINE_CONTROLS
+        if isinstance(controls, str):
+            if controls not in PRESETS:
+                raise ValueError(f"controls: unknown preset {controls!r}; presets: {', '.join(PRESETS)}")
+            controls = PRESETS[controls]
+        unknown = [c for c in controls if c not in CONTROLS]
+        if unknown:
+            raise ValueError(f"controls: unknown control(s) {unknown}; allowed: {', '.join(CONTROLS)}")
+        return list(dict.fromkeys(controls))
+
+    def _make_control(self, name: str) -> W.Widget:
+        value = self.start[name]
+        kw = {"description": LABELS.get(name, name), "style": {"description_width": "initial"}}
+        if name == "head_size":
+            return W.Dropdown(options=sorted({128, 256, value}), value=value, **kw)
+        if name == "pal_mode":
+            return W.Dropdown(options=[PAL_FROM_START, PAL_FINETUNE_ONLY], value=value, **kw)
+        if CONTROLS[name] == "dropdown":  # options from the RunConfig Literal type: they never drift
+            return W.Dropdown(options=list(get_args(field_types()[name])), value=value, **kw)
+        if CONTROLS[name] == "checkbox":
+            return W.Checkbox(value=bool(value), indent=False, **kw)
+        if name == "n_hidden_layers":
+            return W.IntSlider(value=value, min=0, max=max(3, value), **kw)
+        if name == "epochs":
+            return W.IntSlider(value=value, min=1, max=max(20, value), **kw)
+        if name == "compromise_k":
+            return W.IntSlider(value=value, min=len(TASKS), max=max(32, value), **kw)
+        if name == "gradvac_beta":
+            return W.FloatLogSlider(value=value, base=10, min=-4, max=0, step=0.25, readout_format=".0e", **kw)
+        if name == "smart_weight":  # 0 = off, which a log slider cannot show
+            return W.BoundedFloatText(value=value, min=0.0, max=100.0, step=1e-3, **kw)
+        return W.IntText(value=value, **kw)  # seed, batches_per_epoch
+
+    def _build_layout(self) -> None:
+        title = self.row["label"] if self.row else "custom configuration"
+        origin = f"row <code>{html.escape(self.row['id'])}</code>: " if self.row else ""
+        self.title = W.HTML(f"<b>Ablation panel</b> — {origin}{html.escape(title)} "
+                            f"<span style='color:gray'>(profile {html.escape(str(self.profile))})</span>")
+        self.run_button = W.Button(description="Run", button_style="primary", icon="play",
+                                   tooltip="train this config in the kernel")
+        self.run_button.on_click(self._on_run)
+        self.status = W.Label(value="")
+        self.message = W.HTML(value="")  # the config's run dir, or why it is invalid
+        self.plot_output = W.Output()
+        self.results = W.HTML(value="")
+        self.log_output = W.Output(layout={"max_height": "12em", "overflow": "auto"})
+        boxes = list(self.controls.values())
+        grid = W.GridBox(boxes, layout=W.Layout(grid_template_columns="repeat(3, minmax(14em, 1fr))",
+                                                 grid_gap="2px 12px"))
+        self.widget = W.VBox([self.title, grid, W.HBox([self.run_button, self.status]), self.message,
+                              self.plot_output, self.results, self.log_output])
+
+    # -- values -> config
+    def values(self) -> dict[str, Any]:
+        """Every toggle's current value (hidden toggles keep the starting row's value)."""
+        return {n: self.controls[n].value if n in self.controls else self.start[n] for n in CONTROLS}
+
+    def set(self, **values: Any) -> "AblationPanel":
+        unknown = [k for k in values if k not in self.controls]
+        if unknown:
+            raise KeyError(f"no control(s) {unknown} in this panel; shown: {', '.join(self.controls)}")
+        for k, v in values.items():
+            self.controls[k].value = v
+        return self
+
+    def overrides(self) -> dict[str, Any]:
+        """The resolver overrides the widgets describe (phases included)."""
+        vals = self.values()
+        out = dict(self.fixed)
+        main = dict(self.main_phase)
+        for name in self.controls:
+            if name in PHASE_TOGGLES:
+                continue
+            # a key the row sets in its main phase stays there (the pretrain phase keeps its own settings)
+            if name in main and name in PHASE_KEYS:
+                main[name] = vals[name]
+            else:
+                out[name] = vals[name]
+        pal_late = vals["pals"] and vals["pal_mode"] == PAL_FINETUNE_ONLY
+        if pal_late:
+            main["train_pals"] = False
+        phases = [self.templates["pretrain"]] if vals["pretrain"] else []
+        phases.append(main)
+        if pal_late:
+            phases.append(self.templates["pal_only"])
+        out["phases"] = [] if phases == [{"name": "finetune"}] else phases  # a bare finetune phase = no phases
+        out["name"] = f"widget-{self.row['id'] if self.row else 'custom'}"
+        return out
+
+    def config(self) -> RunConfig:
+        """The RunConfig of the current widget values; an invalid one is shown in the panel and raised."""
+        try:
+            cfg = resolve_config(self.profile, row=self.row, inline_parent=True, **self.overrides())
+        except (ValueError, TypeError, KeyError) as e:
+            self.message.value = _error_html(f"invalid configuration: {e}")
+            raise ValueError(f"invalid configuration: {e}") from e
+        return cfg
+
+    def _on_change(self, change=None, message: bool = True) -> None:
+        vals = self.values()
+        recurrent = vals["head"] != "mlp"
+        relevant = {"gradvac_beta": vals["gradient_method"] == "gradvac", "compromise_k": vals["compromise"],
+                    "compromise_combine": vals["compromise"], "head_size": recurrent, "head_cls": recurrent,
+                    "head_tasks": recurrent, "pal_mode": vals["pals"]}
+        for name, on in relevant.items():
+            if name in self.controls:  # greyed out when it does not apply; its value is kept
+                self.controls[name].disabled = not on
+        try:
+            cfg = self.config()
+        except ValueError:
+            self.run_button.disabled = True
+            return
+        self.run_button.disabled = False
+        if not message:
+            return
+        rd = run_dir_for(cfg)
+        state = ("finished: Run shows its results" if (rd / "metrics.json").exists()
+                 else "unfinished: Run resumes it" if rd.exists() else "new")
+        self.message.value = (f"<span style='color:gray'>run dir <code>{html.escape(str(rd))}</code> "
+                              f"({state})</span>")
+
+    # -- running
+    def run(self) -> Path | None:
+        """Train the current config (what the Run button does); returns the run dir, None on failure."""
+        self._on_run(self.run_button)
+        return self.last_run_dir if self.last_error is None else None
+
+    def _on_run(self, _button=None) -> None:
+        if self.run_button.description == "Running…":
+            return
+        self.last_error = None
+        try:
+            cfg = self.config()
+        except ValueError as e:
+            self.last_error = e
+            self.status.value = "not run: invalid configuration"
+            return
+        self.run_button.disabled, self.run_button.description = True, "Running…"
+        self.history, self.results.value, self._run_name = [], "", cfg.name
+        self.status.value = f"training {cfg.name} (seed {cfg.seed}) …"
+        self.log_output.outputs = ()
+        try:
+            with self.log_output:  # trainer prints and progress bars land here, not in the log console
+                try:
+                    run_dir = _train(cfg, self._on_row)
+                except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - shown in the panel
+                    self.last_error = e
+            if self.last_error is not None:
+                e = self.last_error
+                interrupted = isinstance(e, KeyboardInterrupt)
+                self.status.value = "interrupted: Run again resumes from the last epoch" if interrupted else "failed"
+                detail = "" if interrupted else "".join(traceback.format_exception_only(type(e), e))
+                self.message.value = _error_html(f"{type(e).__name__}: {detail or 'interrupted'}")
+                return
+            self.last_run_dir = Path(run_dir)
+            self.history = read_history(run_dir)  # the whole run, also when it resumed or was already finished
+            self._draw()
+            self._show_results()
+            self.status.value = f"done: {run_dir}"
+        finally:
+            self.run_button.description = "Run"
+            self._on_change(message=self.last_error is None)
+
+    def _on_row(self, row: dict) -> None:
+        self.history.append(row)
+        if row.get("type") == "eval":
+            self.status.value = (f"{row.get('phase_name', '')} epoch {row['epoch']}: dev mean {row['mean']:.3f} "
+                                 f"({row['examples_seen']:,} examples seen)")
+            self._draw()
+
+    # -- output
+    def _draw(self) -> None:
+        """Dev scores per task and their mean against examples seen, into the plot Output widget."""
+        from matplotlib.figure import Figure
+
+        if self.figure is None:  # no pyplot: nothing global, no double display by the inline backend
+            self.figure = Figure(figsize=(7.2, 3.4), layout="constrained")
+            self.figure.add_subplot()
+        ax = self.figure.axes[0]
+        ax.clear()
+        evals = [r for r in self.history if r.get("type") == "eval"]
+        x = [r["examples_seen"] for r in evals]
+        for task in TASKS:
+            if evals and task in evals[0]:
+                ax.plot(x, [r[task] for r in evals], marker="o", lw=1, alpha=0.8, label=task)
+        if evals:
+            ax.plot(x, [r["mean"] for r in evals], marker="o", lw=2.5, color="black", label="mean")
+        for i, cur in enumerate(evals):  # phase boundaries and names
+            if i == 0 or cur.get("phase") != evals[i - 1].get("phase"):
+                if i:
+                    ax.axvline((evals[i - 1]["examples_seen"] + cur["examples_seen"]) / 2, color="gray", ls=":")
+                ax.annotate(cur.get("phase_name", ""), (cur["examples_seen"], 1), xycoords=("data", "axes fraction"),
+                            xytext=(3, -11), textcoords="offset points", fontsize=8, color="gray")
+        ax.set_xlabel("training examples seen")
+        ax.set_ylabel("dev score (subsample)")
+        ax.set_title(f"{self._run_name}: dev scores per epoch", fontsize=10)
+        ax.margins(y=0.18)  # head room for the phase names
+        if evals:
+            ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        ax.grid(alpha=0.3)
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=90)
+        png = base64.b64encode(buf.getvalue()).decode("ascii")
+        # set outputs directly: works with or without a kernel and replaces the previous frame
+        self.plot_output.outputs = ({"output_type": "display_data", "metadata": {},
+                                     "data": {"image/png": png, "text/plain": "<dev curve>"}},)
+
+    def _show_results(self) -> None:
+        m = read_metrics(self.last_run_dir)
+        cols = [*TASKS, "mean"]
+        head = "".join(f"<th>{c}</th>" for c in ["", "SST acc", "Quora acc", "STS corr", "mean"])
+        rows = [("this run", m["dev"])]
+        if self.row and self.row.get("paper"):
+            rows.append((f"paper: {self.row['label']}", self.row["paper"]))
+        body = "".join("<tr><td>" + html.escape(label) + "</td>"
+                       + "".join(f"<td>{d[c]:.3f}</td>" if c in d else "<td></td>" for c in cols) + "</tr>"
+                       for label, d in rows)
+        used = ", ".join(f"{t} {m['data'][t]['train_used']:,}" for t in TASKS if t in m.get("data", {}))
+        caption = (f"backbone <code>{m['backbone']}</code>, train examples used: {used}; "
+                   f"{m['examples_seen']:,} seen, final dev: {m['dev_split']}; best epoch {m['best_epoch']}, "
+                   f"{m['train_seconds']} s. The paper: BERT-base on the full data.")
+        self.results.value = (f"<table><tr>{head}</tr>{body}</table>"
+                              f"<div style='color:gray;font-size:90%'>{caption}</div>")
+
+    # -- display
+    def display(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _ipython_display_(self) -> None:
+        self.display()
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _train(cfg: RunConfig, callback) -> Path:
+    from mtlib.train.trainer import run
+
+    return run(cfg, callback=callback)
+
+
+def _error_html(text: str) -> str:
+    return f"<pre style='color:#b00020;white-space:pre-wrap;margin:0'>{html.escape(text.strip())}</pre>"
+
+
+CONTROLS = {  # name -> widget kind; dropdown options come from the RunConfig Literal types
+    "pair_mode": "dropdown", "sampler": "dropdown", "n_hidden_layers": "slider", "augment": "checkbox",
+    "pretrain": "checkbox", "gradient_method": "dropdown", "gradvac_beta": "slider", "smart_weight": "float",
+    "compromise": "checkbox", "compromise_k": "slider", "compromise_combine": "dropdown", "head": "dropdown",
+    "head_size": "dropdown", "head_cls": "checkbox", "head_tasks": "dropdown", "pals": "checkbox",
+    "pal_mode": "dropdown", "seed": "int", "epochs": "slider", "batches_per_epoch": "int",
+}

@@ -1,0 +1,18 @@
+"""Combining per-task gradients of the shared encoder into one update.
+
+- ``buffer``: ``TaskGradients``, the preallocated ``[T, D]`` buffer the trainer's backward passes fill
+  (with the word-embedding table kept row-sparse) and the update written back to ``.grad``.
+- ``combiners``: sum, PCGrad, GradVac on a ``[T, D]`` tensor, from one Gram matrix; conflict diagnostics.
+- ``compromise``: the Gradient Compromise loss divisors and their beta schedule (spec section 5).
+"""
+
+from mtlib.train.gradients.buffer import TaskGradients
+from mtlib.train.gradients.combiners import (
+    COMBINERS, GradientCombiner, GradientSum, GradVac, PCGrad, conflict_stats, make_combiner, pcgrad, sum_gradients,
+)
+from mtlib.train.gradients.compromise import compromise_beta, compromise_weights
+
+__all__ = [
+    "TaskGradients", "GradientCombiner", "GradientSum", "PCGrad", "GradVac", "COMBINERS",
+    "sum_gradients", "pcgrad", "conflict_stats", "compromise_weights", "compromise_beta", "make_combiner",
+]

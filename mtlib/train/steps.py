@@ -1,0 +1,178 @@
+"""The step kinds: what one optimizer update does.
+
+- ``SingleTaskStep``: the sampler picks a task, one batch, backward, step (random, round_robin, pal).
+- ``CombinedStep``: one batch of every task; each task's gradient of the shared encoder lands in one row of
+  a ``[T, D]`` buffer, a gradient method (sum, PCGrad, GradVac) combines the rows into one update, the heads
+  keep their own task's gradient; one step.
+- ``CompromiseStep``: Gradient Compromise, a ``CombinedStep`` over K batches drawn by ``pal_control`` whose
+  per-task losses are divided by ``n_t ** beta`` (docs/original.md §5).
+
+Every step raises ``NumericFault`` when a loss or gradient is not finite, before the optimizer moves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from mtlib.data.batches import collate
+from mtlib.train import gradients as mgrad
+from mtlib.train.runtime import autocast
+
+
+class NumericFault(FloatingPointError):
+    """A loss or gradient that is not finite; ``where`` names the phase, epoch, step and task."""
+
+    def __init__(self, what: str, task: str | None = None):
+        self.what, self.task, self.where = what, task, {}
+        super().__init__(what)
+
+    def locate(self, **where) -> "NumericFault":
+        self.where = {**where, **({"task": self.task} if self.task else {})}
+        place = ", ".join(f"{k} {v}" for k, v in self.where.items())
+        self.args = (f"{self.what} at {place}",)
+        return self
+
+
+@dataclass
+class StepResult:
+    losses: dict[str, float]  # task -> loss of this update (summed over its batches)
+    counts: dict[str, int]  # task -> batches in this update
+    stats: dict | None = None  # conflict diagnostics of a combined step
+    examples: int = 0
+
+
+@dataclass
+class BatchLoss:
+    """Turns a task's next batch into its loss (with SMART when the phase asks for it)."""
+
+    model: torch.nn.Module
+    streams: dict
+    device: torch.device
+    precision: str
+    smart_weight: float = 0.0
+    smart_step_rule: str = "smart_pytorch"
+    generator: torch.Generator | None = None
+    examples: int = field(default=0)
+
+    def __call__(self, task: str) -> Tensor:
+        examples = self.streams[task].next()
+        batch = collate(examples, self.model.tokenizer, self.model.cfg.pair_mode, self.device)
+        smart = self.smart_weight > 0 and "enc2" not in batch
+        # The paper's SMART step moves the input by ~1e-3 of its scale, below bf16's resolution: such steps run
+        # in fp32. Otherwise the clean and the perturbed outputs share one precision (no rounding floor).
+        precision = "fp32" if smart and self.smart_step_rule == "paper" else self.precision
+        with autocast(self.device, precision):
+            out = self.model(task, batch)
+            loss = self.model.loss(task, out, batch["labels"])
+            if smart:
+                from mtlib.model.multitask import smart_kind
+                from mtlib.train.smart import smart_regularizer
+
+                embeds = self.model.input_embeddings(batch)
+                reg = smart_regularizer(lambda e: self.model(task, batch, inputs_embeds=e), embeds, out,
+                                        smart_kind(task), generator=self.generator, step_rule=self.smart_step_rule)
+                loss = loss + self.smart_weight * reg
+        self.examples += len(examples)
+        return loss
+
+
+def _finite_loss(loss: Tensor, task: str) -> float:
+    value = loss.item()
+    if not math.isfinite(value):
+        raise NumericFault(f"non-finite loss {value}", task)
+    return value
+
+
+def _backward(loss: Tensor, scaler) -> None:
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+
+
+class SingleTaskStep:
+    def __init__(self, batch_loss: BatchLoss, sampler, tasks: list[str], params: list, scaler=None):
+        self.batch_loss, self.sampler, self.tasks, self.scaler = batch_loss, sampler, tasks, scaler
+        self.params = params
+
+    def __call__(self, epoch: int) -> StepResult:
+        task = self.sampler.next_task()
+        before = self.batch_loss.examples
+        loss = self.batch_loss(task)
+        value = _finite_loss(loss, task)
+        _backward(loss, self.scaler)
+        if self.scaler is None:  # under fp16 a GradScaler skips non-finite steps by design
+            grads = [p.grad for p in self.params if p.grad is not None]
+            if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()):
+                raise NumericFault("non-finite gradient", task)
+        return StepResult({task: value}, {task: 1}, examples=self.batch_loss.examples - before)
+
+
+class CombinedStep:
+    """One batch of every task, per-task gradients of the shared encoder combined by ``combiner``."""
+
+    def __init__(self, batch_loss: BatchLoss, task_grads: mgrad.TaskGradients, combiner: mgrad.GradientCombiner,
+                 tasks: list[str], generator: torch.Generator, scaler=None):
+        self.batch_loss, self.task_grads, self.combiner = batch_loss, task_grads, combiner
+        self.tasks, self.generator, self.scaler = tasks, generator, scaler
+
+    def group(self, epoch: int) -> tuple[dict[str, int], dict[str, float]]:
+        """(batches per task, loss divisor per task) of this update."""
+        return dict.fromkeys(self.tasks, 1), dict.fromkeys(self.tasks, 1.0)
+
+    def __call__(self, epoch: int) -> StepResult:
+        counts, divisors = self.group(epoch)
+        tg, losses, before = self.task_grads, {}, self.batch_loss.examples
+        for ti, task in enumerate(self.tasks):
+            tg.begin(ti)  # task t's backward accumulates straight into row t; heads keep their own .grad
+            total = 0.0
+            for _ in range(counts[task]):
+                loss = self.batch_loss(task) / divisors[task]
+                total += _finite_loss(loss, task)
+                _backward(loss, self.scaler)
+            tg.store(ti)
+            if counts[task]:
+                losses[task] = total
+        stats = self.combine()
+        if not all(math.isfinite(v) for v in stats["norms"].values()):
+            bad = [t for t, v in stats["norms"].items() if not math.isfinite(v)]
+            raise NumericFault("non-finite gradient", bad[0])
+        return StepResult(losses, counts, stats, self.batch_loss.examples - before)
+
+    def combine(self) -> dict:
+        """The gradient method on the ``[T, D]`` per-task gradients; the update goes to the parameters'
+        ``.grad``; returns the conflict diagnostics of this update."""
+        grads = self.task_grads.gradients()  # [T, D_active]: row t = task t's gradient of the shared encoder
+        scale = self.scaler.get_scale() if self.scaler is not None else 1.0
+        if scale != 1.0:  # angles, norms and GradVac's targets see the true gradients
+            grads.div_(scale)
+        update = self.combiner(grads, generator=self.generator, out=self.task_grads.update_buffer)  # [D_active]
+        if scale != 1.0:
+            update.mul_(scale)  # the scaler unscales it again in its own step
+        self.task_grads.write(update)
+        return mgrad.conflict_stats(grads, names=self.tasks, gram=self.combiner.last_gram)
+
+
+class CompromiseStep(CombinedStep):
+    """Gradient Compromise: K batches drawn by ``pal_control`` (every task at least once), per-task losses
+    divided by ``n_t ** beta`` with beta rising from 0.2 to 1 over the epochs."""
+
+    def __init__(self, *args, sampler, k: int, combine: str, counts: str, num_epochs: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sampler, self.k, self.combine_mode, self.count_mode = sampler, k, combine, counts
+        self.num_epochs = num_epochs
+        self.epoch_counts: dict[str, int] = dict.fromkeys(self.tasks, 0)
+        self.epoch = 0
+        self.beta = 1.0
+
+    def group(self, epoch: int) -> tuple[dict[str, int], dict[str, float]]:
+        if epoch != self.epoch:
+            self.epoch, self.epoch_counts = epoch, dict.fromkeys(self.tasks, 0)
+        names = self.sampler.group(self.k, self.combine_mode)
+        here = {t: names.count(t) for t in self.tasks}
+        for t in self.tasks:
+            self.epoch_counts[t] += here[t]
+        self.beta = mgrad.compromise_beta(epoch, self.num_epochs) if self.combine_mode == "encourage" else 1.0
+        n = self.epoch_counts if self.count_mode == "cumulative" else here  # cumulative: the original's bug
+        return here, mgrad.compromise_weights(n, self.beta)

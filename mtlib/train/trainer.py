@@ -1,0 +1,307 @@
+"""Trainer: a RunConfig in, a run directory out (its files: ``mtlib.rundir``).
+
+A run is a list of phases (``RunConfig.phase_configs``); each phase trains for its epochs, evaluates on the
+dev subsample after each one, keeps its best model and hands it to the next phase. ``last.pt`` is written
+at the end of every epoch; a run started again with the same config resumes from it, whatever point the
+interruption hit, and ends with the same history, metrics and best.pt as an uninterrupted run. A finished
+run is never overwritten. A non-finite loss or gradient stops the run, marked failed, before the
+optimizer moves; its last good checkpoint stays.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mtlib.config import RunConfig
+from mtlib.data.batches import BatchStream
+from mtlib.data.metrics import write_predictions
+from mtlib.model.backbones import load_backbone
+from mtlib.model.multitask import ModelConfig, MultitaskModel
+from mtlib.rundir import CheckpointError, RunDirectory, load_checkpoint, model_state, save_checkpoint
+from mtlib.rundir.files import fault_point
+from mtlib.train.evaluate import evaluate, predict
+from mtlib.train.identity import run_id, run_identity, run_dir_for
+from mtlib.train.phase import Phase, build_phase
+from mtlib.train.run_data import load_run_data
+from mtlib.train.runtime import resolve_device, resolve_precision, seed_everything
+from mtlib.train.steps import NumericFault
+
+Callback = Callable[[dict], None]
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, callback: Callback | None = None):
+        self.cfg, self.callback = cfg, callback
+        self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.identity = run_identity(cfg)
+        self.dir = RunDirectory(run_dir_for(cfg, self.identity))
+        self.run_dir = self.dir.path
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> Path:
+        if self.dir.finished():
+            return self._already_finished()
+        with self.dir.lock():
+            if self.dir.finished():  # finished while we waited for the lock
+                return self._already_finished(locked=True)
+            if self.cfg.threads:
+                torch.set_num_threads(self.cfg.threads)
+            resume = self._open()
+            self._build(resume)
+            try:
+                phases = self.cfg.phase_configs()
+                start = resume["phase"]["index"] if resume else 0
+                for pi in range(start, len(phases)):
+                    self._run_phase(pi, phases[pi], resume if pi == start else None)
+                return self._finish()
+            except (NumericFault, CheckpointError) as err:
+                self._mark_failed(err)
+                raise
+
+    def _already_finished(self, locked: bool = False) -> Path:
+        if any(self.dir.path.glob("phase*-best.pt")) or self.dir.last.exists():
+            if locked:
+                self.dir.remove_leftovers()
+            else:
+                with self.dir.lock():
+                    self.dir.remove_leftovers()  # a kill between metrics.json and the clean-up
+        if self.cfg.progress:
+            print(f"[mtlib] {self.run_dir} is finished; not overwriting (change name/seed or delete it to re-run)")
+        return self.run_dir
+
+    def _open(self) -> dict | None:
+        """The resume point (``last.pt``), or a fresh start that writes config.yaml and identity.json."""
+        remedy = f"Delete {self.dir.last} to start this run over."
+        resume = load_checkpoint(self.dir.last, remedy=remedy) if self.dir.last.exists() else None
+        if resume is not None and resume.get("run_id") != run_id(self.identity):
+            raise CheckpointError(f"checkpoint {self.dir.last} belongs to run {resume.get('run_id')}, not to "
+                                  f"{run_id(self.identity)}. {remedy}")
+        self.dir.failed.unlink(missing_ok=True)  # a restart after a failure
+        self.history_lines = 0
+        if resume is None:
+            self.dir.write_text("config.yaml", self.cfg.to_yaml())
+            self.dir.write_json("identity.json", {"run_id": run_id(self.identity), **self.identity})
+            self.dir.truncate_history(0)
+            self.wall_before, self.examples_seen, self.resumed = 0.0, 0, []
+        else:
+            self.history_lines = self.dir.truncate_history(resume["history_lines"])
+            self.wall_before, self.examples_seen = resume["wall"], resume["examples_seen"]
+            self.resumed = [*resume["resumed"], {"phase": resume["phase"]["index"],
+                                                 "epoch": resume["phase"]["progress"]["epoch"]}]
+        self.t0 = time.perf_counter()
+        return resume
+
+    def _build(self, resume: dict | None) -> None:
+        cfg = self.cfg
+        seed_everything(cfg.seed)
+        self.data = load_run_data(cfg)
+        encoder, tokenizer = load_backbone(cfg.backbone, seed=cfg.seed)
+        self.model = MultitaskModel(ModelConfig.of(cfg), encoder, tokenizer).to(self.device)
+        if cfg.init_checkpoint and resume is None:
+            self._load_init(cfg.init_checkpoint)
+        self.streams = {t: BatchStream(self.data["train"][t], cfg.batch_size[t], seed=cfg.seed + i)
+                        for i, t in enumerate(cfg.tasks)}
+        if resume is None:
+            self.log({"type": "start", "run_id": run_id(self.identity), "config_hash": cfg.settings_hash(),
+                      "device": str(self.device), "precision": self.precision,
+                      "params": self.model.parameter_counts(), "data": self.data["provenance"]})
+            fault_point("start")
+
+    def _load_init(self, path: str) -> None:
+        """Start from another run's best.pt (or a last.pt); only PAL weights may be missing (they start neutral)."""
+        if not Path(path).exists():
+            raise FileNotFoundError(f"config: key 'init_checkpoint' points to a missing file: {path}")
+        state = model_state(path, self.device, remedy="Check the key 'init_checkpoint'.")
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        bad = [k for k in missing if ".pals." not in f".{k}"] + list(unexpected)
+        if bad:
+            raise ValueError(f"{path} does not fit this model: {len(bad)} mismatched keys, e.g. {bad[:3]}")
+
+    # ------------------------------------------------------------------ bookkeeping
+    def log(self, row: dict, notify: bool = True) -> dict:
+        row = {"wall": round(self.wall(), 3), **row}
+        self.dir.append_history(row)
+        self.history_lines += 1
+        if notify and self.callback:
+            self.callback(row)
+        return row
+
+    def wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self.t0
+
+    # ------------------------------------------------------------------ one phase
+    def _run_phase(self, pi: int, pcfg: RunConfig, resume: dict | None) -> None:
+        cfg, model = self.cfg, self.model
+        names = cfg.phase_names()
+        sizes = {t: len(self.data["train"][t]) for t in cfg.tasks}
+        phase = build_phase(pi, names[pi], pcfg, pi == len(names) - 1, model, self.streams, sizes, self.device,
+                            self.precision, cfg.seed)
+        phase.step.batch_loss.examples = self.examples_seen
+        if resume is not None:
+            self._restore(phase, resume)
+        from tqdm.auto import tqdm
+
+        for epoch in range(phase.progress.epoch + 1, pcfg.epochs + 1):
+            if phase.progress.bad_epochs >= pcfg.patience:
+                break
+            phase.sampler.set_epoch(epoch)
+            model.train()
+            counts = dict.fromkeys(cfg.tasks, 0)
+            running: dict[str, list[float]] = {t: [] for t in cfg.tasks}
+            bar = tqdm(range(phase.updates_per_epoch), desc=f"{cfg.name} {phase.name} epoch {epoch}/{pcfg.epochs}",
+                       disable=not cfg.progress, leave=False)
+            for step in bar:
+                self._update(phase, epoch, step + 1, counts, running)
+                if (step + 1) % cfg.log_every == 0 or step + 1 == phase.updates_per_epoch:
+                    row = {t: float(np.mean(v)) for t, v in running.items() if v}
+                    self.log({"type": "train", "phase": pi, "epoch": epoch, "step": step + 1,
+                              "examples_seen": self.examples_seen, "lr": phase.scheduler.get_last_lr()[0], "loss": row})
+                    bar.set_postfix({t: f"{v:.3f}" for t, v in row.items()})
+                    running = {t: [] for t in cfg.tasks}
+            bar.close()
+            self._end_epoch(phase, epoch, counts)
+        # hand the phase's best model to the next phase (as the original's pretrain -> finetune)
+        best = self.dir.phase_best(pi, phase.last)
+        model.load_state_dict(model_state(best, self.device, remedy=self._restart_hint()))
+        self.last_progress = phase.progress
+        fault_point("handover")
+
+    def _update(self, phase: Phase, epoch: int, step: int, counts: dict, running: dict) -> None:
+        phase.optimizer.zero_grad(set_to_none=True)
+        try:
+            result = phase.step(epoch)
+        except NumericFault as fault:
+            raise fault.locate(phase=f"{phase.index} ({phase.name})", epoch=epoch, step=step) from None
+        self.examples_seen = phase.step.batch_loss.examples
+        for t, n in result.counts.items():
+            counts[t] += n
+        for t, v in result.losses.items():
+            running[t].append(v)
+        if result.stats is not None:
+            extra = {"beta": phase.step.beta} if hasattr(phase.step, "beta") else {}
+            self.log({"type": "grad", "epoch": epoch, "examples_seen": self.examples_seen, **result.stats,
+                      "counts": result.counts, **extra})
+        if phase.scaler is not None:
+            phase.scaler.step(phase.optimizer)
+            phase.scaler.update()
+        else:
+            phase.optimizer.step()
+        phase.scheduler.step()
+        fault_point("step")
+
+    def _end_epoch(self, phase: Phase, epoch: int, counts: dict) -> None:
+        cfg, progress = self.cfg, phase.progress
+        scores, preds = evaluate(self.model, self.data["dev_sub"], cfg.eval_batch_size, self.device, self.precision)
+        bad = [t for t, p in preds.items() if not np.isfinite(p).all()]
+        if bad:
+            raise NumericFault("non-finite dev predictions", bad[0]).locate(
+                phase=f"{phase.index} ({phase.name})", epoch=epoch, step="eval")
+        mean = scores["mean"] if math.isfinite(scores["mean"]) else -math.inf  # a constant STS output: r is NaN
+        improved = mean > progress.best or progress.best_epoch == 0  # each phase keeps a best model
+        progress.epoch = epoch
+        if improved:
+            progress.best, progress.best_epoch, progress.bad_epochs = mean, epoch, 0
+            save_checkpoint(self.dir.phase_best(phase.index, phase.last), {"model": self.model.state_dict()})
+            fault_point("best")
+        else:
+            progress.bad_epochs += 1
+        row = {"type": "eval", "phase": phase.index, "phase_name": phase.name, "epoch": epoch,
+               "examples_seen": self.examples_seen, **{k: float(v) for k, v in scores.items()},
+               "task_counts": counts, "improved": improved}
+        if phase.uses_sampler_probabilities():
+            row["probabilities"] = phase.sampler.probabilities()
+        row = self.log(row, notify=False)
+        self._save_last(phase)
+        fault_point("epoch_end")
+        if self.callback:  # reported after the checkpoint: an interruption here resumes after this epoch
+            self.callback(row)
+        if cfg.progress:
+            print(f"[{cfg.name}] {phase.name} epoch {epoch}: " + " ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_last(self, phase: Phase) -> None:
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.empty(0)
+        save_checkpoint(self.dir.last, {
+            "run_id": run_id(self.identity), "model": self.model.state_dict(), "phase": phase.state_dict(),
+            "streams": {t: s.state_dict() for t, s in self.streams.items()},
+            "rng": {"torch": torch.get_rng_state(), "cuda": cuda},
+            "history_lines": self.history_lines, "examples_seen": self.examples_seen, "wall": self.wall(),
+            "resumed": self.resumed})
+
+    def _restore(self, phase: Phase, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        phase.load_state_dict(ckpt["phase"])
+        for t, s in ckpt["streams"].items():
+            self.streams[t].load_state_dict(s)
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if self.device.type == "cuda" and ckpt["rng"]["cuda"].numel():  # dropout on the GPU
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+
+    def _restart_hint(self) -> str:
+        return f"Delete {self.dir.last} (if any) and the run's *best.pt files to start this run over."
+
+    def _mark_failed(self, err: Exception) -> None:
+        where = getattr(err, "where", {})
+        hint = (f"restart it from its last good checkpoint with a changed config, e.g. "
+                f"--set init_checkpoint={self.dir.last if self.dir.last.exists() else self.dir.best} --set lr=...")
+        try:
+            self.dir.write_json("failed.json", {"error": str(err), "kind": type(err).__name__, "where": where,
+                                                "restart": hint if isinstance(err, NumericFault) else ""})
+        except OSError:
+            pass  # a full disk: the error itself still reaches the caller
+        if isinstance(err, NumericFault):
+            err.args = (f"{err.args[0]}; run {self.run_dir} marked failed (failed.json); {hint}",)
+
+    # ------------------------------------------------------------------ the end
+    def _finish(self) -> Path:
+        cfg, model = self.cfg, self.model  # the last phase has already loaded its best.pt
+        dev = self.data["dev"] if cfg.final_dev == "full" else self.data["dev_sub"]
+        t = time.perf_counter()
+        scores, preds = evaluate(model, dev, cfg.eval_batch_size, self.device, self.precision)
+        eval_s = time.perf_counter() - t
+        self.dir.predictions.mkdir(exist_ok=True)
+        for task, p in preds.items():
+            write_predictions(self.dir.predictions / f"{task}-dev-output.csv", task, [ex.id for ex in dev[task]], p)
+            test = self.data["test"][task]
+            if test:
+                tp = predict(model, task, test, cfg.eval_batch_size, self.device, self.precision)
+                write_predictions(self.dir.predictions / f"{task}-test-output.csv", task, [ex.id for ex in test], tp)
+        metrics = {"name": cfg.name, "seed": cfg.seed, "run_id": run_id(self.identity),
+                   "config_hash": cfg.settings_hash(), "backbone": cfg.backbone,
+                   "dev": {k: float(v) for k, v in scores.items()}, "dev_split": cfg.final_dev,
+                   "best_epoch": self.last_progress.best_epoch, "best_dev_subsample_mean": self.last_progress.best,
+                   "examples_seen": self.examples_seen, "train_seconds": round(self.wall(), 1),
+                   "final_eval_seconds": round(eval_s, 1), "device": str(self.device), "precision": self.precision,
+                   "data": self.data["provenance"], "data_sha256": self.identity["data"],
+                   "params": model.parameter_counts(), "resumed": self.resumed}
+        self.log({"type": "final", **metrics["dev"]})
+        fault_point("before_metrics")
+        self.dir.write_json("metrics.json", _json_safe(metrics))
+        fault_point("after_metrics")
+        self.dir.remove_leftovers()
+        if cfg.progress:
+            print(f"[{cfg.name}] final dev ({cfg.final_dev}): " + " ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        return self.run_dir
+
+
+def _json_safe(value):
+    """NaN (a constant prediction's Pearson r) as null: metrics.json stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def run(cfg: RunConfig, callback: Callback | None = None) -> Path:
+    """Train and evaluate one config; returns its run directory (an existing finished run is returned as is)."""
+    return Trainer(cfg, callback).run()
