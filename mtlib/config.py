@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from mtlib import TASKS
-from mtlib.configtypes import ConfigError, check_value, describe, field_types_of, frozen, plain
+from mtlib.configtypes import ConfigError, Problem, check_value, describe, field_types_of, frozen, located, plain
 from mtlib.data.parse import QUORA_TRAIN_OPTIONS
 from mtlib.model.heads import HEAD_KINDS
 from mtlib.model.multitask import HEAD_TASKS, PAIR_MODES, POOLINGS
@@ -119,7 +119,7 @@ class RunConfig:
         for f in dataclasses.fields(self):
             ok, value, error = check_value(field_types()[f.name], f.name, getattr(self, f.name))
             if not ok:
-                errors.append(f"config: {error}")
+                errors.append(Problem(f"config: {error}", f.name))
             else:
                 object.__setattr__(self, f.name, frozen(value))
         if not errors:
@@ -129,14 +129,18 @@ class RunConfig:
 
     # ---- construction
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> "RunConfig":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config",
+                  locations: Mapping[str, str] | None = None) -> "RunConfig":
+        """Build and check a config; every error line names ``source``, or where its key came from when
+        ``locations`` ({key or key path such as ``phases[0].lr``: "file line N"}) knows it."""
         if not isinstance(data, Mapping):
             raise ConfigError([f"{source}: expected a mapping of config keys, got {type(data).__name__}"])
-        check_keys(data, source)
+        check_keys(data, source, locations)
         try:
             return cls(**data)
         except ConfigError as e:
-            raise ConfigError([line.replace("config:", f"{source}:", 1) for line in e.errors]) from None
+            raise ConfigError([located(line, locate(getattr(line, "key", None), source, locations))
+                               for line in e.errors]) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "RunConfig":
@@ -237,20 +241,34 @@ def allowed_values(key: str) -> str:
     return describe(field_types()[key])
 
 
-def check_keys(data: Mapping[str, Any], source: str) -> None:
+def check_keys(data: Mapping[str, Any], source: str, locations: Mapping[str, str] | None = None) -> None:
     unknown = [k for k in data if k not in field_types()]
     if unknown:
-        raise ConfigError([f"{source}: unknown config key {k!r}; allowed keys: {', '.join(sorted(field_types()))}"
-                           for k in unknown])
+        raise ConfigError([Problem(f"{locate(k, source, locations)}: unknown config key {k!r}; allowed keys: "
+                                   f"{', '.join(sorted(field_types()))}", k) for k in unknown])
+
+
+def locate(key: str | None, source: str, locations: Mapping[str, str] | None) -> str:
+    """Where ``key`` (``lr``, ``phases[1].lr``) was set: its entry in ``locations``, or that of the nearest
+    enclosing key (``phases[1]``, ``phases``), else ``source``."""
+    while key and locations:
+        if isinstance(locations.get(key), str):
+            return locations[key]
+        key = re.sub(r"(\.[^.\[\]]*|\[\d+\])$", "", key) if re.search(r"[.\[]", key) else None
+    return source
 
 
 # ---------------------------------------------------------------- ranges and combinations
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
+NAME_RULE = "a plain file name (letters, digits, _ . + = -; no '/', not starting with '.'; at most 100 characters)"
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-POSITIVE = ("lr", "max_chars", "epochs", "batches_per_epoch", "patience", "eval_batch_size", "compromise_k",
-            "log_every", "pal_size", "pal_heads", "head_size")
-POSITIVE_OR_NONE = ("head_lr", "max_train_examples", "dev_subsample", "final_dev_max", "threads")
+COUNTS = ("max_chars", "epochs", "batches_per_epoch", "patience", "eval_batch_size", "compromise_k",
+          "log_every", "pal_size", "pal_heads", "head_size")  # integers >= 1
+COUNTS_OR_NONE = ("max_train_examples", "dev_subsample", "final_dev_max", "threads")  # None: no limit / default
+LEARNING_RATES = ("lr", "head_lr")  # > 0 (head_lr may be null: the same as lr)
 PROBABILITIES = ("warmup_ratio", "augment_synonym_p", "augment_deletion_p", "gradvac_beta")
+NON_EMPTY = ("backbone", "out_dir")  # strings that name something: '' is never meant
+NON_EMPTY_OR_NONE = ("data_dir", "init_checkpoint")
 
 
 def check_ranges(cfg: RunConfig) -> list[str]:
@@ -258,15 +276,26 @@ def check_ranges(cfg: RunConfig) -> list[str]:
     errors = []
 
     def bad(key: str, expected: str) -> None:
-        errors.append(f"config: key {key!r} has value {getattr(cfg, key)!r}; expected {expected}")
+        errors.append(Problem(f"config: key {key!r} has value {plain(getattr(cfg, key))!r}; expected {expected}", key))
 
-    for key in POSITIVE:
-        if not getattr(cfg, key) > 0:
-            bad(key, "a number > 0")
-    for key in POSITIVE_OR_NONE:
+    for key in COUNTS:
+        if not getattr(cfg, key) >= 1:
+            bad(key, "an integer >= 1")
+    for key in COUNTS_OR_NONE:
+        value = getattr(cfg, key)
+        if value is not None and not value >= 1:
+            bad(key, "an integer >= 1, or null")
+    for key in LEARNING_RATES:
         value = getattr(cfg, key)
         if value is not None and not value > 0:
-            bad(key, "a number > 0, or null")
+            bad(key, "a number > 0" + (", or null (the same as lr)" if key == "head_lr" else ""))
+    for key in NON_EMPTY:
+        if not getattr(cfg, key).strip():
+            bad(key, "a non-empty string")
+    for key in NON_EMPTY_OR_NONE:
+        value = getattr(cfg, key)
+        if value is not None and not value.strip():
+            bad(key, "a non-empty path, or null")
     for key in PROBABILITIES:
         if not 0 <= getattr(cfg, key) <= 1:
             bad(key, "a number in [0, 1]")
@@ -279,15 +308,17 @@ def check_ranges(cfg: RunConfig) -> list[str]:
     if not 0 <= cfg.seed < 2**32:
         bad("seed", "an integer in 0..2**32-1")
     if not NAME_RE.fullmatch(cfg.name) or len(cfg.name) > 100:
-        bad("name", "a plain file name (letters, digits, _ . + = -; no '/', not starting with '.')")
+        bad("name", NAME_RULE)
     if not DEVICE_RE.fullmatch(cfg.device):
         bad("device", "auto, cpu, cuda, cuda:N or mps")
     unknown = [t for t in cfg.tasks if t not in TASKS]
     if unknown or not cfg.tasks or len(set(cfg.tasks)) < len(cfg.tasks):
         bad("tasks", f"distinct tasks among {', '.join(TASKS)}")
-    missing = [t for t in cfg.tasks if t not in cfg.batch_size]
-    if missing or any(v < 1 for v in cfg.batch_size.values()):
-        bad("batch_size", f"a size >= 1 for each task {list(cfg.tasks)}")
+    problems = [f"{t!r} is missing" for t in cfg.tasks if t not in cfg.batch_size]
+    problems += [f"{t!r} is not a task" for t in cfg.batch_size if t not in TASKS]
+    problems += [f"{t!r} is {v}" for t, v in cfg.batch_size.items() if t in TASKS and v < 1]
+    if problems:
+        bad("batch_size", f"an integer >= 1 for each task of {list(cfg.tasks)} ({'; '.join(problems)})")
     if cfg.head != "mlp" and cfg.pair_mode == "concat_embed":
         bad("head", "mlp with pair_mode 'concat_embed' (rnn/lstm read token states: use 'concat_sentences')")
     if cfg.pals and cfg.pal_size % max(cfg.pal_heads, 1):
@@ -305,16 +336,22 @@ def check_ranges(cfg: RunConfig) -> list[str]:
 
 def _check_phase(cfg: RunConfig, i: int, ph: Mapping[str, Any]) -> list[str]:
     if not isinstance(ph, Mapping):
-        return [f"config: phases[{i}] must be a mapping of overrides, got {type(ph).__name__}"]
+        return [Problem(f"config: phases[{i}] must be a mapping of overrides, got {type(ph).__name__} {plain(ph)!r}",
+                        f"phases[{i}]")]
     unknown = [k for k in ph if k not in PHASE_KEYS and k != "name"]
     if unknown:
-        return [f"config: phases[{i}] has key {k!r}, which a phase cannot change; allowed: "
-                f"{', '.join(sorted(PHASE_KEYS | {'name'}))}" for k in unknown]
+        return [Problem(f"config: phases[{i}] has key {k!r}, which a phase cannot change; allowed: "
+                        f"{', '.join(sorted(PHASE_KEYS | {'name'}))}", f"phases[{i}].{k}") for k in unknown]
+    name = ph.get("name", f"phase{i}")
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or len(name) > 100:
+        return [Problem(f"config: phases[{i}] has name {plain(name)!r}; expected {NAME_RULE}", f"phases[{i}].name")]
     base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "phases"}
     try:
         RunConfig(**{**base, **{k: v for k, v in ph.items() if k != "name"}})
     except ConfigError as e:
-        return [line.replace("config:", f"config: phases[{i}] ({ph.get('name', f'phase{i}')}):", 1) for line in e.errors]
+        return [Problem(line.replace("config:", f"config: phases[{i}] ({name}):", 1),
+                        f"phases[{i}].{line.key}" if getattr(line, "key", None) in ph else f"phases[{i}]")
+                for line in e.errors]
     return []
 
 

@@ -8,12 +8,31 @@ was checked and hashed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any, Literal, get_args, get_origin
 
 UNION_TYPES = (typing.Union, types.UnionType)  # Optional[X] and X | None
+
+
+class Problem(str):
+    """One error line that also knows the key it is about (``lr``, ``phases[1].lr``, or None), so a caller that
+    knows where each key came from (a file and line, an override) can say so."""
+
+    key: str | None
+
+    def __new__(cls, text: str, key: str | None = None) -> "Problem":
+        line = super().__new__(cls, text)
+        line.key = key
+        return line
+
+
+def located(line: str, where: str) -> Problem:
+    """``line`` with its leading ``config:`` replaced by ``where:`` (keeping the key it is about)."""
+    text = f"{where}:{line[len('config:'):]}" if line.startswith("config:") else line
+    return Problem(text, getattr(line, "key", None))
 
 
 class ConfigError(ValueError):
@@ -50,7 +69,26 @@ def check_value(tp: Any, key: str, value: Any) -> tuple[bool, Any, str]:
     ok, coerced = _match(tp, value)
     if ok:
         return True, coerced, ""
-    return False, value, f"key {key!r} has value {value!r} ({type(value).__name__}); expected {describe(tp)}"
+    note = " (NaN and infinity are not allowed)" if _non_finite(value) else ""
+    return False, value, f"key {key!r} has value {plain(value)!r} ({type(value).__name__}); expected {describe(tp)}{note}"
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+def _finite(number: Any) -> tuple[bool, Any]:
+    try:
+        number = float(number)
+    except (ValueError, OverflowError):  # a word, or an integer too large for a float
+        return False, number
+    return math.isfinite(number), number  # NaN and infinity are never a valid setting
 
 
 def _match(tp: Any, value: Any) -> tuple[bool, Any]:
@@ -73,13 +111,11 @@ def _match(tp: Any, value: Any) -> tuple[bool, Any]:
         return isinstance(value, int) and not isinstance(value, bool), value
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value == value, float(value)  # NaN is never a valid setting
+            ok, number = _finite(value)
+            return ok, number if ok else value
         if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
-            try:
-                number = float(value)
-            except ValueError:
-                return False, value
-            return number == number, number
+            ok, number = _finite(value)
+            return ok, number if ok else value
         return False, value
     if tp is str:
         return isinstance(value, str), value
@@ -97,11 +133,11 @@ def _match(tp: Any, value: Any) -> tuple[bool, Any]:
     if origin in (Mapping, dict):
         if not isinstance(value, Mapping):
             return False, value
-        _, varg = get_args(tp) or (Any, Any)
+        karg, varg = get_args(tp) or (Any, Any)
         out = {}
         for k, v in value.items():
             ok, c = _match(varg, v)
-            if not ok:
+            if not ok or not _match(karg, k)[0]:
                 return False, value
             out[k] = c
         return True, out

@@ -9,6 +9,7 @@ import yaml
 
 from mtlib.config import PHASE_KEYS, RunConfig, allowed_values, field_types, parse_override
 from mtlib.study.resolve import load_profile
+from mtlib.train.identity import run_dir_for, run_id, run_identity
 
 
 def write_yaml(tmp_path, data, name="cfg.yaml"):
@@ -19,7 +20,7 @@ def write_yaml(tmp_path, data, name="cfg.yaml"):
 
 def test_defaults_are_valid_and_round_trip():
     cfg = RunConfig()
-    assert cfg.tasks == ["sst", "para", "sts"]
+    assert cfg.tasks == ("sst", "para", "sts")
     assert cfg.sampler == "pal" and cfg.lr == 1e-5 and cfg.epochs == 10
     again = RunConfig.from_dict(cfg.to_dict())
     assert again == cfg and again.settings_hash() == cfg.settings_hash()
@@ -40,13 +41,13 @@ def test_from_yaml_unknown_key_names_it_and_lists_allowed(tmp_path):
 
 
 @pytest.mark.parametrize("key,value,expected", [
-    ("epochs", "three", "int"),
+    ("epochs", "three", "an integer"),
     ("sampler", "foo", "'random' | 'round_robin' | 'pal' | 'pal_control'"),
-    ("pals", "yes", "bool"),
-    ("batch_size", {"sst": "big"}, "dict"),
-    ("max_train_examples", 1.5, "int or null"),
-    ("lr", "fast", "float"),
-    ("epochs", True, "int"),  # a bool is not an int here
+    ("pals", "yes", "true or false"),
+    ("batch_size", {"sst": "big"}, "a mapping of an integer"),
+    ("max_train_examples", 1.5, "an integer or null"),
+    ("lr", "fast", "a number"),
+    ("epochs", True, "an integer"),  # a bool is not an int here
 ])
 def test_wrong_type_names_key_and_expected_values(tmp_path, key, value, expected):
     path = write_yaml(tmp_path, {key: value})
@@ -79,7 +80,7 @@ def test_from_yaml_drops_profile_only_keys_and_rejects_non_mappings(tmp_path):
     assert cfg.epochs == 2
     with pytest.raises(ValueError, match="mapping"):
         RunConfig.from_yaml(write_yaml(tmp_path, [1, 2], "list.yaml"))
-    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+    with pytest.raises(ValueError, match="missing.yaml: file not found"):
         RunConfig.from_yaml(tmp_path / "missing.yaml")
 
 
@@ -93,11 +94,53 @@ def test_config_hash_stable_and_only_result_keys():
     assert a.replace(lr=2e-5).settings_hash() != a.settings_hash()
     # the seed names its own folder under <name>-<hash>/: seeds of one config share the hash, not the folder
     assert a.replace(seed=1).settings_hash() == a.settings_hash()
-    assert a.replace(seed=1).run_dir() != run_dir_for(a)
+    assert run_dir_for(a.replace(seed=1)) != run_dir_for(a)
     assert hash(a) == hash(RunConfig())
-    assert a.replace(lr=2e-5).run_dir() != run_dir_for(a)
+    assert run_dir_for(a.replace(lr=2e-5)) != run_dir_for(a)
     b = a.replace(out_dir="/x", name="row")
-    assert run_dir_for(b).as_posix() == f"/x/row-{b.settings_hash()}/seed{b.seed}"
+    assert run_dir_for(b).as_posix() == f"/x/row-{run_id(run_identity(b))}/seed{b.seed}"
+
+
+def test_settings_leave_out_what_a_phase_ignores():
+    # a gradient-method phase takes one batch of every task: its sampler changes nothing, nor GradVac's beta
+    # under PCGrad, nor SMART's step rule with SMART off
+    a = RunConfig(gradient_method="pcgrad")
+    for change in ({"sampler": "random"}, {"gradvac_beta": 0.5}, {"smart_step_rule": "paper"},
+                   {"compromise_k": 8}, {"head_size": 256}, {"pal_heads": 4}, {"head_lr": a.lr}):
+        assert a.replace(**change).settings_hash() == a.settings_hash(), change
+    assert a.replace(gradient_method="gradvac").settings_hash() != a.settings_hash()
+    single = RunConfig()  # ... but a single-task phase's sampler does
+    assert single.replace(sampler="random").settings_hash() != single.settings_hash()
+    # per phase: the pretrain phase's sampler counts, the gradient-method phase's does not
+    two = RunConfig(phases=[{"name": "pretrain", "freeze": "encoder"}, {"name": "finetune", "gradient_method": "pcgrad"}])
+    assert two.replace(sampler="random").settings_hash() != two.settings_hash()
+    bumped = two.replace(phases=[{"name": "pretrain", "freeze": "encoder"},
+                                 {"name": "finetune", "gradient_method": "pcgrad", "sampler": "random"}])
+    assert bumped.settings_hash() == two.settings_hash()
+
+
+def test_run_id_covers_data_and_precision(tmp_path, small_data_dir):
+    import shutil
+
+    cfg = RunConfig(data_dir=str(small_data_dir), predict_test=False)
+    moved = tmp_path / "copy"
+    shutil.copytree(small_data_dir, moved)
+    same = cfg.replace(data_dir=str(moved))  # the same files elsewhere: the same run
+    assert run_id(run_identity(same)) == run_id(run_identity(cfg))
+    (moved / "sts-dev.csv").write_text((moved / "sts-dev.csv").read_text() + "x\ty z\tw v\t1.0\n")
+    assert run_id(run_identity(same)) != run_id(run_identity(cfg))  # other data: another run
+    assert run_identity(cfg.replace(precision="bf16"))["precision"] == "bf16"
+    assert run_id(run_identity(cfg.replace(precision="bf16"))) != run_id(run_identity(cfg.replace(precision="fp32")))
+
+
+def test_config_is_frozen():
+    cfg = RunConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.lr = 1.0
+    with pytest.raises(TypeError):
+        cfg.batch_size["sst"] = 1
+    with pytest.raises(AttributeError):
+        cfg.tasks.append("nli")
 
 
 def test_phase_configs_apply_overrides():
@@ -108,7 +151,7 @@ def test_phase_configs_apply_overrides():
     pre, fine = cfg.phase_configs()
     assert (pre.freeze, pre.lr, pre.epochs, pre.gradient_method) == ("encoder", 1e-3, 1, "none")
     assert (fine.freeze, fine.lr, fine.epochs, fine.gradient_method) == ("none", 1e-5, 5, "pcgrad")
-    assert pre.phases == [] and fine.phases == []
+    assert pre.phases == () and fine.phases == ()
     assert pre.name == cfg.name  # the phase name is not the run name
     assert RunConfig().phase_configs() == [RunConfig()]
 
@@ -173,7 +216,7 @@ def test_parse_override():
 def test_load_profile():
     smoke = load_profile("smoke")
     assert smoke["backbone"] == "tiny-random" and smoke["seeds"] == [11711]
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(ValueError) as err:
         load_profile("nonesuch")
     msg = str(err.value)
     assert "'nonesuch'" in msg and "smoke" in msg and "quick" in msg

@@ -220,7 +220,7 @@ def test_batch_stream_state_round_trip(tmp_path):
     torch.save(a.state_dict(), tmp_path / "s.pt")
     expected = [[ex.id for ex in a.next()] for _ in range(10)]
     b = BatchStream(numbered(10), batch_size=4, seed=2)
-    b.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=False))
+    b.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
     assert [[ex.id for ex in b.next()] for _ in range(10)] == expected
     assert b.passes == a.passes
     with pytest.raises(ValueError, match="no examples"):

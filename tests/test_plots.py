@@ -155,7 +155,7 @@ def test_task_ratios_match_pal_probabilities():
     for k, line in enumerate(lines(ax)):
         expected = [pal_probabilities(sizes, e, 10)[k] for e in range(1, 11)]
         assert np.allclose(line.get_ydata(), expected)
-    assert np.isclose(lines(ax)[1].get_ydata()[0], 0.9510, atol=1e-4)  # spec section 3's example
+    assert np.isclose(lines(ax)[1].get_ydata()[0], 0.9510, atol=1e-4)  # docs/original.md §3's example
 
 
 def test_observed_task_counts_bars_and_shares(tmp_path):

@@ -170,7 +170,9 @@ def test_run_config_read_once_and_reread_when_changed(tmp_path, monkeypatch):
     run = {"run_dir": str(d)}
     loads = []
     real = yaml.safe_load
-    monkeypatch.setattr(results.yaml, "safe_load", lambda text: loads.append(1) or real(text))
+    from mtlib.rundir import read as rundir_read
+
+    monkeypatch.setattr(rundir_read.yaml, "safe_load", lambda text: loads.append(1) or real(text))
     assert results._run_config(run) == {"final_dev_max": 5}
     results._run_config(run)["final_dev_max"] = 99  # a caller's change does not reach the cache
     assert results._run_config(run) == {"final_dev_max": 5} and len(loads) == 1

@@ -14,7 +14,7 @@ from mtlib.study.experiments import get_row, load_experiments
 from mtlib.study.runs import run_rows
 from mtlib.study.workbook import run_workbook
 from mtlib.study.resolve import resolve_config
-from mtlib.train.identity import run_dir_for
+from mtlib.train.identity import run_dir_for, run_id, run_identity
 
 NOTEBOOKS = {"02_baselines", "03_gradient_methods", "04_heads", "05_pals", "06_gradient_compromise"}
 
@@ -53,7 +53,7 @@ def test_every_row_builds_a_valid_config(row, tmp_path):
     cfg = resolve_config("smoke", row=row, out_dir=str(tmp_path))
     assert isinstance(cfg, RunConfig)
     assert cfg.name == row and cfg.backbone == "tiny-random" and cfg.seed == 11711
-    assert run_dir_for(cfg).parent.name == f"{row}-{cfg.settings_hash()}"
+    assert run_dir_for(cfg).parent.name == f"{row}-{run_id(run_identity(cfg))}"
     spec = get_row(row)
     for key, value in spec["config"].items():
         if key != "phases":
@@ -76,7 +76,7 @@ def test_init_from_resolves_to_the_parent_best(tmp_path):
     assert child.phases[0]["freeze"] == "all_but_pals"
     # the parent of the same seed
     assert resolve_config("smoke", row="advanced_pal_finetune", seed=5, out_dir=str(tmp_path)).init_checkpoint == str(
-        resolve_config("smoke", row="advanced", seed=5, out_dir=str(tmp_path)).run_dir() / "best.pt")
+        run_dir_for(resolve_config("smoke", row="advanced", seed=5, out_dir=str(tmp_path))) / "best.pt")
     # an explicit init_checkpoint wins
     assert resolve_config("smoke", row="advanced_pal_finetune", init_checkpoint="x.pt").init_checkpoint == "x.pt"
     assert resolve_config("smoke", row="base").init_checkpoint is None
@@ -91,8 +91,11 @@ def test_config_for_sources(tmp_path):
     assert (cfg.epochs, cfg.lr) == (4, 5e-5)
     with pytest.raises(ValueError, match="'epoch'"):
         resolve_config("smoke", epoch=1)
-    with pytest.raises(FileNotFoundError, match="available"):
+    with pytest.raises(ValueError, match="available"):
         resolve_config("nonesuch")
+    # a plain run-config YAML may extend a profile (the CLI and RunConfig.from_yaml read it the same way)
+    path.write_text("extends: smoke\nepochs: 3\n")
+    assert resolve_config(path).backbone == "tiny-random" and RunConfig.from_yaml(path) == resolve_config(path)
 
 
 def test_run_rows_skips_finished_runs_and_trains_parents(tmp_path, small_data_dir):
@@ -162,7 +165,7 @@ def test_run_workbook_selection_and_dry_run(tmp_path, capsys):
     assert run_workbook("smoke", dry_run=True, out_dir=tmp_path / "out", folder=folder) == 0
     assert "01_good.ipynb" in capsys.readouterr().out
     assert not list((tmp_path / "out").rglob("*.ipynb"))
-    with pytest.raises(FileNotFoundError, match="available"):
+    with pytest.raises(ValueError, match="available"):
         run_workbook("nonesuch", out_dir=tmp_path / "out", folder=folder)
 
 

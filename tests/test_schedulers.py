@@ -1,4 +1,4 @@
-"""mtlib.train.samplers: the PAL schedule (spec section 3 worked example), task_ratios, TaskSampler."""
+"""mtlib.train.samplers: the PAL schedule (docs/original.md §3 worked example), task_ratios, TaskSampler."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mtlib.train.samplers import (SAMPLERS, TaskSampler, pal_alpha, pal_control_
                               task_ratios)
 
 TASKS = ["sst", "para", "sts"]
-N = {"sst": 267, "para": 8845, "sts": 189}  # spec section 3: micro-batch counts of the raw data
+N = {"sst": 267, "para": 8845, "sts": 189}  # docs/original.md §3: micro-batch counts of the raw data
 
 
 def test_pal_probabilities_spec_example():
@@ -94,7 +94,7 @@ def test_pal_control_groups(epoch):
     mean = {t: np.mean([g.count(t) for g in groups]) for t in TASKS}
     for t, qt in zip(TASKS, q):
         assert mean[t] == pytest.approx(1 + (k - 3) * qt, abs=0.15)
-    # where no q_t is clipped, 1 + (K-3) q_t = K p_t exactly (spec: "E[count_t] ~= K p_t")
+    # where no q_t is clipped, 1 + (K-3) q_t = K p_t exactly (docs/original.md §3: "E[count_t] ~= K p_t")
     p = pal_probabilities(N, epoch, 10)
     if ((k * p - 1) / (k - 3) > 0.025).all() and ((k * p - 1) / (k - 3) < 1).all():
         for t, pt in zip(TASKS, p):
@@ -136,7 +136,7 @@ def test_state_dict_survives_torch_save(tmp_path):
     torch.save(a.state_dict(), tmp_path / "s.pt")
     expected = [a.group() for _ in range(5)]
     b = TaskSampler("pal_control", TASKS, N, 10, seed=0, k=6)
-    b.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=False))
+    b.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
     assert [b.group() for _ in range(5)] == expected
 
 

@@ -11,7 +11,7 @@ import torch
 
 from mtlib.data.metrics import PREDICTION_COLUMNS, read_predictions
 from mtlib.rundir import read_history
-from mtlib.train.identity import run_dir_for
+from mtlib.train.identity import run_dir_for, run_id, run_identity
 from mtlib.train.runtime import resolve_precision
 from mtlib.train.trainer import Trainer, run
 
@@ -62,7 +62,7 @@ def test_training_lowers_the_loss(smoke_cfg):
 def test_run_directory_contents_and_no_overwrite(smoke_cfg, small_data_dir):
     cfg = smoke_cfg.replace(predict_test=True)
     run_dir = run(cfg)
-    assert run_dir == run_dir_for(cfg) and run_dir.parent.name == f"{cfg.name}-{cfg.settings_hash()}"
+    assert run_dir == run_dir_for(cfg) and run_dir.parent.name == f"{cfg.name}-{run_id(run_identity(cfg))}"
     names = {p.name for p in run_dir.iterdir()}
     assert {"config.yaml", "history.jsonl", "metrics.json", "best.pt", "predictions"} <= names
     assert "last.pt" not in names  # removed once finished
@@ -147,8 +147,8 @@ def test_resume_reproduces_an_uninterrupted_run(smoke_cfg, tmp_path, case):
     assert run(cfg) == run_dir
 
     history = rows(run_dir)
-    assert [r["type"] for r in history].count("resume") == 1
-    resume = next(r for r in history if r["type"] == "resume")
+    assert "resume" not in [r["type"] for r in history]  # resumes are noted in metrics.json, not in the history
+    (resume,) = json.loads((run_dir / "metrics.json").read_text())["resumed"]
     assert resume["epoch"] >= 1
     key = lambda r: (r.get("phase"), r["epoch"])  # noqa: E731
     evals = [key(r) for r in history if r["type"] == "eval"]
@@ -162,7 +162,7 @@ def test_resume_reproduces_an_uninterrupted_run(smoke_cfg, tmp_path, case):
     got, want = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, reference))
     assert got["dev"] == want["dev"]
     assert (got["best_epoch"], got["examples_seen"]) == (want["best_epoch"], want["examples_seen"])
-    a, b = (torch.load(d / "best.pt", weights_only=False) for d in (run_dir, reference))
+    a, b = (torch.load(d / "best.pt", weights_only=True)["model"] for d in (run_dir, reference))
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 
@@ -240,8 +240,8 @@ def test_pals_train_and_all_but_pals_changes_only_pals(smoke_cfg, phase_states, 
                             init_checkpoint=str(base / "best.pt"),
                             phases=[{"name": "pal_only", "freeze": "all_but_pals", "lr": 1e-2}])
     run_dir = run(cfg)
-    init = torch.load(base / "best.pt", weights_only=False)
-    final = torch.load(run_dir / "best.pt", weights_only=False)
+    init = torch.load(base / "best.pt", weights_only=True)["model"]
+    final = torch.load(run_dir / "best.pt", weights_only=True)["model"]
     pal_keys = [k for k in final if ".pals." in f".{k}"]
     assert pal_keys and set(final) - set(pal_keys) == set(init)
     assert all(torch.equal(final[k], init[k]) for k in init)  # encoder and heads untouched
@@ -259,7 +259,12 @@ def test_init_checkpoint_errors(smoke_cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match="init_checkpoint"):
         run(smoke_cfg.replace(init_checkpoint=str(tmp_path / "nope.pt")))
     bad = tmp_path / "bad.pt"
-    torch.save({"heads.sst.weight": torch.zeros(1)}, bad)
+    torch.save({"heads.sst.weight": torch.zeros(1)}, bad)  # not an mtlib checkpoint
+    with pytest.raises(ValueError, match="bad.pt is not in mtlib's format"):
+        run(smoke_cfg.replace(init_checkpoint=str(bad), name="bad"))
+    from mtlib.rundir import save_checkpoint
+
+    save_checkpoint(bad, {"model": {"heads.sst.weight": torch.zeros(1)}})
     with pytest.raises(ValueError, match="does not fit"):
         run(smoke_cfg.replace(init_checkpoint=str(bad), name="bad"))
 

@@ -47,7 +47,7 @@ def test_widget_values_flow_into_the_config(tmp_path):
 def test_custom_panel_is_named_custom_and_defaults_to_the_baseline_controls(tmp_path):
     p = panel(tmp_path)
     assert p.config().name == "widget-custom"
-    assert list(p.controls) == widgets.BASELINE_CONTROLS
+    assert list(p.controls) == widgets.controls.BASELINE_CONTROLS
 
 
 @pytest.mark.parametrize("row", ["base", "advanced", "pcgrad", "gradvac_smart", "lstm256_sts_cls", "compromise"])
@@ -64,7 +64,7 @@ def test_controls_default_to_the_rows_notebook(tmp_path):
 
 def test_individual_pretraining_toggle_adds_and_removes_the_phase(tmp_path):
     p = panel(tmp_path, row="base")
-    assert p.config().phases == []
+    assert p.config().phases == ()
     p.set(pretrain=True)
     phases = p.config().phases
     assert [ph["name"] for ph in phases] == ["pretrain", "finetune"]
@@ -72,11 +72,11 @@ def test_individual_pretraining_toggle_adds_and_removes_the_phase(tmp_path):
     assert (pre["freeze"], pre["lr"], pre["sampler"], pre["gradient_method"]) == ("encoder", 1e-3, "random", "none")
     assert pre["epochs"] == 1 and pre["batches_per_epoch"] == 3  # the smoke profile's phase_overrides
     p.set(pretrain=False)
-    assert p.config().phases == []
+    assert p.config().phases == ()
     q = panel(tmp_path, row="advanced")
     assert q.controls["pretrain"].value is True
     q.set(pretrain=False)
-    assert q.config().phases == []
+    assert q.config().phases == ()
 
 
 def test_a_key_the_row_sets_in_its_finetune_phase_is_changed_there(tmp_path):
@@ -130,7 +130,7 @@ def test_unknown_controls_are_refused(tmp_path):
 # ------------------------------------------------------------------ errors
 def test_an_invalid_combination_is_shown_and_not_run(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(widgets, "_train", lambda cfg, cb: calls.append(cfg))
+    monkeypatch.setattr(widgets.panel, "_train", lambda cfg, cb: calls.append(cfg))
     p = panel(tmp_path, controls=["pair_mode", "head"])
     p.set(pair_mode="concat_embed", head="rnn")
     assert "pair_mode" in p.message.value and "head" in p.message.value
@@ -149,7 +149,7 @@ def test_a_failing_run_is_reported_in_the_panel(tmp_path, monkeypatch):
     def boom(cfg, cb):
         raise RuntimeError("out of memory, say")
 
-    monkeypatch.setattr(widgets, "_train", boom)
+    monkeypatch.setattr(widgets.panel, "_train", boom)
     p = panel(tmp_path, row="base")
     assert p.run() is None
     assert p.status.value == "failed" and "out of memory" in p.message.value
@@ -167,7 +167,7 @@ def test_run_button_trains_draws_live_and_shows_the_results(tmp_path, monkeypatc
     assert p.last_error is None, p.message.value
     run_dir = p.last_run_dir
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert run_dir == p.config().run_dir()
+    assert run_dir == run_dir_for(p.config())
     evals = [r for r in p.history if r["type"] == "eval"]
     assert len(evals) == 2 and all("mean" in r and "examples_seen" in r for r in evals)
     assert seen[0][0] is True and len(seen) >= 3  # once per eval row during the run, once after
@@ -180,7 +180,7 @@ def test_run_button_trains_draws_live_and_shows_the_results(tmp_path, monkeypatc
     assert not p.run_button.disabled and p.status.value.startswith("done")
 
     # clicking again finds the finished run: no training, the saved history is shown
-    monkeypatch.setattr(widgets, "_train", lambda cfg, cb: run_dir_for(cfg))
+    monkeypatch.setattr(widgets.panel, "_train", lambda cfg, cb: run_dir_for(cfg))
     p.run_button.click()
     assert p.last_run_dir == run_dir and len([r for r in p.history if r["type"] == "eval"]) == 2
     assert "finished" in p.message.value
@@ -196,7 +196,7 @@ def test_the_panel_displays_as_its_widget(tmp_path):
 # ------------------------------------------------------------------ frontend detection
 def _fake_kernel(monkeypatch, allow_stdin):
     shell = types.SimpleNamespace(kernel=types.SimpleNamespace(_allow_stdin=allow_stdin))
-    monkeypatch.setattr(widgets, "_shell", lambda: shell)
+    monkeypatch.setattr(widgets.frontend, "_shell", lambda: shell)
 
 
 def test_interactive_frontend_follows_the_kernels_stdin_flag(monkeypatch):

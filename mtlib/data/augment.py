@@ -1,6 +1,6 @@
 """EDA augmentation (Wei & Zou 2019) through nlpaug, with the study's class balancing and a cache.
 
-The study ran jasonwei20/eda_nlp by hand on the length-filtered train files (spec §1,
+The study ran jasonwei20/eda_nlp by hand on the length-filtered train files (docs/original.md §1,
 `preprocessing/data_augmentation.py`): per class c, deficit d_c = count(majority) - count(c); after a
 shuffle take the first floor(d_c/2) rows of each minority class; one augmented copy per row, made by
 synonym replacement (alpha=0.05) or random deletion (p=0.1); concat with the originals, shuffle,
@@ -61,7 +61,7 @@ class NLTKDataError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class EDAParams:
-    """EDA settings inferred from the study's committed outputs (spec §1; not recorded by the authors)."""
+    """EDA settings inferred from the study's committed outputs (docs/original.md §1; not recorded by the authors)."""
 
     synonym_p: float = 0.05  # EDA alpha_sr: max(1, int(p * n_words)) words replaced
     deletion_p: float = 0.1  # nlpaug RandomWordAug(action='delete') aug_p: ceil(p * n_words) words

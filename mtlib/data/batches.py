@@ -1,6 +1,6 @@
 """Batches: tokenization padded to each batch's own longest example, endless shuffled task streams.
 
-The original cycled its loaders without reshuffling after the second pass (spec section 9.2); a
+The original cycled its loaders without reshuffling after the second pass (docs/original.md §9, item 2); a
 ``BatchStream`` reshuffles every pass and its position is part of the checkpoint, so a resumed run
 draws the same batches an uninterrupted one would.
 """

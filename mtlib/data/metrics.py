@@ -1,6 +1,6 @@
 """Course metrics (SST/Quora accuracy, STS Pearson) and the course's prediction-file format.
 
-Prediction files are what the course's `test_model` writes (spec §1 "Dev/test"): a header
+Prediction files are what the course's `test_model` writes (docs/original.md §1 "Dev/test"): a header
 `id \\t Predicted_<...> \\n`, then one `<id> , <value> \\n` row per example. The header text, including the
 course's "Similiary" typo, is kept byte-for-byte so our files diff cleanly against the authors'.
 """

@@ -1,6 +1,6 @@
 """Course data: parsing and loaders (the file registry and fetching are in `mtlib.data.sources`).
 
-Parsing follows the course starter loader (`datasets.py` of gpoesia/minbert-default-final-project, spec §1):
+Parsing follows the course starter loader (`datasets.py` of gpoesia/minbert-default-final-project, docs/original.md §1):
 `csv.DictReader(delimiter='\\t')` with default quoting, SST text `lower().strip()`, Quora/STS text through
 `preprocess_string`. Unlike the course, rows that fail to parse are counted and logged, never dropped silently.
 """

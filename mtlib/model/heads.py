@@ -4,7 +4,7 @@ Every head has the same call so `MultitaskModel` can treat them alike:
 
     head(pooled [B, P], token_states [B, L, H] | None, attention_mask [B, L] | None) -> [B, out_dim]
 
-The MLP reads `pooled` (the BERT pooler output, as the original's main-branch heads did, spec §2). The recurrent
+The MLP reads `pooled` (the BERT pooler output, as the original's main-branch heads did, docs/original.md §2). The recurrent
 heads read `token_states` (the last hidden layer), as the original's `joss-lact-chance` branch did.
 """
 
@@ -31,7 +31,7 @@ def _mlp(in_dim: int, hidden_dim: int, out_dim: int, n_hidden_layers: int, dropo
 
 
 class MLPHead(nn.Module):
-    """MLP on the pooled [CLS] vector (spec §2). Hidden layers keep the input width, as in the original
+    """MLP on the pooled [CLS] vector (docs/original.md §2). Hidden layers keep the input width, as in the original
     (Linear(768, 768)); PyTorch default init."""
 
     def __init__(self, in_dim: int, out_dim: int, n_hidden_layers: int = 0, dropout: float = 0.2) -> None:
@@ -47,7 +47,7 @@ class MLPHead(nn.Module):
 
 
 class RecurrentHead(nn.Module):
-    """A 2-layer RNN (tanh) or LSTM over the token states, read at each row's last real token (spec §2).
+    """A 2-layer RNN (tanh) or LSTM over the token states, read at each row's last real token (docs/original.md §2).
 
     `use_cls=True` is the original's later variant (`1615719`, `8899b94`): the recurrent cell runs over tokens
     1: (without [CLS]) and the raw last-layer [CLS] state (not the pooler) is concatenated to its feature.

@@ -1,6 +1,6 @@
 """MultitaskModel: one shared encoder, one head per task, the two pair encodings, the losses.
 
-Pair encodings (spec section 2):
+Pair encodings (docs/original.md §2):
 - ``concat_sentences`` (the BaseModel): one sequence ``[CLS] s1 [SEP] s2 [SEP]`` with token types 0/1.
   The original glued two separately padded encodings (padding inside the sequence, all-zero token
   types), which made predictions depend on the batch; we use the tokenizer's pair encoding instead.

@@ -9,7 +9,7 @@ In every layer l, a task-specific low-rank self-attention runs in parallel with 
 
 D_t: Linear(H -> r) and U_t: Linear(r -> H) are per task and shared by all layers; MHA_{l,t} is per layer and per
 task, on r dims (q, k, v Linear(r, r); no output projection, since U_t already maps back). Defaults r = 132 with
-12 heads of 11, as the original (spec §6).
+12 heads of 11, as the original (docs/original.md §6).
 
 How it attaches: no backbone module is renamed or replaced, so a plain checkpoint loads with only `pals.*` keys
 missing. Two forward pre-hooks per layer: one on `BertAttention` keeps the mask the layer receives, one on
@@ -207,7 +207,7 @@ def pal_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 def freeze_all_but_pals(model: nn.Module) -> int:
     """Freeze every parameter of `model` except the PALs (the original's best recipe: train only PALs at the
-    end, spec §6). Returns the number of trainable scalars left."""
+    end, docs/original.md §6). Returns the number of trainable scalars left."""
     keep = {id(p) for p in pal_parameters(model)}
     for param in model.parameters():
         param.requires_grad_(id(param) in keep)

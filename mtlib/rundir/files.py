@@ -24,12 +24,14 @@ def fault_point(name: str) -> None:
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
-    point, _, nth = spec.partition(":")
+    point, sep, nth = spec.rpartition(":")  # the count is the last field: names may hold ':' ("write:last.pt:2")
+    if not sep or not nth.isdigit():
+        point, nth = spec, "1"
     if point != name:
         return
     count = _FAULT_COUNTS.get(name, 0) + 1
     _FAULT_COUNTS[name] = count
-    if count == int(nth or 1):
+    if count == int(nth):
         os.kill(os.getpid(), 9)
 
 
@@ -41,6 +43,18 @@ def _explain(err: OSError, path: Path) -> OSError:
         return OSError(errno.ENOSPC, f"no space left on device while writing {path}; free some space and run again "
                                      "(earlier files are intact)")
     return OSError(err.errno, f"could not write {path}: {err.strerror or err}")
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The full-disk OSError behind ``err``: torch.save reports a failed write to its file object as a
+    RuntimeError ("unexpected pos ...") whose context is the OSError."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def atomic_write(path: str | Path, data: bytes | str | None = None, *, writer=None) -> Path:
@@ -57,6 +71,7 @@ def atomic_write(path: str | Path, data: bytes | str | None = None, *, writer=No
                 f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+        fault_point(f"write:{path.name}")  # tests: a kill with the new file written but not yet in place
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -66,8 +81,11 @@ def atomic_write(path: str | Path, data: bytes | str | None = None, *, writer=No
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise _explain(err, path) from err
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        cause = _os_error(err) if isinstance(err, Exception) else None
+        if cause is not None:
+            raise _explain(cause, path) from err
         raise
     return path
 

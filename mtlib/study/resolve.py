@@ -46,6 +46,7 @@ def load_profile(profile: str | Path, _chain: tuple = ()) -> dict[str, Any]:
     if "extends" in data:  # a file may start from a profile and change a few keys
         parent = load_profile(data.pop("extends"), (*_chain, path.resolve()))
         parent.pop("description", None)
+        parent.pop("_source", None)
         overrides = {**(parent.pop("phase_overrides", None) or {})}
         for name, ph in (data.pop("phase_overrides", None) or {}).items():
             overrides[name] = {**overrides.get(name, {}), **(ph or {})}

@@ -259,7 +259,7 @@ def write_results_md(path: str | Path = "outputs/results.md", table: pd.DataFram
         table = results_table(out_dir, experiments=experiments, profile=profile)
     profile = profile or table.attrs.get("profile")
     title = f"# Results{f' (profile {profile})' if profile else ''}\n\n"
-    body = (title + "Dev scores, ours against the paper's (seed/paper.md, Results). " + MEAN_NOTE + "\n\n"
+    body = (title + "Dev scores, ours against the paper's (the study's results table, docs/original.md §12). " + MEAN_NOTE + "\n\n"
             + to_markdown(table, provenance(table, profile)))
     path = resolve_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@
 - ``pal`` (Stickland & Murray 2019, "annealed sampling"): p_t proportional to N_t^alpha with alpha
   falling linearly from 1 to 0.2 over the epochs, so big tasks dominate early and the mix evens out.
 - ``pal_control``: the original's "with control" variant used by Gradient Compromise: groups of K
-  batches in which every task appears at least once and task t about K*p_t times (spec section 3).
+  batches in which every task appears at least once and task t about K*p_t times (docs/original.md §3).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def pal_probabilities(sizes: Sequence[float] | Mapping[str, float], epoch: int, 
 
 
 def pal_control_probabilities(p: np.ndarray, k: int) -> np.ndarray:
-    """q_t = clip((K p_t - 1)/(K - 3), 0.025, 1), renormalised (spec section 3, for 3 tasks)."""
+    """q_t = clip((K p_t - 1)/(K - 3), 0.025, 1), renormalised (docs/original.md §3, for 3 tasks)."""
     t = len(p)
     q = np.clip((k * np.asarray(p) - 1) / max(k - t, 1), 0.025, 1.0)
     return q / q.sum()
@@ -93,7 +93,7 @@ class TaskSampler:
         """K task names for one Gradient Compromise update.
 
         encourage: every task once, then K-T draws from the controlled q, shuffled (pal_control);
-        force: every task once, then K-T draws from the plain PAL probabilities (spec section 5).
+        force: every task once, then K-T draws from the plain PAL probabilities (docs/original.md §5).
         """
         k = self.k if k is None else k
         q = pal_control_probabilities(self.p, k) if combine == "encourage" else self.p

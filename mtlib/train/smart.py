@@ -6,7 +6,7 @@ Language Models through Principled Regularized Optimization" (ACL 2020), section
     R_s(theta) = mean_i  max_{|x~_i - x_i|_inf <= eps}  l_s(f(x~_i; theta), f(x_i; theta))
 
 approximated by starting from x_i + N(0, sigma^2) noise and taking a few normalised gradient-ascent
-steps on the divergence. Deviation from the original code (spec section 4 and 9.4): it computed this value
+steps on the divergence. Deviation from the original code (docs/original.md §4 and §9): it computed this value
 and threw it away, so "+ SMART" changed nothing; here the caller adds ``lambda * R_s`` to the loss.
 """
 

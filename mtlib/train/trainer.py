@@ -249,8 +249,10 @@ class Trainer:
 
     def _mark_failed(self, err: Exception) -> None:
         where = getattr(err, "where", {})
+        good = next((p for p in (self.dir.last, self.dir.best) if p.is_file()), None)
         hint = (f"restart it from its last good checkpoint with a changed config, e.g. "
-                f"--set init_checkpoint={self.dir.last if self.dir.last.exists() else self.dir.best} --set lr=...")
+                f"--set init_checkpoint={good} --set lr=..." if good is not None else
+                "it failed before its first checkpoint; start it again with a changed config, e.g. --set lr=...")
         try:
             self.dir.write_json("failed.json", {"error": str(err), "kind": type(err).__name__, "where": where,
                                                 "restart": hint if isinstance(err, NumericFault) else ""})

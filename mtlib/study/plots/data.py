@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from mtlib import TASKS
 from mtlib import data as mdata
+from mtlib.data.parse import QUORA_TRAIN_FULL_ROWS
 from mtlib.study.plots._style import SST_CLASSES, TASK_COLORS, TASK_NAMES, _subplots
 
 
@@ -98,7 +99,7 @@ def length_distributions(data_dir: str | Path | None = None, max_chars: int = 25
 def quora_availability(data_dir: str | Path | None = None) -> Figure:
     """Which rows of the course's 141,506-row Quora train set this project has, and their label balance."""
     d = _key(data_dir)
-    full = mdata.QUORA_TRAIN_FULL_ROWS
+    full = QUORA_TRAIN_FULL_ROWS
     both = _load("para", "train", d)
     head = _load("para", "train", d, "head")
     fig, (ax, ax_pos) = _subplots(1, 2, figsize=(14, 3.2), width_ratios=[2.2, 1])

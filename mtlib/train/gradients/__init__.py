@@ -3,7 +3,7 @@
 - ``buffer``: ``TaskGradients``, the preallocated ``[T, D]`` buffer the trainer's backward passes fill
   (with the word-embedding table kept row-sparse) and the update written back to ``.grad``.
 - ``combiners``: sum, PCGrad, GradVac on a ``[T, D]`` tensor, from one Gram matrix; conflict diagnostics.
-- ``compromise``: the Gradient Compromise loss divisors and their beta schedule (spec section 5).
+- ``compromise``: the Gradient Compromise loss divisors and their beta schedule (docs/original.md §5).
 """
 
 from mtlib.train.gradients.buffer import TaskGradients

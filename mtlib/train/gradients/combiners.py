@@ -138,7 +138,7 @@ class PCGrad(GradientCombiner):
 
     For each task i, visit the other tasks j in random order; when ``g_i' . g_j < 0`` remove the
     component of ``g_i'`` along the original ``g_j``. The update is the sum of the ``g_i'``
-    (the original code's merge, spec section 4). Zero-norm gradients are never projected against.
+    (the original code's merge, docs/original.md §4). Zero-norm gradients are never projected against.
     """
 
     name = "pcgrad"
@@ -168,7 +168,7 @@ class GradVac(GradientCombiner):
     paper also has a per-layer variant). With t = 0 the correction is PCGrad's projection.
 
     ``update='every'`` (the paper) moves the EMA after every pair; ``update='on_fire'`` (the original
-    code, spec section 4) only when the correction fires, so the targets drift downward from 0.
+    code, docs/original.md §4) only when the correction fires, so the targets drift downward from 0.
     """
 
     name = "gradvac"

@@ -1,4 +1,4 @@
-"""Gradient Compromise (the study's own method, spec section 5): per-task loss divisors ``n_t ** beta``."""
+"""Gradient Compromise (the study's own method, docs/original.md §5): per-task loss divisors ``n_t ** beta``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ COMPROMISE_COUNTS = ("update", "cumulative")  # n_t of this update, or since the
 
 
 def compromise_beta(epoch: int, num_epochs: int) -> float:
-    """Gradient Compromise exponent ``0.2 + 0.8 (e-1)/(E-1)``, epochs counted from 1 (spec section 5).
+    """Gradient Compromise exponent ``0.2 + 0.8 (e-1)/(E-1)``, epochs counted from 1 (docs/original.md §5).
 
     With E = 1 the original divides by zero; we return 1.0 (the end point of the schedule).
     """
@@ -26,7 +26,7 @@ def compromise_beta(epoch: int, num_epochs: int) -> float:
 
 
 def compromise_weights(counts: Mapping[str, int] | Tensor | Sequence[int], beta: float) -> dict[str, float] | Tensor:
-    """Per-task loss divisors ``n_t ** beta`` for Gradient Compromise (spec section 5).
+    """Per-task loss divisors ``n_t ** beta`` for Gradient Compromise (docs/original.md §5).
 
     A task with no batches gets divisor 1 rather than 0: its loss is zero anyway and 0**beta would
     turn that into a division by zero.

@@ -1,33 +1,26 @@
-"""Ablation panel: ipywidgets bound to RunConfig keys, a Run button and a live dev curve.
-
-A panel starts from a profile and (optionally) a row of ``params/experiments.yaml`` and shows the toggles
-of one notebook. ``panel.config()`` is the RunConfig the widgets describe, built by the same
-``resolve_config`` the batch runs use; Run trains it in the kernel through ``mtlib.train.run``.
-
-Under papermill the panel is skipped (``interactive_frontend``): the notebook's parameters drive the same
-``run()`` call, and no widget state is written into the executed notebook.
-"""
+"""The ablation panel: widgets for a subset of RunConfig keys, a Run button, a live dev curve, the results."""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
-import os
 import traceback
 from pathlib import Path
-from typing import Any, Callable, get_args
+from typing import Any
 
 import ipywidgets as W
+
 from mtlib import TASKS
-from mtlib.config import PHASE_KEYS, REPO_ROOT, RunConfig, field_types
+from mtlib.config import PHASE_KEYS, REPO_ROOT, RunConfig
 from mtlib.rundir import read_history, read_metrics
 from mtlib.study.experiments import anchors, get_row, load_experiments
 from mtlib.study.resolve import resolve_config
+from mtlib.study.widgets.controls import (
+    BASELINE_CONTROLS, CONTROLS, PAL_FINETUNE_ONLY, PAL_FROM_START, PHASE_TOGGLES, PRESETS, make_control,
+)
 from mtlib.train.identity import run_dir_for
 
-PAL_FROM_START = "from start"
-PAL_FINETUNE_ONLY = "only during finetuning"
 # Fallbacks when experiments.yaml holds no such phase (it normally does: the `pretrain` anchor, the
 # `pal_only` phase of advanced_pal_finetune); profiles shorten both through `phase_overrides`.
 DEFAULT_PHASES = {
@@ -35,76 +28,8 @@ DEFAULT_PHASES = {
                  "gradient_method": "none", "compromise": False, "smart_weight": 0.0, "epochs": 1},
     "pal_only": {"name": "pal_only", "freeze": "all_but_pals", "lr": 1e-4},
 }
-RUN_CONTROLS = ["seed", "epochs", "batches_per_epoch"]
-PRESETS = {  # notebook -> the toggles it shows (a row's notebook picks the default)
-    "02_baselines": ["pair_mode", "sampler", "n_hidden_layers", "augment", "pretrain"],
-    "03_gradient_methods": ["n_hidden_layers", "sampler", "pretrain", "gradient_method", "gradvac_beta",
-                            "smart_weight"],
-    "04_heads": ["n_hidden_layers", "sampler", "head", "head_size", "head_cls", "head_tasks"],
-    "05_pals": ["n_hidden_layers", "sampler", "augment", "pretrain", "pals", "pal_mode"],
-    "06_gradient_compromise": ["sampler", "pretrain", "gradient_method", "gradvac_beta", "compromise",
-                               "compromise_k", "compromise_combine"],
-}
-PRESETS = {k: v + RUN_CONTROLS for k, v in PRESETS.items()}
-BASELINE_CONTROLS = PRESETS["02_baselines"]
-LABELS = {"pretrain": "individual pretraining", "pal_mode": "PALs trained", "n_hidden_layers": "hidden layers",
-          "gradvac_beta": "GradVac beta", "smart_weight": "SMART weight", "compromise_k": "compromise K",
-          "head_cls": "+ [CLS] embed.", "head_tasks": "recurrent head for", "pals": "PALs",
-          "batches_per_epoch": "batches / epoch"}
-# panel-only toggles that are not RunConfig keys: they add or remove phases
-PHASE_TOGGLES = ("pretrain", "pal_mode")
 
 
-# ------------------------------------------------------------------ where are we running?
-def _shell():
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
-        return None
-    return get_ipython()
-
-
-def interactive_frontend() -> bool:
-    """True when a person's notebook frontend (JupyterLab, Notebook, VS Code) can show and click widgets.
-
-    Papermill sets no flag in the kernel, but it executes through nbclient, which sends every
-    execute_request with ``allow_stdin=False``; JupyterLab, Notebook, VS Code and Colab send ``True``.
-    ipykernel keeps the current cell's flag on ``kernel._allow_stdin``. So, in order:
-    ``MTLIB_INTERACTIVE=0|1`` decides if set; a non-empty ``PAPERMILL`` env var means batch; no IPython
-    kernel (plain python, pytest, terminal IPython) means no widgets; otherwise the kernel's stdin flag.
-    """
-    forced = os.environ.get("MTLIB_INTERACTIVE", "").strip().lower()
-    if forced:
-        return forced not in ("0", "false", "no", "off")
-    if os.environ.get("PAPERMILL", "").strip().lower() not in ("", "0", "false"):
-        return False
-    kernel = getattr(_shell(), "kernel", None)
-    if kernel is None:
-        return False
-    return bool(getattr(kernel, "_allow_stdin", True))
-
-
-def show_panel(panel: "AblationPanel | Callable[[], AblationPanel]", enabled: bool = True):
-    """Display a panel (or build one from a factory) in an interactive frontend; else say why not.
-
-    Returns the panel when shown, None when skipped (under papermill the factory is never called, so no
-    widget state lands in the executed notebook).
-    """
-    if not enabled or not interactive_frontend():
-        why = "turned off" if not enabled else "no interactive frontend (papermill or plain python)"
-        print(f"[mtlib] ablation panel skipped: {why}; the parameters cell drives the runs.")
-        return None
-    panel = panel() if callable(panel) and not isinstance(panel, AblationPanel) else panel
-    from IPython.display import display
-
-    display(panel)
-    return panel
-
-
-def ablation_panel(profile: str, row: str | dict | None = None, controls: list[str] | str | None = None,
-                   enabled: bool = True, **kwargs: Any):
-    """Build and show an AblationPanel where a person can use it; None under papermill."""
-    return show_panel(lambda: AblationPanel(profile, row=row, controls=controls, **kwargs), enabled)
 
 
 # ------------------------------------------------------------------ the panel
@@ -174,27 +99,7 @@ class AblationPanel:
         return list(dict.fromkeys(controls))
 
     def _make_control(self, name: str) -> W.Widget:
-        value = self.start[name]
-        kw = {"description": LABELS.get(name, name), "style": {"description_width": "initial"}}
-        if name == "head_size":
-            return W.Dropdown(options=sorted({128, 256, value}), value=value, **kw)
-        if name == "pal_mode":
-            return W.Dropdown(options=[PAL_FROM_START, PAL_FINETUNE_ONLY], value=value, **kw)
-        if CONTROLS[name] == "dropdown":  # options from the RunConfig Literal type: they never drift
-            return W.Dropdown(options=list(get_args(field_types()[name])), value=value, **kw)
-        if CONTROLS[name] == "checkbox":
-            return W.Checkbox(value=bool(value), indent=False, **kw)
-        if name == "n_hidden_layers":
-            return W.IntSlider(value=value, min=0, max=max(3, value), **kw)
-        if name == "epochs":
-            return W.IntSlider(value=value, min=1, max=max(20, value), **kw)
-        if name == "compromise_k":
-            return W.IntSlider(value=value, min=len(TASKS), max=max(32, value), **kw)
-        if name == "gradvac_beta":
-            return W.FloatLogSlider(value=value, base=10, min=-4, max=0, step=0.25, readout_format=".0e", **kw)
-        if name == "smart_weight":  # 0 = off, which a log slider cannot show
-            return W.BoundedFloatText(value=value, min=0.0, max=100.0, step=1e-3, **kw)
-        return W.IntText(value=value, **kw)  # seed, batches_per_epoch
+        return make_control(name, self.start[name])
 
     def _build_layout(self) -> None:
         title = self.row["label"] if self.row else "custom configuration"
@@ -250,12 +155,14 @@ class AblationPanel:
             phases.append(self.templates["pal_only"])
         out["phases"] = [] if phases == [{"name": "finetune"}] else phases  # a bare finetune phase = no phases
         out["name"] = f"widget-{self.row['id'] if self.row else 'custom'}"
+        if self.row is not None and self.row.get("init_from"):
+            out["init_checkpoint"] = None  # the parent's phases are part of this one run
         return out
 
     def config(self) -> RunConfig:
         """The RunConfig of the current widget values; an invalid one is shown in the panel and raised."""
         try:
-            cfg = resolve_config(self.profile, row=self.row, inline_parent=True, **self.overrides())
+            cfg = resolve_config(self.profile, row=self.row, **self.overrides())
         except (ValueError, TypeError, KeyError) as e:
             self.message.value = _error_html(f"invalid configuration: {e}")
             raise ValueError(f"invalid configuration: {e}") from e
@@ -408,12 +315,3 @@ def _train(cfg: RunConfig, callback) -> Path:
 
 def _error_html(text: str) -> str:
     return f"<pre style='color:#b00020;white-space:pre-wrap;margin:0'>{html.escape(text.strip())}</pre>"
-
-
-CONTROLS = {  # name -> widget kind; dropdown options come from the RunConfig Literal types
-    "pair_mode": "dropdown", "sampler": "dropdown", "n_hidden_layers": "slider", "augment": "checkbox",
-    "pretrain": "checkbox", "gradient_method": "dropdown", "gradvac_beta": "slider", "smart_weight": "float",
-    "compromise": "checkbox", "compromise_k": "slider", "compromise_combine": "dropdown", "head": "dropdown",
-    "head_size": "dropdown", "head_cls": "checkbox", "head_tasks": "dropdown", "pals": "checkbox",
-    "pal_mode": "dropdown", "seed": "int", "epochs": "slider", "batches_per_epoch": "int",
-}

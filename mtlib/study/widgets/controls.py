@@ -1,0 +1,63 @@
+"""The panel's toggles: which ones each notebook shows, their labels and their widgets."""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+import ipywidgets as W
+
+from mtlib import TASKS
+from mtlib.config import field_types
+
+PAL_FROM_START = "from start"
+PAL_FINETUNE_ONLY = "only during finetuning"
+RUN_CONTROLS = ["seed", "epochs", "batches_per_epoch"]
+PRESETS = {  # notebook -> the toggles it shows (a row's notebook picks the default)
+    "02_baselines": ["pair_mode", "sampler", "n_hidden_layers", "augment", "pretrain"],
+    "03_gradient_methods": ["n_hidden_layers", "sampler", "pretrain", "gradient_method", "gradvac_beta",
+                            "smart_weight"],
+    "04_heads": ["n_hidden_layers", "sampler", "head", "head_size", "head_cls", "head_tasks"],
+    "05_pals": ["n_hidden_layers", "sampler", "augment", "pretrain", "pals", "pal_mode"],
+    "06_gradient_compromise": ["sampler", "pretrain", "gradient_method", "gradvac_beta", "compromise",
+                               "compromise_k", "compromise_combine"],
+}
+PRESETS = {k: v + RUN_CONTROLS for k, v in PRESETS.items()}
+BASELINE_CONTROLS = PRESETS["02_baselines"]
+LABELS = {"pretrain": "individual pretraining", "pal_mode": "PALs trained", "n_hidden_layers": "hidden layers",
+          "gradvac_beta": "GradVac beta", "smart_weight": "SMART weight", "compromise_k": "compromise K",
+          "head_cls": "+ [CLS] embed.", "head_tasks": "recurrent head for", "pals": "PALs",
+          "batches_per_epoch": "batches / epoch"}
+# panel-only toggles that are not RunConfig keys: they add or remove phases
+PHASE_TOGGLES = ("pretrain", "pal_mode")
+
+CONTROLS = {  # name -> widget kind; dropdown options come from the RunConfig Literal types
+    "pair_mode": "dropdown", "sampler": "dropdown", "n_hidden_layers": "slider", "augment": "checkbox",
+    "pretrain": "checkbox", "gradient_method": "dropdown", "gradvac_beta": "slider", "smart_weight": "float",
+    "compromise": "checkbox", "compromise_k": "slider", "compromise_combine": "dropdown", "head": "dropdown",
+    "head_size": "dropdown", "head_cls": "checkbox", "head_tasks": "dropdown", "pals": "checkbox",
+    "pal_mode": "dropdown", "seed": "int", "epochs": "slider", "batches_per_epoch": "int",
+}
+
+
+def make_control(name: str, value: Any) -> W.Widget:
+    """The widget of one toggle, starting at ``value``."""
+    kw = {"description": LABELS.get(name, name), "style": {"description_width": "initial"}}
+    if name == "head_size":
+        return W.Dropdown(options=sorted({128, 256, value}), value=value, **kw)
+    if name == "pal_mode":
+        return W.Dropdown(options=[PAL_FROM_START, PAL_FINETUNE_ONLY], value=value, **kw)
+    if CONTROLS[name] == "dropdown":  # options from the RunConfig Literal type: they never drift
+        return W.Dropdown(options=list(get_args(field_types()[name])), value=value, **kw)
+    if CONTROLS[name] == "checkbox":
+        return W.Checkbox(value=bool(value), indent=False, **kw)
+    if name == "n_hidden_layers":
+        return W.IntSlider(value=value, min=0, max=max(3, value), **kw)
+    if name == "epochs":
+        return W.IntSlider(value=value, min=1, max=max(20, value), **kw)
+    if name == "compromise_k":
+        return W.IntSlider(value=value, min=len(TASKS), max=max(32, value), **kw)
+    if name == "gradvac_beta":
+        return W.FloatLogSlider(value=value, base=10, min=-4, max=0, step=0.25, readout_format=".0e", **kw)
+    if name == "smart_weight":  # 0 = off, which a log slider cannot show
+        return W.BoundedFloatText(value=value, min=0.0, max=100.0, step=1e-3, **kw)
+    return W.IntText(value=value, **kw)  # seed, batches_per_epoch
