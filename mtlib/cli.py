@@ -19,34 +19,40 @@ def _offline_defaults() -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mtlib", description=__doc__)
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    # --debug is accepted after the command too (python -m mtlib run smoke --debug)
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("data", help="course data")
+    def command(subparsers, name: str, **kwargs) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, parents=[debug], **kwargs)
+
+    d = command(sub, "data", help="course data")
     dsub = d.add_subparsers(dest="data_command", required=True)
-    f = dsub.add_parser("fetch", help="copy/download the course files into the data folder, verifying checksums")
+    f = command(dsub, "fetch", help="copy/download the course files into the data folder, verifying checksums")
     f.add_argument("--mirror", help="a folder holding the course files (else $MTLIB_DATA_MIRROR, ../shared/data, "
                                     "else download)")
     f.add_argument("--data-dir", help="where to put them (default: $MTLIB_DATA_DIR or ./data)")
     f.add_argument("--no-download", action="store_true", help="never reach the network")
 
-    r = sub.add_parser("run", help="train and evaluate one config")
+    r = command(sub, "run", help="train and evaluate one config")
     r.add_argument("config", help="a YAML run config or a profile name (smoke, quick, paper)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     r.add_argument("--seed", type=int, help="override the seed")
     r.add_argument("--row", help="apply a row of params/experiments.yaml on top of the config")
 
-    s = sub.add_parser("score", help="score a prediction file in the course format against a gold file")
+    s = command(sub, "score", help="score a prediction file in the course format against a gold file")
     s.add_argument("--task", required=True, choices=list(TASKS))
     s.add_argument("predictions")
     s.add_argument("gold")
 
-    w = sub.add_parser("workbook", help="run the notebooks in batch with papermill")
+    w = command(sub, "workbook", help="run the notebooks in batch with papermill")
     w.add_argument("--profile", default="quick")
     w.add_argument("--only", nargs="*", default=None, help="notebook names or prefixes (e.g. 01 02_baselines)")
     w.add_argument("--out", default="outputs/notebooks")
     w.add_argument("--dry-run", action="store_true", help="list what would run")
 
-    b = sub.add_parser("bench", help="benchmarks that print what they measured")
+    b = command(sub, "bench", help="benchmarks that print what they measured")
     b.add_argument("what", choices=["gradients", "train"])
     b.add_argument("--profile", default="quick")
     b.add_argument("--repeats", type=int, default=5)
@@ -65,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # one line per problem; a failed run (a numeric fault, a full disk) exits 1, bad input 2
         lines = getattr(e, "errors", None) or [str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)]
+        lines = [part for line in lines for part in str(line).splitlines() if part.strip()] or [type(e).__name__]
         for line in lines:
             print(f"error: {line}", file=sys.stderr)
         if not args.debug and not getattr(e, "errors", None):
@@ -87,10 +94,20 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "run":
         from mtlib.config import parse_override
+        from mtlib.configtypes import ConfigError
         from mtlib.study.resolve import resolve_config
         from mtlib.train.trainer import run
 
-        overrides = dict(parse_override(s) for s in args.set)
+        overrides, problems = {}, []
+        for text in args.set:  # every bad --set is reported, not only the first
+            try:
+                key, value = parse_override(text)
+            except ConfigError as err:
+                problems += err.errors
+                continue
+            overrides[key] = value
+        if problems:
+            raise ConfigError(problems)
         if args.seed is not None:
             overrides["seed"] = args.seed
         cfg = resolve_config(args.config, row=args.row, **overrides)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from mtlib import TASKS
-from mtlib.configtypes import ConfigError, Problem, check_value, describe, field_types_of, frozen, located, plain
+from mtlib.configtypes import ConfigError, Problem, check_value, describe, field_types_of, frozen, locate, located, plain
 from mtlib.data.parse import QUORA_TRAIN_OPTIONS
 from mtlib.model.heads import HEAD_KINDS
 from mtlib.model.multitask import HEAD_TASKS, PAIR_MODES, POOLINGS
@@ -131,16 +131,14 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config",
                   locations: Mapping[str, str] | None = None) -> "RunConfig":
-        """Build and check a config; every error line names ``source``, or where its key came from when
-        ``locations`` ({key or key path such as ``phases[0].lr``: "file line N"}) knows it."""
+        """Build and check a config; an error names where its key was set ({key path: place}), else ``source``."""
         if not isinstance(data, Mapping):
             raise ConfigError([f"{source}: expected a mapping of config keys, got {type(data).__name__}"])
         check_keys(data, source, locations)
         try:
             return cls(**data)
         except ConfigError as e:
-            raise ConfigError([located(line, locate(getattr(line, "key", None), source, locations))
-                               for line in e.errors]) from None
+            raise ConfigError([located(x, locate(getattr(x, "key", None), source, locations)) for x in e.errors]) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "RunConfig":
@@ -248,27 +246,27 @@ def check_keys(data: Mapping[str, Any], source: str, locations: Mapping[str, str
                                    f"{', '.join(sorted(field_types()))}", k) for k in unknown])
 
 
-def locate(key: str | None, source: str, locations: Mapping[str, str] | None) -> str:
-    """Where ``key`` (``lr``, ``phases[1].lr``) was set: its entry in ``locations``, or that of the nearest
-    enclosing key (``phases[1]``, ``phases``), else ``source``."""
-    while key and locations:
-        if isinstance(locations.get(key), str):
-            return locations[key]
-        key = re.sub(r"(\.[^.\[\]]*|\[\d+\])$", "", key) if re.search(r"[.\[]", key) else None
-    return source
-
-
 # ---------------------------------------------------------------- ranges and combinations
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}")  # at most 100 characters
 NAME_RULE = "a plain file name (letters, digits, _ . + = -; no '/', not starting with '.'; at most 100 characters)"
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-COUNTS = ("max_chars", "epochs", "batches_per_epoch", "patience", "eval_batch_size", "compromise_k",
-          "log_every", "pal_size", "pal_heads", "head_size")  # integers >= 1
-COUNTS_OR_NONE = ("max_train_examples", "dev_subsample", "final_dev_max", "threads")  # None: no limit / default
-LEARNING_RATES = ("lr", "head_lr")  # > 0 (head_lr may be null: the same as lr)
-PROBABILITIES = ("warmup_ratio", "augment_synonym_p", "augment_deletion_p", "gradvac_beta")
-NON_EMPTY = ("backbone", "out_dir")  # strings that name something: '' is never meant
-NON_EMPTY_OR_NONE = ("data_dir", "init_checkpoint")
+RANGES = (  # (keys, the test each value passes, what is expected); null passes only where a test allows it
+    (("max_chars", "epochs", "batches_per_epoch", "patience", "eval_batch_size", "compromise_k", "log_every",
+      "pal_size", "pal_heads", "head_size"), lambda v: v >= 1, "an integer >= 1"),
+    (("max_train_examples", "dev_subsample", "final_dev_max", "threads"), lambda v: v is None or v >= 1,
+     "an integer >= 1, or null"),
+    (("lr",), lambda v: v > 0, "a number > 0"),
+    (("head_lr",), lambda v: v is None or v > 0, "a number > 0, or null (the same as lr)"),
+    (("warmup_ratio", "augment_synonym_p", "augment_deletion_p", "gradvac_beta"), lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    (("hidden_dropout",), lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    (("n_hidden_layers",), lambda v: 0 <= v <= 16, "an integer in 0..16"),
+    (("smart_weight",), lambda v: v >= 0, "a number >= 0 (0 = off)"),
+    (("seed",), lambda v: 0 <= v < 2**32, "an integer in 0..2**32-1"),
+    (("name",), NAME_RE.fullmatch, NAME_RULE),
+    (("device",), DEVICE_RE.fullmatch, "auto, cpu, cuda, cuda:N or mps"),
+    (("backbone", "out_dir"), lambda v: bool(v.strip()), "a non-empty string"),  # '' is never meant
+    (("data_dir", "init_checkpoint"), lambda v: v is None or bool(v.strip()), "a non-empty path, or null"),
+)
 
 
 def check_ranges(cfg: RunConfig) -> list[str]:
@@ -278,43 +276,14 @@ def check_ranges(cfg: RunConfig) -> list[str]:
     def bad(key: str, expected: str) -> None:
         errors.append(Problem(f"config: key {key!r} has value {plain(getattr(cfg, key))!r}; expected {expected}", key))
 
-    for key in COUNTS:
-        if not getattr(cfg, key) >= 1:
-            bad(key, "an integer >= 1")
-    for key in COUNTS_OR_NONE:
-        value = getattr(cfg, key)
-        if value is not None and not value >= 1:
-            bad(key, "an integer >= 1, or null")
-    for key in LEARNING_RATES:
-        value = getattr(cfg, key)
-        if value is not None and not value > 0:
-            bad(key, "a number > 0" + (", or null (the same as lr)" if key == "head_lr" else ""))
-    for key in NON_EMPTY:
-        if not getattr(cfg, key).strip():
-            bad(key, "a non-empty string")
-    for key in NON_EMPTY_OR_NONE:
-        value = getattr(cfg, key)
-        if value is not None and not value.strip():
-            bad(key, "a non-empty path, or null")
-    for key in PROBABILITIES:
-        if not 0 <= getattr(cfg, key) <= 1:
-            bad(key, "a number in [0, 1]")
-    if not 0 <= cfg.hidden_dropout < 1:
-        bad("hidden_dropout", "a number in [0, 1)")
-    if not 0 <= cfg.n_hidden_layers <= 16:
-        bad("n_hidden_layers", "an integer in 0..16")
-    if not cfg.smart_weight >= 0:
-        bad("smart_weight", "a number >= 0 (0 = off)")
-    if not 0 <= cfg.seed < 2**32:
-        bad("seed", "an integer in 0..2**32-1")
-    if not NAME_RE.fullmatch(cfg.name) or len(cfg.name) > 100:
-        bad("name", NAME_RULE)
-    if not DEVICE_RE.fullmatch(cfg.device):
-        bad("device", "auto, cpu, cuda, cuda:N or mps")
+    for keys, ok, expected in RANGES:
+        for key in keys:
+            if not ok(getattr(cfg, key)):
+                bad(key, expected)
     unknown = [t for t in cfg.tasks if t not in TASKS]
     if unknown or not cfg.tasks or len(set(cfg.tasks)) < len(cfg.tasks):
         bad("tasks", f"distinct tasks among {', '.join(TASKS)}")
-    problems = [f"{t!r} is missing" for t in cfg.tasks if t not in cfg.batch_size]
+    problems = [f"{t!r} is missing" for t in cfg.tasks if t in TASKS and t not in cfg.batch_size]
     problems += [f"{t!r} is not a task" for t in cfg.batch_size if t not in TASKS]
     problems += [f"{t!r} is {v}" for t, v in cfg.batch_size.items() if t in TASKS and v < 1]
     if problems:
@@ -335,15 +304,11 @@ def check_ranges(cfg: RunConfig) -> list[str]:
 
 
 def _check_phase(cfg: RunConfig, i: int, ph: Mapping[str, Any]) -> list[str]:
-    if not isinstance(ph, Mapping):
-        return [Problem(f"config: phases[{i}] must be a mapping of overrides, got {type(ph).__name__} {plain(ph)!r}",
-                        f"phases[{i}]")]
     unknown = [k for k in ph if k not in PHASE_KEYS and k != "name"]
     if unknown:
         return [Problem(f"config: phases[{i}] has key {k!r}, which a phase cannot change; allowed: "
                         f"{', '.join(sorted(PHASE_KEYS | {'name'}))}", f"phases[{i}].{k}") for k in unknown]
-    name = ph.get("name", f"phase{i}")
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or len(name) > 100:
+    if not (isinstance(name := ph.get("name", f"phase{i}"), str) and NAME_RE.fullmatch(name)):
         return [Problem(f"config: phases[{i}] has name {plain(name)!r}; expected {NAME_RULE}", f"phases[{i}].name")]
     base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "phases"}
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -35,6 +36,16 @@ def located(line: str, where: str) -> Problem:
     return Problem(text, getattr(line, "key", None))
 
 
+def locate(key: str | None, source: str, locations: Mapping[str, str] | None) -> str:
+    """Where ``key`` (``lr``, ``phases[1].lr``) was set: its entry in ``locations``, or that of the nearest
+    enclosing key (``phases[1]``, ``phases``), else ``source``."""
+    while key and locations:
+        if isinstance(locations.get(key), str):
+            return locations[key]
+        key = re.sub(r"(\.[^.\[\]]*|\[\d+\])$", "", key) if re.search(r"[.\[]", key) else None
+    return source
+
+
 class ConfigError(ValueError):
     """One or more bad keys or values; ``errors`` holds one line per problem."""
 
@@ -57,10 +68,13 @@ def describe(tp: Any) -> str:
     if tp is type(None):
         return "null"
     if origin in (tuple, list):
-        return f"a list of {describe(get_args(tp)[0])}" if get_args(tp) else "a list"
+        args = [a for a in get_args(tp) if a is not Ellipsis]
+        return f"a list of {describe(args[0])}" if args and args[0] is not Any else "a list"
     if origin in (Mapping, dict, typing.Mapping):
         args = get_args(tp)
-        return f"a mapping of {describe(args[1])}" if args else "a mapping"
+        return f"a mapping of {describe(args[1])}" if args and args[1] is not Any else "a mapping"
+    if tp is Any:
+        return "anything"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
@@ -70,12 +84,18 @@ def check_value(tp: Any, key: str, value: Any) -> tuple[bool, Any, str]:
     if ok:
         return True, coerced, ""
     note = " (NaN and infinity are not allowed)" if _non_finite(value) else ""
-    return False, value, f"key {key!r} has value {plain(value)!r} ({type(value).__name__}); expected {describe(tp)}{note}"
+    shown = f"{plain(value)!r} ({type(value).__name__})"
+    return False, value, f"key {key!r} has value {shown}; expected {describe(tp)}{note}"
 
 
 def _non_finite(value: Any) -> bool:
     if isinstance(value, float):
         return not math.isfinite(value)
+    if isinstance(value, str):  # 'nan', 'inf' from the command line or a quoted YAML value
+        try:
+            return not math.isfinite(float(value))
+        except (ValueError, OverflowError):
+            return False
     if isinstance(value, Mapping):
         return any(_non_finite(v) for v in value.values())
     if isinstance(value, (list, tuple)):

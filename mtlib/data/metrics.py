@@ -7,16 +7,42 @@ course's "Similiary" typo, is kept byte-for-byte so our files diff cleanly again
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from mtlib import TASKS
-from mtlib.data.parse import Example, read_task_file
+from mtlib.data.parse import Example, read_task_file, utf8_problem
 
 TASK_METRIC = {"sst": "accuracy", "para": "accuracy", "sts": "pearson"}
 PREDICTION_COLUMNS = {"sst": "Predicted_Sentiment", "para": "Predicted_Is_Paraphrase", "sts": "Predicted_Similiary"}
+LABEL_SETS = {"sst": (0, 1, 2, 3, 4), "para": (0, 1)}  # class ids; STS predictions are any finite number
+LABEL_SET_TEXT = {"sst": "one of 0, 1, 2, 3, 4", "para": "0 or 1", "sts": "a finite number"}
+
+
+def _number(value: float) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def prediction_problem(task: str, value: float) -> str | None:
+    """Why ``value`` cannot be a ``task`` prediction (outside the task's label set, NaN), or None; callers add
+    where it is and ``expected(task)``."""
+    value = float(value)
+    if not math.isfinite(value):
+        return f"{task} prediction {value} is not a finite number"
+    if task in LABEL_SETS and not value.is_integer():
+        # Probabilities or logits would silently score ~0; the course files hold class ids.
+        return f"{task} predictions must be class ids, got {_number(value)}"
+    if task in LABEL_SETS and value not in LABEL_SETS[task]:
+        return f"{task} prediction {_number(value)} is outside the label set"
+    return None
+
+
+def expected(task: str) -> str:
+    return f"expected {LABEL_SET_TEXT[task]}"
 
 
 def _arrays(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -37,15 +63,28 @@ def accuracy(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndar
 def pearson(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray) -> float:
     """Pearson correlation as the course computes it (`np.corrcoef`); nan when either side is constant."""
     p, g = _arrays(pred, gold)
+    if not (np.isfinite(p).all() and np.isfinite(g).all()):
+        return float("nan")  # a diverged model; callers that must refuse it check first
     if p.std() == 0 or g.std() == 0:
         return float("nan")  # np.corrcoef would warn and divide by zero
     return float(np.corrcoef(p, g)[0, 1])
 
 
 def score(task: str, pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray) -> float:
-    """The course metric of `task` (TASK_METRIC) on aligned predictions and gold labels."""
+    """The course metric of `task` (TASK_METRIC) on aligned predictions and gold labels.
+
+    SST and Quora predictions outside the task's label set (SST 5 or 2.5, Quora 2, NaN) are refused: they
+    could only come from a bug, and would silently count as wrong. A non-finite STS prediction gives nan
+    rather than an error here, so that training can report a diverged model as a numeric fault (the trainer
+    checks its dev predictions); ``score_predictions`` and ``score_file`` refuse it."""
     if task not in TASK_METRIC:
         raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
+    p, _ = _arrays(pred, gold)
+    if task in LABEL_SETS:
+        bad = [i for i, v in enumerate(p) if prediction_problem(task, v)]
+        if bad:
+            raise ValueError(f"{prediction_problem(task, p[bad[0]])} (at index {bad[0]}; {len(bad)} of {p.size} "
+                             f"predictions); {expected(task)}")
     return accuracy(pred, gold) if TASK_METRIC[task] == "accuracy" else pearson(pred, gold)
 
 
@@ -69,11 +108,20 @@ def write_predictions(path: str | Path, task: str, ids: Iterable[str], values: I
     return path
 
 
-def read_predictions(path: str | Path) -> dict[str, float]:
-    """Read a course prediction file into {id: value}; ids are lower-cased and stripped like the gold ids."""
+def read_predictions(path: str | Path, task: str | None = None) -> dict[str, float]:
+    """Read a course prediction file into {id: value}; ids are lower-cased and stripped like the gold ids.
+    With ``task``, a value outside the task's label set (``prediction_problem``) is refused with its line."""
     path = Path(path)
-    with open(path, encoding="utf-8") as fp:
-        lines = fp.read().splitlines()
+    if task is not None and task not in TASK_METRIC:
+        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
+    try:
+        with open(path, encoding="utf-8") as fp:
+            lines = fp.read().splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: {utf8_problem(path)}; is it a prediction file?") from None
+    if not lines:
+        raise ValueError(f"{path}: the file is empty (expected a header 'id \\t Predicted_...' and one "
+                         "'id , value' row per example)")
     if not lines or lines[0].split("\t")[0].strip() != "id":
         first = lines[0][:60] if lines else "<empty file>"
         raise ValueError(f"{path} line 1: expected a header 'id \\t Predicted_...', found {first!r}")
@@ -91,6 +139,9 @@ def read_predictions(path: str | Path) -> dict[str, float]:
             raise ValueError(f"{path} line {number}: value {parts[1].strip()!r} is not a number") from None
         if key in out:
             raise ValueError(f"{path} line {number}: id {key!r} appears twice")
+        problem = prediction_problem(task, value) if task is not None else None
+        if problem:
+            raise ValueError(f"{path} line {number}: {problem} for id {key}; {expected(task)}")
         out[key] = value
     return out
 
@@ -112,15 +163,17 @@ def score_predictions(task: str, predictions: Mapping[str, float], gold: Sequenc
         raise ValueError(f"{name}: {len(missing)} gold id(s) have no prediction (e.g. {_examples(missing)})")
     if any(ex.label is None for ex in gold):
         raise ValueError(f"{name}: the gold examples have no labels (a test file?)")
+    if task not in TASK_METRIC:
+        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
     pred = np.array([predictions[ex.id] for ex in gold], dtype=float)
-    if TASK_METRIC.get(task) == "accuracy" and not np.all(pred == np.round(pred)):
-        # Probabilities or logits would silently score ~0; the course files hold class ids.
-        bad = next(ex.id for ex, v in zip(gold, pred) if v != round(v))
-        raise ValueError(f"{name}: {task} predictions must be class ids, got {predictions[bad]} for id {bad}")
+    bad = [(ex.id, v) for ex, v in zip(gold, pred) if prediction_problem(task, v)]
+    if bad:
+        more = f" ({len(bad)} of {len(pred)} predictions are outside the label set)" if len(bad) > 1 else ""
+        raise ValueError(f"{name}: {prediction_problem(task, bad[0][1])} for id {bad[0][0]}{more}; {expected(task)}")
     return score(task, pred, [float(ex.label) for ex in gold])  # type: ignore[arg-type]
 
 
 def score_file(task: str, predictions_path: str | Path, gold_path: str | Path) -> float:
     """The course metric of a prediction file against a labelled course csv (parsed like `mtlib.data`)."""
     gold = read_task_file(task, gold_path)  # unparseable gold rows are skipped, as the course does
-    return score_predictions(task, read_predictions(predictions_path), gold, name=str(predictions_path))
+    return score_predictions(task, read_predictions(predictions_path, task), gold, name=str(predictions_path))

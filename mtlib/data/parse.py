@@ -118,6 +118,10 @@ def read_task_file(task: str, path: str | Path, labelled: bool = True) -> Exampl
     _check("task", task, TASKS)
     path = Path(path)
     expected = ["id", *TEXT_COLUMNS[task], *([LABEL_COLUMNS[task]] if labelled else [])]
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found (a {task} course csv was expected)")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a file (a {task} course csv was expected)")
     try:
         with open(path, encoding="utf-8", newline="") as fp:
             reader = csv.DictReader(fp, delimiter="\t")
@@ -127,12 +131,25 @@ def read_task_file(task: str, path: str | Path, labelled: bool = True) -> Exampl
             if any(c not in found for c in expected):
                 raise ValueError(f"{path} line 1: header has columns {found}, expected columns {expected}")
             examples, rows, skipped, reasons = _read_records(task, path, reader, labelled)
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); is it a course csv?") from None
+            if not rows:
+                raise ValueError(f"{path}: the file has a header but no rows (expected one {task} example per line)")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: {utf8_problem(path)}; is it a course csv?") from None
     if skipped:  # expected in the course files (2 rows of quora-dev): a note, not a warning
         log.info("%s: skipped %d malformed row(s) of %d (%s)", path.name, skipped, rows, "; ".join(reasons))
     report = LoadReport((path.name,), rows, skipped, reasons, f"{path.name} ({len(examples):,} usable of {rows:,})")
     return ExampleList(examples, report)
+
+
+def utf8_problem(path: Path) -> str:
+    """Where a file stops being UTF-8: "not UTF-8 text (line 3, byte 27: invalid start byte)"."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        return f"not UTF-8 text (line {line}, byte {err.start}: {err.reason})"
+    return "not UTF-8 text"
 
 
 def _read_records(task: str, path: Path, reader: csv.DictReader, labelled: bool):

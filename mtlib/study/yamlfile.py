@@ -9,7 +9,7 @@ import yaml
 
 from mtlib.configtypes import ConfigError
 
-LINE_DEPTH = 3  # key paths recorded down to e.g. phases[0].lr or phase_overrides.pretrain.lr
+LINE_DEPTH = 5  # key paths recorded down to e.g. phases[0].lr, phase_overrides.pretrain.lr, rows[3].config.phases[0]
 
 
 def read_yaml(path: str | Path, mapping: bool = True) -> Any:
@@ -29,10 +29,17 @@ def read_yaml_lines(path: str | Path, mapping: bool = True) -> tuple[Any, dict[s
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); is it a YAML file?") from None
+        raw = path.read_bytes()
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"{path} line {line}: not UTF-8 text (byte {err.start}: {err.reason}); "
+                          "is it a YAML file?") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)  # as yaml.safe_load, keeping the node tree for the lines
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -56,12 +63,11 @@ def _walk(path: Path, node: yaml.Node, prefix: str, depth: int, lines: dict[str,
             if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
                 continue  # merge keys (<<: *anchor) and complex keys carry no line of their own
             key, line = key_node.value, key_node.start_mark.line + 1
+            child = f"{prefix}.{key}" if prefix else key
             if key in seen:
-                where = f"{prefix}." if prefix else ""
-                raise ConfigError(f"{path} line {line}: key {where}{key!r} appears twice (first on line {seen[key]}); "
+                raise ConfigError(f"{path} line {line}: key {child!r} appears twice (first on line {seen[key]}); "
                                   "give it once")
             seen[key] = line
-            child = f"{prefix}.{key}" if prefix else key
             if depth < LINE_DEPTH:
                 lines.setdefault(child, line)
             _walk(path, value_node, child, depth + 1, lines)

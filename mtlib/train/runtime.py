@@ -17,10 +17,13 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
-        raise ValueError(f"config: key 'device' is {name!r}, but this machine has "
-                         f"{torch.cuda.device_count()} CUDA device(s); use auto or cpu")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        usable = f"auto, cpu or cuda:0..cuda:{count - 1}" if count else "auto or cpu"
+        raise ValueError(f"config: key 'device' has value {name!r}, but this machine has {count} usable CUDA "
+                         f"device(s); expected {usable}")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"config: key 'device' is {name!r}, but MPS is not available here; use auto or cpu")
+        raise ValueError(f"config: key 'device' has value {name!r}, but MPS is not available here; "
+                         "expected auto or cpu")
     return device
 
 
@@ -36,8 +39,14 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "bf16" if cpu_has_amx() else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"config: key 'precision' has value {precision!r}; expected {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("config: key 'precision' = 'fp16' needs a CUDA device; use bf16 or fp32 on CPU")
+        raise ValueError("config: key 'precision' has value 'fp16', which needs a CUDA device; expected bf16 or "
+                         "fp32 on CPU")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"config: key 'precision' has value 'bf16', but {torch.cuda.get_device_name(device)} has no "
+                         "bf16 support; expected fp16, fp32 or auto")
     return precision
 
 
