@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from mtlib.cli import main
-from mtlib.config import NAME_RULE, RunConfig, parse_override
+from mtlib.config import RunConfig, parse_override
+from mtlib.configchecks import NAME_RULE
 from mtlib.configtypes import ConfigError
 from mtlib.data.metrics import read_predictions, score, score_file, score_predictions, write_predictions
 from mtlib.data.parse import Example, read_task_file

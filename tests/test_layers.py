@@ -20,7 +20,8 @@ ALLOWED = {
     "mtlib.train.freeze": ("mtlib.model",),
     "mtlib.train.gradients": ("mtlib.train.gradients",),
     "mtlib.configtypes": (),
-    "mtlib.config": ("mtlib.configtypes", "mtlib.data", "mtlib.model", "mtlib.train.freeze", "mtlib.train.gradients",
+    "mtlib.configchecks": ("mtlib.configtypes",),
+    "mtlib.config": ("mtlib.configtypes", "mtlib.configchecks", "mtlib.data", "mtlib.model", "mtlib.train.freeze", "mtlib.train.gradients",
                      "mtlib.train.runtime", "mtlib.train.samplers", "mtlib.train.smart", "mtlib.study.resolve"),
     "mtlib.train": ("mtlib.config", "mtlib.configtypes", "mtlib.data", "mtlib.model", "mtlib.rundir", "mtlib.train"),
     "mtlib.study.plots": ("mtlib.study.plots", "mtlib.data", "mtlib.rundir", "mtlib.train.samplers",
@@ -82,5 +83,5 @@ def test_imports_stay_in_their_layer(module, path):
 
 
 def test_no_module_passes_the_size_limit():
-    long = {str(p.relative_to(ROOT)): n for _, p in _modules() if (n := len(p.read_text().splitlines())) > 340}
+    long = {str(p.relative_to(ROOT)): n for _, p in _modules() if (n := len(p.read_text().splitlines())) > 320}
     assert not long, f"split these (DESIGN: ~300 lines): {long}"
