@@ -173,18 +173,26 @@ def references(small_data_dir, tmp_path_factory) -> dict[str, Path]:
     return refs
 
 
-KILLED_IDENTICALLY: list[str] = []
+KILLED_IDENTICALLY: list[str] = []  # kill cases whose resumed run matched the reference
+KILL_ATTEMPTED: list[str] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
 def report_kills(request):
+    """Prints "n of m kills resumed to an identical run" after the module's tests."""
     yield
-    total = sum(len(faults) for _, faults in KILL_CASES.values())
-    n = sum(len(KILL_CASES[c][1]) for c in KILLED_IDENTICALLY)
+    if not KILL_ATTEMPTED:
+        return
+    kills = lambda cases: sum(len(KILL_CASES[c][1]) for c in cases)  # noqa: E731
+    line = (f"test_faults: {kills(KILLED_IDENTICALLY)} of {kills(KILL_ATTEMPTED)} kills "
+            f"({len(KILLED_IDENTICALLY)} of {len(KILL_ATTEMPTED)} cases) resumed to an identical run")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and KILLED_IDENTICALLY:
-        reporter.write_line(f"test_faults: {n} of {total} kills ({len(KILLED_IDENTICALLY)} of {len(KILL_CASES)} "
-                            "cases) resumed to an identical run")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("\n" + line)
+    else:
+        print(line)
 
 
 # ---------------------------------------------------------------------------------------------- 1. kills
@@ -224,6 +232,7 @@ KILL_CASES = {
 @pytest.mark.parametrize("case", KILL_CASES)
 def test_kill_and_resume_is_identical(case, references, small_data_dir, tmp_path):
     kind, faults = KILL_CASES[case]
+    KILL_ATTEMPTED.append(case)
     cfg = make_cfg(small_data_dir, tmp_path / "runs", kind)
     run_dir = run_dir_for(cfg)
     for i, fault in enumerate(faults):
