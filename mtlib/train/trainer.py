@@ -23,7 +23,7 @@ from mtlib.data.batches import BatchStream
 from mtlib.data.metrics import write_predictions
 from mtlib.model.backbones import load_backbone
 from mtlib.model.multitask import ModelConfig, MultitaskModel
-from mtlib.rundir import CheckpointError, RunDirectory, load_checkpoint, model_state, save_checkpoint
+from mtlib.rundir import CheckpointError, RunDirectory, RunLocked, load_checkpoint, model_state, save_checkpoint
 from mtlib.rundir.files import fault_point
 from mtlib.train.evaluate import evaluate, predict
 from mtlib.train.identity import run_id, run_identity, run_dir_for
@@ -70,8 +70,11 @@ class Trainer:
             if locked:
                 self.dir.remove_leftovers()
             else:
-                with self.dir.lock():
-                    self.dir.remove_leftovers()  # a kill between metrics.json and the clean-up
+                try:
+                    with self.dir.lock():
+                        self.dir.remove_leftovers()  # a kill between metrics.json and the clean-up
+                except RunLocked:
+                    pass  # the holder is cleaning up itself; the run is finished either way
         if self.cfg.progress:
             print(f"[mtlib] {self.run_dir} is finished; not overwriting (change name/seed or delete it to re-run)")
         return self.run_dir
