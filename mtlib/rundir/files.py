@@ -156,7 +156,8 @@ class RunDirectory:
         return atomic_write(self.path / name, text)
 
     def write_json(self, name: str, data) -> Path:
-        return atomic_write(self.path / name, json.dumps(data, indent=2, allow_nan=False))
+        """Strict JSON (NaN, e.g. a constant prediction's Pearson r, as null), written atomically."""
+        return atomic_write(self.path / name, json.dumps(_finite(data), indent=2, allow_nan=False))
 
     def append_history(self, row: dict) -> None:
         """One line appended and flushed; rows are JSON without NaN (a NaN is written as null)."""
@@ -233,7 +234,7 @@ def _read_holder(fd: int) -> str:
 
 
 def _finite(value):
-    """NaN and infinities as None, so history rows stay strict JSON."""
+    """NaN and infinities as None, so history rows and JSON files stay strict JSON."""
     if isinstance(value, float):
         return value if value == value and value not in (float("inf"), float("-inf")) else None
     if isinstance(value, dict):

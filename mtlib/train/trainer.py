@@ -288,23 +288,12 @@ class Trainer:
                    "params": model.parameter_counts(), "resumed": self.resumed}
         self.log({"type": "final", **metrics["dev"]})
         fault_point("before_metrics")
-        self.dir.write_json("metrics.json", _json_safe(metrics))
+        self.dir.write_json("metrics.json", metrics)
         fault_point("after_metrics")
         self.dir.remove_leftovers()
         if cfg.progress:
             print(f"[{cfg.name}] final dev ({cfg.final_dev}): " + " ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         return self.run_dir
-
-
-def _json_safe(value):
-    """NaN (a constant prediction's Pearson r) as null: metrics.json stays strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def run(cfg: RunConfig, callback: Callback | None = None) -> Path:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import traceback
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
 
-from mtlib import TASKS
 from mtlib.config import PHASE_KEYS, REPO_ROOT, RunConfig
 from mtlib.rundir import read_history, read_metrics
 from mtlib.study.experiments import anchors, get_row, load_experiments
@@ -19,6 +16,7 @@ from mtlib.study.resolve import resolve_config
 from mtlib.study.widgets.controls import (
     BASELINE_CONTROLS, CONTROLS, PAL_FINETUNE_ONLY, PAL_FROM_START, PHASE_TOGGLES, PRESETS, make_control,
 )
+from mtlib.study.widgets.render import dev_curve_png, error_html, results_html
 from mtlib.train.identity import run_dir_for
 
 # Fallbacks when experiments.yaml holds no such phase (it normally does: the `pretrain` anchor, the
@@ -164,7 +162,7 @@ class AblationPanel:
         try:
             cfg = resolve_config(self.profile, row=self.row, **self.overrides())
         except (ValueError, TypeError, KeyError) as e:
-            self.message.value = _error_html(f"invalid configuration: {e}")
+            self.message.value = error_html(f"invalid configuration: {e}")
             raise ValueError(f"invalid configuration: {e}") from e
         return cfg
 
@@ -222,7 +220,7 @@ class AblationPanel:
                 interrupted = isinstance(e, KeyboardInterrupt)
                 self.status.value = "interrupted: Run again resumes from the last epoch" if interrupted else "failed"
                 detail = "" if interrupted else "".join(traceback.format_exception_only(type(e), e))
-                self.message.value = _error_html(f"{type(e).__name__}: {detail or 'interrupted'}")
+                self.message.value = error_html(f"{type(e).__name__}: {detail or 'interrupted'}")
                 return
             self.last_run_dir = Path(run_dir)
             self.history = read_history(run_dir)  # the whole run, also when it resumed or was already finished
@@ -243,56 +241,18 @@ class AblationPanel:
     # -- output
     def _draw(self) -> None:
         """Dev scores per task and their mean against examples seen, into the plot Output widget."""
-        from matplotlib.figure import Figure
-
         if self.figure is None:  # no pyplot: nothing global, no double display by the inline backend
+            from matplotlib.figure import Figure
+
             self.figure = Figure(figsize=(7.2, 3.4), layout="constrained")
             self.figure.add_subplot()
-        ax = self.figure.axes[0]
-        ax.clear()
-        evals = [r for r in self.history if r.get("type") == "eval"]
-        x = [r["examples_seen"] for r in evals]
-        for task in TASKS:
-            if evals and task in evals[0]:
-                ax.plot(x, [r[task] for r in evals], marker="o", lw=1, alpha=0.8, label=task)
-        if evals:
-            ax.plot(x, [r["mean"] for r in evals], marker="o", lw=2.5, color="black", label="mean")
-        for i, cur in enumerate(evals):  # phase boundaries and names
-            if i == 0 or cur.get("phase") != evals[i - 1].get("phase"):
-                if i:
-                    ax.axvline((evals[i - 1]["examples_seen"] + cur["examples_seen"]) / 2, color="gray", ls=":")
-                ax.annotate(cur.get("phase_name", ""), (cur["examples_seen"], 1), xycoords=("data", "axes fraction"),
-                            xytext=(3, -11), textcoords="offset points", fontsize=8, color="gray")
-        ax.set_xlabel("training examples seen")
-        ax.set_ylabel("dev score (subsample)")
-        ax.set_title(f"{self._run_name}: dev scores per epoch", fontsize=10)
-        ax.margins(y=0.18)  # head room for the phase names
-        if evals:
-            ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-        ax.grid(alpha=0.3)
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png", dpi=90)
-        png = base64.b64encode(buf.getvalue()).decode("ascii")
+        png = dev_curve_png(self.figure, self.history, self._run_name)
         # set outputs directly: works with or without a kernel and replaces the previous frame
         self.plot_output.outputs = ({"output_type": "display_data", "metadata": {},
                                      "data": {"image/png": png, "text/plain": "<dev curve>"}},)
 
     def _show_results(self) -> None:
-        m = read_metrics(self.last_run_dir)
-        cols = [*TASKS, "mean"]
-        head = "".join(f"<th>{c}</th>" for c in ["", "SST acc", "Quora acc", "STS corr", "mean"])
-        rows = [("this run", m["dev"])]
-        if self.row and self.row.get("paper"):
-            rows.append((f"paper: {self.row['label']}", self.row["paper"]))
-        body = "".join("<tr><td>" + html.escape(label) + "</td>"
-                       + "".join(f"<td>{d[c]:.3f}</td>" if c in d else "<td></td>" for c in cols) + "</tr>"
-                       for label, d in rows)
-        used = ", ".join(f"{t} {m['data'][t]['train_used']:,}" for t in TASKS if t in m.get("data", {}))
-        caption = (f"backbone <code>{m['backbone']}</code>, train examples used: {used}; "
-                   f"{m['examples_seen']:,} seen, final dev: {m['dev_split']}; best epoch {m['best_epoch']}, "
-                   f"{m['train_seconds']} s. The paper: BERT-base on the full data.")
-        self.results.value = (f"<table><tr>{head}</tr>{body}</table>"
-                              f"<div style='color:gray;font-size:90%'>{caption}</div>")
+        self.results.value = results_html(read_metrics(self.last_run_dir), self.row)
 
     # -- display
     def display(self) -> None:
@@ -311,7 +271,3 @@ def _train(cfg: RunConfig, callback) -> Path:
     from mtlib.train.trainer import run
 
     return run(cfg, callback=callback)
-
-
-def _error_html(text: str) -> str:
-    return f"<pre style='color:#b00020;white-space:pre-wrap;margin:0'>{html.escape(text.strip())}</pre>"
