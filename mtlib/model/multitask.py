@@ -1,7 +1,8 @@
 """MultitaskModel: one shared encoder, one head per task, the two pair encodings, the losses.
 
 Pair encodings (docs/original.md §2):
-- ``concat_sentences`` (the BaseModel): one sequence ``[CLS] s1 [SEP] s2 [SEP]`` with token types 0/1.
+- ``concat_sentences`` (the BaseModel): one sequence ``[CLS] s1 [SEP] s2 [SEP]`` with token types 0/1 (the
+  encoder's own tokenizer decides: RoBERTa's is ``<s> s1 </s></s> s2 </s>`` without token types).
   The original glued two separately padded encodings (padding inside the sequence, all-zero token
   types), which made predictions depend on the batch; we use the tokenizer's pair encoding instead.
 - ``concat_embed``: each sentence encoded alone, pooled embeddings concatenated [e1; e2] (the study's
@@ -57,6 +58,9 @@ class MultitaskModel(nn.Module):
         self.tasks = list(cfg.tasks)
         self.encoder = encoder
         self.tokenizer = tokenizer
+        if cfg.pooling == "pooler" and getattr(encoder, "pooler", None) is None:  # DeBERTa, ELECTRA: no pooler
+            raise ValueError(f"config: key 'pooling' is 'pooler' but this encoder ({type(encoder).__name__}) has no "
+                             "pooler layer; expected 'cls' or 'mean' for it")
         hidden = encoder.config.hidden_size
         self.head_kinds = {t: (cfg.head if (cfg.head_tasks == "all" or t == "sts") else "mlp") for t in self.tasks}
         self.heads = nn.ModuleDict()

@@ -1,4 +1,7 @@
-"""Projected Attention Layers (PALs) added to a `transformers` BertModel.
+"""Projected Attention Layers (PALs) added to a `transformers` encoder with BERT-style layers.
+
+BERT, RoBERTa and DeBERTa-v2/v3 share the layout PALs attach to (`encoder.layer[l].attention.output`, a
+`LayerNorm(Dropout(Dense(x)) + input_tensor)` module); `add_pals` refuses any other layout with one line.
 
 Stickland & Murray (2019), "BERT and PALs: Projected Attention Layers for Efficient Adaptation in Multi-Task
 Learning", ICML 2019, https://arxiv.org/abs/1902.02671.
@@ -67,8 +70,9 @@ class PALSelfAttention(nn.Module):
 def _additive_mask(mask: Any, dtype: torch.dtype) -> Tensor | None:
     """The layer's mask as an additive float mask broadcastable to [B, heads, L, L].
 
-    transformers 5.x hands layers None when nothing is padded, a 4D additive float mask under the eager
-    implementation, a 4D bool mask (True = attend) under sdpa, and the 2D 0/1 padding mask under flash attention.
+    transformers 5.x hands BERT/RoBERTa layers None when nothing is padded, a 4D additive float mask under the
+    eager implementation, a 4D bool mask (True = attend) under sdpa, and the 2D 0/1 padding mask under flash
+    attention; DeBERTa-v2 layers get a 4D integer 0/1 mask (1 = attend).
     """
     if mask is None:
         return None
@@ -79,13 +83,15 @@ def _additive_mask(mask: Any, dtype: torch.dtype) -> Tensor | None:
         )
     if mask.dim() == 2:
         mask = mask[:, None, None, :].bool()
+    if not mask.dtype.is_floating_point:
+        mask = mask.bool()
     if mask.dtype == torch.bool:
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
     return mask.to(dtype)
 
 
 class PALs(nn.Module):
-    """All PAL parameters of one BertModel: `down`/`up` per task (shared by layers), `attention[l][task]`.
+    """All PAL parameters of one encoder: `down`/`up` per task (shared by layers), `attention[l][task]`.
 
     Registered on the model as `bert.pals`; `active_task` (None = plain model) selects which task's PAL runs.
     """
@@ -142,9 +148,14 @@ class PALs(nn.Module):
 
 
 def _bert_layers(bert: nn.Module) -> nn.ModuleList:
+    """The encoder's layers, if each has the attention-output module PALs hook into; else one clear line."""
     layers = getattr(getattr(bert, "encoder", None), "layer", None)
-    if layers is None:
-        raise TypeError(f"expected a transformers BertModel (with .encoder.layer), got {type(bert).__name__}")
+    output = getattr(getattr(layers[0], "attention", None), "output", None) if layers else None
+    if not all(hasattr(output, name) for name in ("dense", "LayerNorm")):
+        kind = getattr(getattr(bert, "config", None), "model_type", "?")
+        raise ValueError(f"PALs need BERT-style layers (encoder.layer[i].attention.output, as in BERT, RoBERTa, "
+                         f"DeBERTa-v2/v3); this encoder ({type(bert).__name__}, model type {kind!r}) has none: "
+                         "set pals: false or choose another backbone")
     return layers
 
 
@@ -169,7 +180,7 @@ def add_pals(bert: nn.Module, tasks: Sequence[str], size: int = 132, num_heads: 
 
 
 def find_pals(model: nn.Module) -> PALs:
-    """The PALs module inside `model` (a BertModel or anything containing one)."""
+    """The PALs module inside `model` (an encoder or anything containing one)."""
     found = [m for m in model.modules() if isinstance(m, PALs)]
     if len(found) != 1:
         raise ValueError(f"expected exactly one PALs module in the model, found {len(found)} (call add_pals first)")
