@@ -17,9 +17,9 @@ the trainer.
         .lock              held (flock) by the one process working on the run
 """
 
-from mtlib.rundir.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
+from mtlib.rundir.checkpoint import CheckpointError, check_fits, load_checkpoint, model_state, save_checkpoint
 from mtlib.rundir.files import RunDirectory, RunLocked, atomic_write
 from mtlib.rundir.read import collect_metrics, read_config, read_history, read_metrics, run_name
 
-__all__ = ["RunDirectory", "RunLocked", "atomic_write", "CheckpointError", "load_checkpoint", "model_state", "save_checkpoint",
+__all__ = ["RunDirectory", "RunLocked", "atomic_write", "CheckpointError", "check_fits", "load_checkpoint", "model_state", "save_checkpoint",
            "collect_metrics", "read_config", "read_history", "read_metrics", "run_name"]

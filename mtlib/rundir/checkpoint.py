@@ -47,3 +47,16 @@ def model_state(path: str | Path, map_location: str | torch.device = "cpu", reme
     if not isinstance(state.get("model"), dict):
         raise CheckpointError(f"checkpoint {path} holds no model weights.{' ' + remedy if remedy else ''}")
     return state["model"]
+
+
+def check_fits(state: dict[str, Any], expected: dict[str, Any], path: str | Path, what: str) -> None:
+    """Refuse (``CheckpointError``, one line) model weights whose keys or shapes differ from ``expected`` (a
+    model's ``state_dict()``); ``what`` names what they should fit, e.g. a run's config.yaml."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k}: {list(state[k].shape)} in the checkpoint, {list(expected[k].shape)} expected" for k in expected
+              if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    problems = [f"{len(found)} {kind} (e.g. {', '.join(found[:2])})" for kind, found in
+                (("keys missing", missing), ("unexpected keys", unexpected), ("shapes differ", shapes)) if found]
+    if problems:
+        raise CheckpointError(f"checkpoint {path} does not fit {what}: {'; '.join(problems)}")

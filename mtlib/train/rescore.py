@@ -1,0 +1,121 @@
+"""Scoring a saved model (the original's ``--option test``): a run's checkpoint on dev or test, in the course format.
+
+The model is rebuilt from the run's config.yaml and must fit the checkpoint key for key and shape for shape;
+dev is the set the run's own final evaluation scored (all of dev, ``final_dev_max`` of it, or the per-epoch
+subsample), batched and scored by the same ``evaluate``, so a run's best.pt gives back its metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mtlib.config import RunConfig
+from mtlib.data import parse
+from mtlib.data.metrics import TASK_METRIC, write_predictions
+from mtlib.data.sources import sha256_file
+from mtlib.model.backbones import load_backbone
+from mtlib.model.multitask import ModelConfig, MultitaskModel
+from mtlib.rundir import check_fits, model_state, read_config
+from mtlib.rundir.files import BEST, IDENTITY, PREDICTIONS
+from mtlib.train.evaluate import evaluate, predict
+from mtlib.train.run_data import fixed_subset
+from mtlib.train.runtime import resolve_device, resolve_precision
+
+SPLITS = ("dev", "test")
+
+
+def run_config(run_dir: Path) -> RunConfig:
+    path = run_dir / "config.yaml"
+    raw = read_config(run_dir)
+    if not raw:
+        raise FileNotFoundError(f"{path} is missing or empty; expected a run directory "
+                                "(outputs/runs/<name>-<run id>/seed<k>)")
+    return RunConfig.from_dict(raw, source=str(path))
+
+
+def final_dev_examples(cfg: RunConfig, task: str) -> list:
+    """The dev rows the trainer's final evaluation scores (``Trainer._finish``: dev, or dev_sub)."""
+    dev = parse.load_split(task, "dev", cfg.data_dir)
+    return fixed_subset(dev, cfg.final_dev_max if cfg.final_dev == "full" else cfg.dev_subsample, seed=0)
+
+
+def checkpoint_path(run_dir: Path, checkpoint: str | None) -> Path:
+    """``best.pt`` of the run by default; a relative name is looked up in the run directory first."""
+    if checkpoint is None:
+        return run_dir / BEST
+    path = Path(checkpoint).expanduser()
+    return run_dir / path if not path.is_absolute() and (run_dir / path).exists() else path
+
+
+def load_model(cfg: RunConfig, path: Path, device, what: str) -> MultitaskModel:
+    encoder, tokenizer = load_backbone(cfg.backbone, seed=cfg.seed)
+    model = MultitaskModel(ModelConfig.of(cfg), encoder, tokenizer)
+    state = model_state(path, "cpu", remedy="Is the run finished (metrics.json), or pass --checkpoint.")
+    check_fits(state, model.state_dict(), path, what)
+    model.load_state_dict(state)
+    return model.to(device)
+
+
+def data_changes(run_dir: Path, cfg: RunConfig, split: str) -> list[str]:
+    """Data files that differ from the ones this run read (its identity.json checksums)."""
+    try:
+        trained_on = json.loads((run_dir / IDENTITY).read_text(encoding="utf-8")).get("data", {})
+    except (OSError, json.JSONDecodeError):
+        return []
+    files = [f for t in cfg.tasks if parse.split_available(t, split, cfg.data_dir)
+             for f in parse.split_files(t, split, cfg.data_dir)]
+    return [f"{f} differs from the file this run read (sha256 {trained_on[f.name][:12]}...)"
+            for f in files if f.name in trained_on and sha256_file(f) != trained_on[f.name]]
+
+
+def predict_run(run_dir: str | Path, split: str = "dev", checkpoint: str | None = None,
+                out_dir: str | Path | None = None) -> dict:
+    """Predict ``split`` with a run's checkpoint; writes ``<task>-<split>-output.csv`` files.
+
+    Returns {"scores": {task: score, "mean": ...} (dev only, else None), "files": [...], "skipped": [...],
+    "warnings": [...], "checkpoint": path}. The run's own best.pt writes into its ``predictions/``; another
+    checkpoint into ``predictions-<checkpoint name>/`` unless ``out_dir`` says where.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    path = checkpoint_path(run_dir, checkpoint)
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    model = load_model(cfg, path, device, what=f"{run_dir / 'config.yaml'} (backbone {cfg.backbone}, "
+                                               f"pals {cfg.pals}, head {cfg.head}, pair_mode {cfg.pair_mode})")
+    if out_dir is None:
+        own = path.resolve() == (run_dir / BEST).resolve()
+        out_dir = run_dir / (PREDICTIONS if own else f"{PREDICTIONS}-{path.stem}")
+    out_dir = Path(out_dir)
+    result = {"scores": None, "files": [], "skipped": [], "warnings": data_changes(run_dir, cfg, split),
+              "checkpoint": str(path)}
+    if split == "dev":
+        examples = {t: final_dev_examples(cfg, t) for t in cfg.tasks}
+        result["scores"], preds = evaluate(model, examples, cfg.eval_batch_size, device, precision)
+    else:
+        examples, preds = {}, {}
+        for task in cfg.tasks:
+            if not parse.split_available(task, "test", cfg.data_dir):
+                result["skipped"].append(f"{task}: no test file in the data folder")
+                continue
+            examples[task] = parse.load_split(task, "test", cfg.data_dir)
+            preds[task] = predict(model, task, examples[task], cfg.eval_batch_size, device, precision)
+    for task, values in preds.items():
+        file = out_dir / f"{task}-{split}-output.csv"
+        result["files"].append(str(write_predictions(file, task, [ex.id for ex in examples[task]], values)))
+    return result
+
+
+def report_lines(result: dict, split: str) -> list[str]:
+    """What ``python -m mtlib predict`` prints: warnings, the scores (dev), where the files went."""
+    lines = [f"warning: {w}" for w in result["warnings"]]
+    scores = result["scores"] or {}
+    lines += [f"{split} {task} {TASK_METRIC[task]} {value:.4f}" for task, value in scores.items() if task != "mean"]
+    if scores:
+        lines.append(f"{split} mean {scores['mean']:.4f}")
+    lines += [f"skipped {s}" for s in result["skipped"]]
+    lines += [f"wrote {f}" for f in result["files"]]
+    return lines
