@@ -184,6 +184,17 @@ class RunDirectory:
         for p in self.path.glob(".*.tmp*"):
             p.unlink(missing_ok=True)
 
+    # -- checkpoints (methods, so a distributed run's other ranks can keep theirs in memory)
+    def save_checkpoint(self, path: str | Path, state: dict) -> Path:
+        from mtlib.rundir.checkpoint import save_checkpoint
+
+        return save_checkpoint(path, state)
+
+    def model_state(self, path: str | Path, map_location="cpu", remedy: str = "") -> dict:
+        from mtlib.rundir.checkpoint import model_state
+
+        return model_state(path, map_location, remedy)
+
     # -- the lock
     def lock(self) -> "RunDirectory":
         """Take the run's exclusive lock (flock; released by the kernel if the process dies). A second

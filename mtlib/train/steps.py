@@ -57,9 +57,12 @@ class BatchLoss:
     smart_step_rule: str = "smart_pytorch"
     generator: torch.Generator | None = None
     examples: int = field(default=0)
+    shard: object = None  # N processes: this rank's part of each batch (mtlib.train.distributed.BatchShard)
 
     def __call__(self, task: str) -> Tensor:
-        examples = self.streams[task].next()
+        whole = self.streams[task].next()
+        self.examples += len(whole)
+        examples = self.shard.take(whole) if self.shard is not None else whole
         batch = collate(examples, self.model.tokenizer, self.model.cfg.pair_mode, self.device)
         smart = self.smart_weight > 0 and "enc2" not in batch
         # The paper's SMART step moves the input by ~1e-3 of its scale, below bf16's resolution: such steps run
@@ -76,8 +79,7 @@ class BatchLoss:
                 reg = smart_regularizer(lambda e: self.model(task, batch, inputs_embeds=e), embeds, out,
                                         smart_kind(task), generator=self.generator, step_rule=self.smart_step_rule)
                 loss = loss + self.smart_weight * reg
-        self.examples += len(examples)
-        return loss
+        return loss if self.shard is None else self.shard.global_loss(loss, len(examples), len(whole))
 
 
 def _finite_loss(loss: Tensor, task: str) -> float:
@@ -92,6 +94,8 @@ def _backward(loss: Tensor, scaler) -> None:
 
 
 class SingleTaskStep:
+    sync = None  # N processes: sums the gradients over ranks (mtlib.train.distributed.GradientSync)
+
     def __init__(self, batch_loss: BatchLoss, sampler, tasks: list[str], params: list, scaler=None):
         self.batch_loss, self.sampler, self.tasks, self.scaler = batch_loss, sampler, tasks, scaler
         self.params = params
@@ -102,6 +106,8 @@ class SingleTaskStep:
         loss = self.batch_loss(task)
         value = _finite_loss(loss, task)
         _backward(loss, self.scaler)
+        if self.sync is not None:
+            self.sync.reduce_private()
         if self.scaler is None:  # under fp16 a GradScaler skips non-finite steps by design
             grads = [p.grad for p in self.params if p.grad is not None]
             if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()):
@@ -111,6 +117,8 @@ class SingleTaskStep:
 
 class CombinedStep:
     """One batch of every task, per-task gradients of the shared encoder combined by ``combiner``."""
+
+    sync = None  # N processes: sums the heads' gradients over ranks (TaskGradients sums the rows)
 
     def __init__(self, batch_loss: BatchLoss, task_grads: mgrad.TaskGradients, combiner: mgrad.GradientCombiner,
                  tasks: list[str], generator: torch.Generator, scaler=None):
@@ -144,6 +152,8 @@ class CombinedStep:
         """The gradient method on the ``[T, D]`` per-task gradients; the update goes to the parameters'
         ``.grad``; returns the conflict diagnostics of this update."""
         grads = self.task_grads.gradients()  # [T, D_active]: row t = task t's gradient of the shared encoder
+        if self.sync is not None:  # the heads (and PALs): their own task's gradient, summed over ranks
+            self.sync.reduce_private()
         scale = self.scaler.get_scale() if self.scaler is not None else 1.0
         if scale != 1.0:  # angles, norms and GradVac's targets see the true gradients
             grads.div_(scale)

@@ -23,13 +23,16 @@ from mtlib.data.batches import BatchStream
 from mtlib.data.metrics import write_predictions
 from mtlib.model.backbones import load_backbone
 from mtlib.model.multitask import ModelConfig, MultitaskModel
-from mtlib.rundir import CheckpointError, RunDirectory, RunLocked, load_checkpoint, model_state, save_checkpoint
+from mtlib.rundir import CheckpointError, RunLocked, load_checkpoint, model_state
 from mtlib.rundir.files import fault_point
+from mtlib.train.distributed import attach, on_this_rank, rank_device, restore_rng, rng_state, run_directory
+from mtlib.train.accel import prepare_model
 from mtlib.train.evaluate import evaluate, predict
 from mtlib.train.identity import run_id, run_identity, run_dir_for
 from mtlib.train.phase import Phase, build_phase
 from mtlib.train.run_data import load_run_data
-from mtlib.train.runtime import resolve_device, resolve_precision, seed_everything
+from mtlib.train.runtime import precision_reason, resolve_device, resolve_precision, seed_everything
+from mtlib.train.speed import SpeedMeter
 from mtlib.train.steps import NumericFault
 
 Callback = Callable[[dict], None]
@@ -37,11 +40,11 @@ Callback = Callable[[dict], None]
 
 class Trainer:
     def __init__(self, cfg: RunConfig, callback: Callback | None = None):
-        self.cfg, self.callback = cfg, callback
-        self.device = resolve_device(cfg.device)
+        self.cfg, self.callback = on_this_rank(cfg, callback)  # under torchrun: rank 0 reports
+        self.device = rank_device(resolve_device(cfg.device))
         self.precision = resolve_precision(cfg.precision, self.device)
         self.identity = run_identity(cfg)
-        self.dir = RunDirectory(run_dir_for(cfg, self.identity))
+        self.dir = run_directory(run_dir_for(cfg, self.identity))  # other ranks read it, never write
         self.run_dir = self.dir.path
 
     # ------------------------------------------------------------------ the run
@@ -99,6 +102,7 @@ class Trainer:
             self.resumed = [*resume["resumed"], {"phase": resume["phase"]["index"],
                                                  "epoch": resume["phase"]["progress"]["epoch"]}]
         self.t0 = time.perf_counter()
+        self.speed = SpeedMeter(resume.get("speed") if resume else None)  # examples/s, tokens/s per phase
         return resume
 
     def _build(self, resume: dict | None) -> None:
@@ -107,6 +111,7 @@ class Trainer:
         self.data = load_run_data(cfg)
         encoder, tokenizer = load_backbone(cfg.backbone, seed=cfg.seed)
         self.model = MultitaskModel(ModelConfig.of(cfg), encoder, tokenizer).to(self.device)
+        prepare_model(self.model, self.device, cfg.compile)  # TF32 on CUDA; torch.compile when asked
         if cfg.init_checkpoint and resume is None:
             self._load_init(cfg.init_checkpoint)
         self.streams = {t: BatchStream(self.data["train"][t], cfg.batch_size[t], seed=cfg.seed + i)
@@ -146,6 +151,7 @@ class Trainer:
         sizes = {t: len(self.data["train"][t]) for t in cfg.tasks}
         phase = build_phase(pi, names[pi], pcfg, pi == len(names) - 1, model, self.streams, sizes, self.device,
                             self.precision, cfg.seed)
+        attach(phase, model, cfg.seed)  # N processes: sharded batches, gradients summed over ranks
         phase.step.batch_loss.examples = self.examples_seen
         if resume is not None:
             self._restore(phase, resume)
@@ -161,7 +167,8 @@ class Trainer:
             bar = tqdm(range(phase.updates_per_epoch), desc=f"{cfg.name} {phase.name} epoch {epoch}/{pcfg.epochs}",
                        disable=not cfg.progress, leave=False)
             for step in bar:
-                self._update(phase, epoch, step + 1, counts, running)
+                with self.speed.training(phase):
+                    self._update(phase, epoch, step + 1, counts, running)
                 if (step + 1) % cfg.log_every == 0 or step + 1 == phase.updates_per_epoch:
                     row = {t: float(np.mean(v)) for t, v in running.items() if v}
                     self.log({"type": "train", "phase": pi, "epoch": epoch, "step": step + 1,
@@ -172,7 +179,7 @@ class Trainer:
             self._end_epoch(phase, epoch, counts)
         # hand the phase's best model to the next phase (as the original's pretrain -> finetune)
         best = self.dir.phase_best(pi, phase.last)
-        model.load_state_dict(model_state(best, self.device, remedy=self._restart_hint()))
+        model.load_state_dict(self.dir.model_state(best, self.device, remedy=self._restart_hint()))
         self.last_progress = phase.progress
         fault_point("handover")
 
@@ -201,7 +208,8 @@ class Trainer:
 
     def _end_epoch(self, phase: Phase, epoch: int, counts: dict) -> None:
         cfg, progress = self.cfg, phase.progress
-        scores, preds = evaluate(self.model, self.data["dev_sub"], cfg.eval_batch_size, self.device, self.precision)
+        with self.speed.evaluation(phase.name, sum(map(len, self.data["dev_sub"].values()))):
+            scores, preds = evaluate(self.model, self.data["dev_sub"], cfg.eval_batch_size, self.device, self.precision)
         bad = [t for t, p in preds.items() if not np.isfinite(p).all()]
         if bad:
             raise NumericFault("non-finite dev predictions", bad[0]).locate(
@@ -211,7 +219,7 @@ class Trainer:
         progress.epoch = epoch
         if improved:
             progress.best, progress.best_epoch, progress.bad_epochs = mean, epoch, 0
-            save_checkpoint(self.dir.phase_best(phase.index, phase.last), {"model": self.model.state_dict()})
+            self.dir.save_checkpoint(self.dir.phase_best(phase.index, phase.last), {"model": self.model.state_dict()})
             fault_point("best")
         else:
             progress.bad_epochs += 1
@@ -230,22 +238,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _save_last(self, phase: Phase) -> None:
-        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.empty(0)
-        save_checkpoint(self.dir.last, {
+        self.dir.save_checkpoint(self.dir.last, {
             "run_id": run_id(self.identity), "model": self.model.state_dict(), "phase": phase.state_dict(),
             "streams": {t: s.state_dict() for t, s in self.streams.items()},
-            "rng": {"torch": torch.get_rng_state(), "cuda": cuda},
+            "rng": rng_state(self.device),  # every rank's, on N processes
             "history_lines": self.history_lines, "examples_seen": self.examples_seen, "wall": self.wall(),
-            "resumed": self.resumed})
+            "resumed": self.resumed, "speed": self.speed.state_dict()})
 
     def _restore(self, phase: Phase, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
         phase.load_state_dict(ckpt["phase"])
         for t, s in ckpt["streams"].items():
             self.streams[t].load_state_dict(s)
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if self.device.type == "cuda" and ckpt["rng"]["cuda"].numel():  # dropout on the GPU
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+        restore_rng(ckpt["rng"], self.device, self.dir.last)  # refuses another world size
 
     def _restart_hint(self) -> str:
         return f"Delete {self.dir.last} (if any) and the run's *best.pt files to start this run over."
@@ -285,7 +290,8 @@ class Trainer:
                    "examples_seen": self.examples_seen, "train_seconds": round(self.wall(), 1),
                    "final_eval_seconds": round(eval_s, 1), "device": str(self.device), "precision": self.precision,
                    "data": self.data["provenance"], "data_sha256": self.identity["data"],
-                   "params": model.parameter_counts(), "resumed": self.resumed}
+                   "params": model.parameter_counts(), "resumed": self.resumed, "speed": self.speed.report(),
+                   "precision_reason": precision_reason(cfg.precision, self.device)}
         self.log({"type": "final", **metrics["dev"]})
         fault_point("before_metrics")
         self.dir.write_json("metrics.json", metrics)

@@ -64,6 +64,7 @@ class TaskGradients:
         self._written: list[Tensor] = [empty] * len(self.tables)  # rows nonzero in the table updates
         self._table_update = [torch.zeros_like(m.weight) for m in self.tables]
         self.active_dim = self.dense_dim
+        self.sync = None  # N processes: sums the rows over ranks (mtlib.train.distributed.GradientSync)
         self._allocate(device)
 
     def _allocate(self, device: torch.device) -> None:
@@ -130,7 +131,7 @@ class TaskGradients:
         """The ``[T, D_active]`` view of the buffer holding this update's task gradients: the dense
         parameters, then for each embedding table the rows any task touched (sorted by row id)."""
         if not self.tables:
-            return self.buffer
+            return self._summed(self.buffer)
         self._set_sparse(False)
         pending = [[None if g is None else g.coalesce() for g in row] for row in self._pending]
         device = self.buffer.device
@@ -138,6 +139,8 @@ class TaskGradients:
         for j in range(len(self.tables)):
             ids = [row[j].indices()[0] for row in pending if row[j] is not None]
             rows.append(torch.unique(torch.cat(ids)) if ids else torch.empty(0, dtype=torch.long, device=device))
+        if self.sync is not None:  # the rows any rank touched, so every rank lays the buffer out alike
+            rows = self.sync.union_rows(rows)
         needed = sum(r.numel() * m.embedding_dim for r, m in zip(rows, self.tables))
         if needed > self._capacity:
             self._grow(needed)
@@ -154,7 +157,13 @@ class TaskGradients:
         self._rows = rows
         self._pending = [[None] * len(self.tables) for _ in range(self.num_tasks)]
         self.active_dim = offset
-        return self.buffer[:, :offset]
+        return self._summed(self.buffer[:, :offset])
+
+    def _summed(self, grads: Tensor) -> Tensor:
+        """The rows summed over the ranks of a distributed run (as is on one process)."""
+        if self.sync is not None:
+            self.sync.reduce_rows(grads)
+        return grads
 
     @torch.no_grad()
     def write(self, update: Tensor) -> None:
