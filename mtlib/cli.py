@@ -1,4 +1,4 @@
-"""python -m mtlib {data fetch, run, score, workbook, bench}."""
+"""python -m mtlib {data fetch, run, score, predict, tensorboard, workbook, bench}."""
 
 from __future__ import annotations
 
@@ -51,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--only", nargs="*", default=None, help="notebook names or prefixes (e.g. 01 02_baselines)")
     w.add_argument("--out", default="outputs/notebooks")
     w.add_argument("--dry-run", action="store_true", help="list what would run")
+
+    pr = command(sub, "predict", help="score a run's saved model: course-format predictions (dev: the scores)")
+    pr.add_argument("run_dir", help="a run directory (outputs/runs/<name>-<run id>/seed<k>)")
+    pr.add_argument("--split", choices=["dev", "test"], default="dev")
+    pr.add_argument("--checkpoint", help="default: the run's best.pt (a name inside the run directory, or a path)")
+    pr.add_argument("--out", help="folder for the files (default: the run's predictions/, or predictions-<name>/)")
+
+    tb = command(sub, "tensorboard", help="write TensorBoard event files of runs from their history.jsonl")
+    tb.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them")
 
     b = command(sub, "bench", help="benchmarks that print what they measured")
     b.add_argument("what", choices=["gradients", "train"])
@@ -118,6 +127,17 @@ def _dispatch(args) -> int:
         from mtlib.study.workbook import run_workbook
 
         return run_workbook(args.profile, only=args.only, out_dir=args.out, dry_run=args.dry_run)
+    if args.command == "predict":
+        from mtlib.train.rescore import predict_run, report_lines
+
+        print("\n".join(report_lines(predict_run(args.run_dir, args.split, args.checkpoint, args.out), args.split)))
+        return 0
+    if args.command == "tensorboard":
+        from mtlib.train.tensorboard_events import convert_runs
+
+        for run_dir, n in convert_runs(args.run_dirs):
+            print(f"{run_dir}: {n} history rows -> event file")
+        return 0
     if args.command == "bench":
         from mtlib.bench import main as bench_main
 

@@ -115,6 +115,7 @@ class RunConfig:
     threads: int | None = None
     progress: bool = True
     log_every: int = 25  # updates between training-loss lines in history.jsonl
+    tensorboard: bool = False  # TensorBoard event files beside history.jsonl (mtlib.train.tensorboard_events)
 
     def __post_init__(self) -> None:
         errors = []
@@ -195,7 +196,7 @@ class RunConfig:
 
 
 NON_RESULT_KEYS = frozenset({"name", "seed", "out_dir", "data_dir", "progress", "threads", "log_every", "device",
-                             "precision"})
+                             "precision", "tensorboard"})
 MODEL_KEY_NEEDS = {  # model and data keys that matter only with another setting
     "head_size": lambda c: c.head != "mlp", "head_cls": lambda c: c.head != "mlp",
     "head_tasks": lambda c: c.head != "mlp", "pal_size": lambda c: c.pals, "pal_heads": lambda c: c.pals,

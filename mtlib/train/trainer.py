@@ -32,6 +32,7 @@ from mtlib.train.phase import Phase, build_phase
 from mtlib.train.run_data import load_run_data
 from mtlib.train.runtime import resolve_device, resolve_precision, seed_everything
 from mtlib.train.steps import NumericFault
+from mtlib.train.tensorboard_events import with_tensorboard
 
 Callback = Callable[[dict], None]
 
@@ -297,4 +298,4 @@ class Trainer:
 
 def run(cfg: RunConfig, callback: Callback | None = None) -> Path:
     """Train and evaluate one config; returns its run directory (an existing finished run is returned as is)."""
-    return Trainer(cfg, callback).run()
+    return Trainer(cfg, with_tensorboard(cfg, callback)).run()

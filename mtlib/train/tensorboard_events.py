@@ -1,0 +1,165 @@
+"""TensorBoard event files of a run, written from its history rows: live (``tensorboard: true``) or afterwards.
+
+``row_scalars`` is the one map from a history.jsonl row to TensorBoard scalars; the live writer (a trainer
+callback) and ``convert_run`` (``python -m mtlib tensorboard RUN_DIR...``) both pass every row through
+``EventWriter``, so a run converted afterwards holds the same events as one written live. The event file
+sits in the run directory beside history.jsonl, so ``tensorboard --logdir outputs/runs`` lists each run as
+``<name>-<run id>/seed<k>``. Steps are ``examples_seen`` (they keep counting over phases); wall times are
+the run's own (config.yaml's time + the row's ``wall``). A run's finished dev predictions add SST and Quora
+confusion matrices as images. Event files are rewritten whole from history.jsonl, never appended to: a
+resumed run (whose history was cut back to its checkpoint) or a second conversion leaves one file that
+says what history.jsonl says.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Iterable
+
+from mtlib.config import RunConfig
+from mtlib.rundir import read_config, read_history
+from mtlib.rundir.files import CONFIG, HISTORY
+from mtlib.train.confusion import CLASS_NAMES, run_confusion
+from mtlib.train.identity import run_dir_for
+
+EVENT_FILES = "events.out.tfevents.*"
+
+
+def row_scalars(row: dict) -> dict[str, float]:
+    """{tag: value} of one history row: train losses and LR, dev scores, sampler probabilities, gradient
+    conflict diagnostics, final dev scores. Rows of other types (start) and null values (NaN) give none."""
+    kind, out = row.get("type"), {}
+    if kind == "train":
+        out = {f"train_loss/{t}": v for t, v in row.get("loss", {}).items()}
+        out["train/lr"] = row.get("lr")
+    elif kind in ("eval", "final"):
+        group = "dev" if kind == "eval" else "final_dev"
+        out = {f"{group}/{k}": row.get(k) for k in ("sst", "para", "sts", "mean") if k in row}
+        out.update({f"sampler/p_{t}": p for t, p in (row.get("probabilities") or {}).items()})
+    elif kind == "grad":
+        out = {f"gradients/cosine_{pair.replace('|', '_')}": v for pair, v in row.get("pairs", {}).items()}
+        out.update({f"gradients/norm_{t}": v for t, v in row.get("norms", {}).items()})
+        out["gradients/conflict_share"] = row.get("conflict_share")
+        if "beta" in row:
+            out["gradients/beta"] = row["beta"]
+    return {tag: float(v) for tag, v in out.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
+class EventWriter:
+    """One event file in ``run_dir``, replacing any earlier ones; rows in, scalars and images out."""
+
+    def __init__(self, run_dir: str | Path):
+        from torch.utils.tensorboard import SummaryWriter  # the tensorboard package: imported only when used
+
+        self.run_dir = Path(run_dir)
+        for old in self.run_dir.glob(EVENT_FILES):
+            old.unlink()
+        config = self.run_dir / CONFIG
+        self.start = config.stat().st_mtime if config.is_file() else 0.0
+        self.step = 0
+        self.writer = SummaryWriter(log_dir=str(self.run_dir))
+
+    def add(self, row: dict) -> None:
+        self.step = int(row.get("examples_seen", self.step))
+        walltime = self.start + float(row.get("wall", 0.0))
+        for tag, value in row_scalars(row).items():
+            self.writer.add_scalar(tag, value, global_step=self.step, walltime=walltime)
+        if row.get("type") == "eval":
+            self.writer.flush()  # what an interrupted run had reached stays readable
+
+    def add_confusion(self, data_dir: str | None) -> list[str]:
+        """SST and Quora confusion matrices of the run's dev prediction files, as images; the tags written."""
+        tags = []
+        for task in ("sst", "para"):
+            matrix = run_confusion(self.run_dir, task, data_dir)
+            if matrix is not None:
+                self.writer.add_figure(f"confusion/{task}", confusion_figure(task, matrix), global_step=self.step)
+                tags.append(f"confusion/{task}")
+        return tags
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def confusion_figure(task: str, matrix):
+    """A heat map of counts, gold classes down, predicted across (a matplotlib Figure, no pyplot state)."""
+    from matplotlib.figure import Figure
+
+    names = CLASS_NAMES[task]
+    fig = Figure(figsize=(1.2 + 0.7 * len(names), 1 + 0.6 * len(names)), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), n in _cells(matrix):
+        ax.text(j, i, str(n), ha="center", va="center", color="white" if n > matrix.max() / 2 else "black")
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(f"{task} dev ({int(matrix.sum())})", fontsize=9)
+    return fig
+
+
+def _cells(matrix) -> Iterable[tuple[tuple[int, int], int]]:
+    return (((i, j), int(matrix[i, j])) for i in range(matrix.shape[0]) for j in range(matrix.shape[1]))
+
+
+def convert_run(run_dir: str | Path) -> int:
+    """Write a run's event file from its history.jsonl (confusion images when it has dev predictions)."""
+    run_dir = Path(run_dir)
+    rows = read_history(run_dir)
+    events = EventWriter(run_dir)
+    try:
+        for row in rows:
+            events.add(row)
+        if any(r.get("type") == "final" for r in rows):
+            events.add_confusion(read_config(run_dir).get("data_dir"))
+    finally:
+        events.close()
+    return len(rows)
+
+
+def convert_runs(paths: Iterable[str | Path]) -> list[tuple[Path, int]]:
+    """Every run directory in ``paths`` (a run directory, or a folder holding some): [(run dir, rows)]."""
+    found = []
+    for path in map(Path, paths):
+        runs = [path] if (path / HISTORY).is_file() else sorted(p.parent for p in path.glob(f"**/{HISTORY}"))
+        if not runs:
+            raise FileNotFoundError(f"{path}: no {HISTORY} here or below; expected a run directory "
+                                    "(outputs/runs/<name>-<run id>/seed<k>) or a folder holding some")
+        found += runs
+    return [(run_dir, convert_run(run_dir)) for run_dir in found]
+
+
+def with_tensorboard(cfg: RunConfig, callback: Callable[[dict], None] | None):
+    """The trainer's callback, writing event files first when ``cfg.tensorboard`` is on."""
+    if not cfg.tensorboard:
+        return callback
+    live = LiveEvents(cfg)
+
+    def both(row: dict) -> None:
+        live(row)
+        if callback is not None:
+            callback(row)
+
+    return both
+
+
+class LiveEvents:
+    """A trainer callback: on its first row it replays history.jsonl (a resumed run's rows before this one),
+    then adds each row as it comes; the final row adds the confusion images and closes the file."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg, self.events = cfg, None
+
+    def __call__(self, row: dict) -> None:
+        if self.events is None:
+            self.events = EventWriter(run_dir_for(self.cfg))
+            for earlier in read_history(self.events.run_dir):  # history.jsonl already holds this row
+                self.events.add(earlier)
+        else:
+            self.events.add(row)
+        if row.get("type") == "final":
+            self.events.add_confusion(self.cfg.data_dir)
+            self.events.close()
+            self.events = None
