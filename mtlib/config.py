@@ -25,6 +25,7 @@ from mtlib.configchecks import PHASE_KEYS, check_ranges
 from mtlib.configtypes import (
     ConfigError, Problem, check_value, describe, field_types_of, frozen, locate, located, plain,
 )
+from mtlib.data.bucketing import BATCHINGS
 from mtlib.data.parse import QUORA_TRAIN_OPTIONS
 from mtlib.model.heads import HEAD_KINDS
 from mtlib.model.multitask import HEAD_TASKS, PAIR_MODES, POOLINGS
@@ -54,6 +55,7 @@ class RunConfig:
     quora_train: Literal[QUORA_TRAIN_OPTIONS] = "head+extra"
     max_chars: int = 250  # the original's "top 2%" filter is a fixed 250-character cut, train only
     max_train_examples: int | None = None  # per task, a fixed random subset (quick profiles)
+    batching: Literal[BATCHINGS] = "length"  # length: similar lengths per batch, drawn from shuffled pools
     augment: bool = False  # EDA on SST and Quora train (mtlib.data.augment)
     augment_synonym_p: float = 0.05
     augment_deletion_p: float = 0.1
@@ -111,6 +113,7 @@ class RunConfig:
     eval_batch_size: int = 128
     predict_test: bool = True
     precision: Literal[PRECISIONS] = "auto"  # auto: the fastest precision this machine trains correctly in
+    compile: bool = False  # torch.compile the encoder (same results up to rounding; pays on GPUs, not on a 2-core CPU)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int | None = None
     progress: bool = True
@@ -196,7 +199,7 @@ class RunConfig:
 
 
 NON_RESULT_KEYS = frozenset({"name", "seed", "out_dir", "data_dir", "progress", "threads", "log_every", "device",
-                             "precision", "tensorboard"})
+                             "precision", "compile", "tensorboard"})
 MODEL_KEY_NEEDS = {  # model and data keys that matter only with another setting
     "head_size": lambda c: c.head != "mlp", "head_cls": lambda c: c.head != "mlp",
     "head_tasks": lambda c: c.head != "mlp", "pal_size": lambda c: c.pals, "pal_heads": lambda c: c.pals,

@@ -38,7 +38,7 @@ from mtlib.train.identity import run_dir_for
 from mtlib.train.steps import NumericFault
 from mtlib.train.trainer import run
 
-TIMING = {"train_seconds", "final_eval_seconds", "resumed"}  # metrics.json fields that may differ
+TIMING = {"train_seconds", "final_eval_seconds", "resumed", "speed"}  # metrics.json fields that may differ
 
 # The smoke profile: 2 epochs of 6 updates (pal sampler), both epochs improve, so best.pt is written twice.
 # The profile's phase_overrides make "pretrain" 1 epoch of 3 updates; finetune: 2 epochs of 4 updates.

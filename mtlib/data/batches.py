@@ -12,6 +12,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from mtlib.data.bucketing import example_lengths, length_bucketed
 from mtlib.data.parse import Example
 
 MAX_LEN = 512
@@ -36,25 +37,31 @@ def collate(examples: Sequence[Example], tokenizer, pair_mode: str, device: torc
 class BatchStream:
     """An endless stream of shuffled batches of one task's examples (a fresh permutation per pass)."""
 
-    def __init__(self, examples: Sequence[Example], batch_size: int, seed: int):
+    def __init__(self, examples: Sequence[Example], batch_size: int, seed: int, batching: str = "random"):
         if not examples:
             raise ValueError("BatchStream: no examples")
         self.examples = list(examples)
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(self.examples))
+        # "length": each pass bucketed by length inside shuffled pools (mtlib.data.bucketing)
+        self.lengths = example_lengths(self.examples) if batching == "length" else None
+        self.order = self._permutation()
         self.pos = 0
         self.passes = 0
 
     def next(self) -> list[Example]:
         if self.pos + self.batch_size > len(self.order):
             # drop the short tail of a pass, reshuffle (batches keep one size)
-            self.order = self.rng.permutation(len(self.examples))
+            self.order = self._permutation()
             self.pos = 0
             self.passes += 1
         idx = self.order[self.pos:self.pos + self.batch_size]
         self.pos += self.batch_size
         return [self.examples[i] for i in idx]
+
+    def _permutation(self) -> np.ndarray:
+        order = self.rng.permutation(len(self.examples))
+        return order if self.lengths is None else length_bucketed(order, self.lengths, self.batch_size, self.rng)
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state, "order": self.order.tolist(), "pos": self.pos,

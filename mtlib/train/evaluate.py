@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mtlib.data.batches import collate, eval_batches
+from mtlib.data.batches import eval_batches
+from mtlib.data.tokens import encode_batch
 from mtlib.data.metrics import score
 from mtlib.model.multitask import MultitaskModel
 from mtlib.train.runtime import autocast
@@ -17,7 +18,7 @@ def predict(model: MultitaskModel, task: str, examples, batch_size: int, device,
     model.eval()
     preds = np.zeros(len(examples), dtype=np.float64)
     for idx in eval_batches(examples, batch_size):
-        batch = collate([examples[i] for i in idx], model.tokenizer, model.cfg.pair_mode, device)
+        batch = encode_batch([examples[i] for i in idx], model.tokenizer, model.cfg.pair_mode, device)
         with autocast(device, precision):
             out = model(task, batch)
         preds[idx] = model.predictions(task, out).float().cpu().numpy()

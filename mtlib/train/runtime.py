@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from mtlib.train.capability import auto_choice
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -27,18 +28,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def cpu_has_amx() -> bool:
-    try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if cpu_has_amx() else "fp32"
+    if precision == "auto":  # by measured capability (mtlib.train.capability), not by brand
+        return auto_choice(device).precision
     if precision not in PRECISIONS:
         raise ValueError(f"config: key 'precision' has value {precision!r}; expected {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
@@ -48,6 +40,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise ValueError(f"config: key 'precision' has value 'bf16', but {torch.cuda.get_device_name(device)} has no "
                          "bf16 support; expected fp16, fp32 or auto")
     return precision
+
+
+def precision_reason(precision: str, device: torch.device) -> str:
+    """Why a run trains in its precision (for metrics.json)."""
+    return auto_choice(device).reason if precision == "auto" else f"precision: {precision} set in the config"
 
 
 def autocast(device: torch.device, precision: str):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from mtlib.data.batches import collate
+from mtlib.data.tokens import encode_batch
 from mtlib.train import gradients as mgrad
 from mtlib.train.runtime import autocast
 
@@ -57,13 +57,16 @@ class BatchLoss:
     smart_step_rule: str = "smart_pytorch"
     generator: torch.Generator | None = None
     examples: int = field(default=0)
+    tokens: int = 0  # real (non-padding) input tokens of this process's batches, counted on the host
+    padded_tokens: int = 0
     shard: object = None  # N processes: this rank's part of each batch (mtlib.train.distributed.BatchShard)
 
     def __call__(self, task: str) -> Tensor:
         whole = self.streams[task].next()
         self.examples += len(whole)
         examples = self.shard.take(whole) if self.shard is not None else whole
-        batch = collate(examples, self.model.tokenizer, self.model.cfg.pair_mode, self.device)
+        batch = encode_batch(examples, self.model.tokenizer, self.model.cfg.pair_mode, self.device)
+        self.tokens, self.padded_tokens = self.tokens + batch["n_tokens"], self.padded_tokens + batch["n_padded"]
         smart = self.smart_weight > 0 and "enc2" not in batch
         # The paper's SMART step moves the input by ~1e-3 of its scale, below bf16's resolution: such steps run
         # in fp32. Otherwise the clean and the perturbed outputs share one precision (no rounding floor).

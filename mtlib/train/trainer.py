@@ -26,11 +26,13 @@ from mtlib.model.multitask import ModelConfig, MultitaskModel
 from mtlib.rundir import CheckpointError, RunLocked, load_checkpoint, model_state
 from mtlib.rundir.files import fault_point
 from mtlib.train.distributed import attach, on_this_rank, rank_device, restore_rng, rng_state, run_directory
+from mtlib.train.accel import prepare_model
 from mtlib.train.evaluate import evaluate, predict
 from mtlib.train.identity import run_id, run_identity, run_dir_for
 from mtlib.train.phase import Phase, build_phase
 from mtlib.train.run_data import load_run_data
-from mtlib.train.runtime import resolve_device, resolve_precision, seed_everything
+from mtlib.train.runtime import precision_reason, resolve_device, resolve_precision, seed_everything
+from mtlib.train.speed import SpeedMeter
 from mtlib.train.steps import NumericFault
 from mtlib.train.tensorboard_events import with_tensorboard
 
@@ -101,6 +103,7 @@ class Trainer:
             self.resumed = [*resume["resumed"], {"phase": resume["phase"]["index"],
                                                  "epoch": resume["phase"]["progress"]["epoch"]}]
         self.t0 = time.perf_counter()
+        self.speed = SpeedMeter(resume.get("speed") if resume else None)  # examples/s, tokens/s per phase
         return resume
 
     def _build(self, resume: dict | None) -> None:
@@ -109,9 +112,11 @@ class Trainer:
         self.data = load_run_data(cfg)
         encoder, tokenizer = load_backbone(cfg.backbone, seed=cfg.seed)
         self.model = MultitaskModel(ModelConfig.of(cfg), encoder, tokenizer).to(self.device)
+        prepare_model(self.model, self.device, cfg.compile)  # TF32 on CUDA; torch.compile when asked
         if cfg.init_checkpoint and resume is None:
             self._load_init(cfg.init_checkpoint)
-        self.streams = {t: BatchStream(self.data["train"][t], cfg.batch_size[t], seed=cfg.seed + i)
+        self.streams = {t: BatchStream(self.data["train"][t], cfg.batch_size[t], seed=cfg.seed + i,
+                                      batching=cfg.batching)
                         for i, t in enumerate(cfg.tasks)}
         if resume is None:
             self.log({"type": "start", "run_id": run_id(self.identity), "config_hash": cfg.settings_hash(),
@@ -164,7 +169,8 @@ class Trainer:
             bar = tqdm(range(phase.updates_per_epoch), desc=f"{cfg.name} {phase.name} epoch {epoch}/{pcfg.epochs}",
                        disable=not cfg.progress, leave=False)
             for step in bar:
-                self._update(phase, epoch, step + 1, counts, running)
+                with self.speed.training(phase):
+                    self._update(phase, epoch, step + 1, counts, running)
                 if (step + 1) % cfg.log_every == 0 or step + 1 == phase.updates_per_epoch:
                     row = {t: float(np.mean(v)) for t, v in running.items() if v}
                     self.log({"type": "train", "phase": pi, "epoch": epoch, "step": step + 1,
@@ -204,7 +210,8 @@ class Trainer:
 
     def _end_epoch(self, phase: Phase, epoch: int, counts: dict) -> None:
         cfg, progress = self.cfg, phase.progress
-        scores, preds = evaluate(self.model, self.data["dev_sub"], cfg.eval_batch_size, self.device, self.precision)
+        with self.speed.evaluation(phase.name, sum(map(len, self.data["dev_sub"].values()))):
+            scores, preds = evaluate(self.model, self.data["dev_sub"], cfg.eval_batch_size, self.device, self.precision)
         bad = [t for t, p in preds.items() if not np.isfinite(p).all()]
         if bad:
             raise NumericFault("non-finite dev predictions", bad[0]).locate(
@@ -238,7 +245,7 @@ class Trainer:
             "streams": {t: s.state_dict() for t, s in self.streams.items()},
             "rng": rng_state(self.device),  # every rank's, on N processes
             "history_lines": self.history_lines, "examples_seen": self.examples_seen, "wall": self.wall(),
-            "resumed": self.resumed})
+            "resumed": self.resumed, "speed": self.speed.state_dict()})
 
     def _restore(self, phase: Phase, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -285,7 +292,8 @@ class Trainer:
                    "examples_seen": self.examples_seen, "train_seconds": round(self.wall(), 1),
                    "final_eval_seconds": round(eval_s, 1), "device": str(self.device), "precision": self.precision,
                    "data": self.data["provenance"], "data_sha256": self.identity["data"],
-                   "params": model.parameter_counts(), "resumed": self.resumed}
+                   "params": model.parameter_counts(), "resumed": self.resumed, "speed": self.speed.report(),
+                   "precision_reason": precision_reason(cfg.precision, self.device)}
         self.log({"type": "final", **metrics["dev"]})
         fault_point("before_metrics")
         self.dir.write_json("metrics.json", metrics)
