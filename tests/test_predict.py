@@ -58,3 +58,11 @@ def test_a_checkpoint_of_another_model_shape_is_refused(finished_run, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and err[0].startswith(f"error: checkpoint {path} does not fit") and "--debug" in err[1]
     assert not (finished_run / "predictions-other").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_predict_reproduces_a_minilm_run_in_its_own_precision(smoke_cfg, tmp_path):
+    cfg = smoke_cfg.replace(backbone="minilm-l6", pooling="mean", precision="auto", epochs=1, batches_per_epoch=3)
+    run_dir = run(cfg)
+    result = predict_run(run_dir, out_dir=tmp_path / "again")
+    assert result["scores"] == json.loads((run_dir / "metrics.json").read_text())["dev"]
