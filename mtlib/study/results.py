@@ -130,6 +130,13 @@ def results_table(out_dir: str | Path = "outputs/runs", experiments: list[dict] 
     return table
 
 
+def run_dirs(table: pd.DataFrame, rows: Sequence[str] | None = None) -> list[Path]:
+    """The run directories behind a ``results_table`` (every seed), for ``rows`` (ids, in that order) or all."""
+    runs = table.attrs.get("runs", [])
+    ids = list(rows) if rows is not None else list(table["id"])
+    return [Path(m["run_dir"]) for row in ids for m in runs if m.get("name") == row and m.get("run_dir")]
+
+
 # ---------------------------------------------------------------- provenance and formatting
 
 
@@ -253,14 +260,15 @@ def to_markdown(table: pd.DataFrame, provenance: str = "", digits: int = 3) -> s
 
 def write_results_md(path: str | Path = "outputs/results.md", table: pd.DataFrame | None = None,
                      out_dir: str | Path = "outputs/runs", profile: str | None = None,
-                     experiments: list[dict] | None = None) -> Path:
-    """Write the results table (built from ``out_dir``/``profile`` unless given) with its provenance."""
+                     experiments: list[dict] | None = None, sections: Sequence[str] = ()) -> Path:
+    """Write the results table (built from ``out_dir``/``profile`` unless given) with its provenance, then
+    each of ``sections`` (markdown, e.g. ``claims.claims_markdown(...)``: the paper's claims and our verdicts)."""
     if table is None:
         table = results_table(out_dir, experiments=experiments, profile=profile)
     profile = profile or table.attrs.get("profile")
     title = f"# Results{f' (profile {profile})' if profile else ''}\n\n"
     body = (title + "Dev scores, ours against the paper's (the study's results table, docs/original.md §12). " + MEAN_NOTE + "\n\n"
-            + to_markdown(table, provenance(table, profile)))
+            + to_markdown(table, provenance(table, profile)) + "".join(f"\n{text}" for text in sections))
     path = resolve_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body, encoding="utf-8")

@@ -23,13 +23,23 @@ def train_sizes(run_dir: str | Path) -> dict[str, int]:
     return {t: v["train_used"] for t, v in m["data"].items() if isinstance(v, dict)}
 
 
+def dev_evals(run_dir: str | Path) -> list[dict]:
+    """The dev evaluations of a run's history (one per epoch, phases in order)."""
+    return [r for r in read_history(run_dir) if r["type"] == "eval"]
+
+
+def first_reaching(evals: list[dict], target: float) -> dict | None:
+    """The first dev evaluation whose mean is at least ``target`` (None: never reached)."""
+    return next((r for r in evals if r["mean"] >= target), None)
+
+
 def reach_table(run_dirs: list[str | Path], labels: dict[str, str] | None = None, fraction: float = 0.95):
     """How fast each run got there: examples seen and seconds until its dev mean first reached a common
     target (``fraction`` of the weakest run's best), plus its first and best dev mean. Tests speed-up claims.
     ``labels`` maps run names (row ids) to display names."""
     import pandas as pd
 
-    evals = [[r for r in read_history(d) if r["type"] == "eval"] for d in run_dirs]
+    evals = [dev_evals(d) for d in run_dirs]
     names = [run_name(d) for d in run_dirs]
     several = len(set(names)) < len(names)
     shown = [(labels or {}).get(n, n) + (f" ({Path(d).name})" if several else "") for n, d in zip(names, run_dirs)]
@@ -37,7 +47,7 @@ def reach_table(run_dirs: list[str | Path], labels: dict[str, str] | None = None
     target = fraction * min(bests) if bests else float("nan")
     out = []
     for label, ev in zip(shown, evals):
-        hit = next((r for r in ev if r["mean"] >= target), None)
+        hit = first_reaching(ev, target)
         out.append({"run": label, "first_eval_mean": ev[0]["mean"] if ev else None,
                     "best_mean": max(r["mean"] for r in ev) if ev else None, "target": target,
                     "examples_to_target": hit["examples_seen"] if hit else None,
