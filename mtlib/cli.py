@@ -135,8 +135,8 @@ def _dispatch(args) -> int:
     if args.command == "tensorboard":
         from mtlib.train.tensorboard_events import convert_runs
 
-        for run_dir, n in convert_runs(args.run_dirs):
-            print(f"{run_dir}: {n} history rows -> event file")
+        for run_dir, done in convert_runs(args.run_dirs):
+            print(f"{run_dir}: {done}")
         return 0
     if args.command == "bench":
         from mtlib.bench import main as bench_main

@@ -10,9 +10,9 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mtlib.cli import main
-from mtlib.rundir import read_history
+from mtlib.rundir import RunDirectory, read_history
 from mtlib.train.confusion import run_confusion
-from mtlib.train.tensorboard_events import EVENT_FILES, row_scalars
+from mtlib.train.tensorboard_events import EVENT_FILES, convert_runs, row_scalars
 from mtlib.train.trainer import run
 
 
@@ -78,6 +78,8 @@ def test_converting_history_gives_the_events_a_live_run_wrote(gradvac_cfg, capsy
     assert images == live_images
     assert main(["tensorboard", str(live_dir)]) == 0  # again: the file is replaced, not added to
     assert len(list(live_dir.glob(EVENT_FILES))) == 1
+    with RunDirectory(live_dir).lock():  # a run another process is training writes its own events
+        assert convert_runs([live_dir])[0][1].startswith(f"skipped: {live_dir} is in use by pid")
 
 
 def test_the_switch_is_not_part_of_the_run_identity(smoke_cfg):

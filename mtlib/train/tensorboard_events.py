@@ -14,11 +14,12 @@ says what history.jsonl says.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
 from mtlib.config import RunConfig
-from mtlib.rundir import read_config, read_history
+from mtlib.rundir import RunDirectory, RunLocked, read_config, read_history
 from mtlib.rundir.files import CONFIG, HISTORY
 from mtlib.train.confusion import CLASS_NAMES, run_confusion
 from mtlib.train.identity import run_dir_for
@@ -105,22 +106,25 @@ def _cells(matrix) -> Iterable[tuple[tuple[int, int], int]]:
 
 
 def convert_run(run_dir: str | Path) -> int:
-    """Write a run's event file from its history.jsonl (confusion images when it has dev predictions)."""
+    """Write a run's event file from its history.jsonl (confusion images when it has dev predictions); the
+    number of rows. Under the run's lock: a run being trained (``RunLocked``) writes its own, live."""
     run_dir = Path(run_dir)
-    rows = read_history(run_dir)
-    events = EventWriter(run_dir)
-    try:
-        for row in rows:
-            events.add(row)
-        if any(r.get("type") == "final" for r in rows):
-            events.add_confusion(read_config(run_dir).get("data_dir"))
-    finally:
-        events.close()
+    with RunDirectory(run_dir).lock():
+        rows = read_history(run_dir)
+        events = EventWriter(run_dir)
+        try:
+            for row in rows:
+                events.add(row)
+            if any(r.get("type") == "final" for r in rows):
+                events.add_confusion(read_config(run_dir).get("data_dir"))
+        finally:
+            events.close()
     return len(rows)
 
 
-def convert_runs(paths: Iterable[str | Path]) -> list[tuple[Path, int]]:
-    """Every run directory in ``paths`` (a run directory, or a folder holding some): [(run dir, rows)]."""
+def convert_runs(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """Every run directory in ``paths`` (a run directory, or a folder holding some): [(run dir, what was
+    done)]; a run another process is training is skipped and said so."""
     found = []
     for path in map(Path, paths):
         runs = [path] if (path / HISTORY).is_file() else sorted(p.parent for p in path.glob(f"**/{HISTORY}"))
@@ -128,7 +132,13 @@ def convert_runs(paths: Iterable[str | Path]) -> list[tuple[Path, int]]:
             raise FileNotFoundError(f"{path}: no {HISTORY} here or below; expected a run directory "
                                     "(outputs/runs/<name>-<run id>/seed<k>) or a folder holding some")
         found += runs
-    return [(run_dir, convert_run(run_dir)) for run_dir in found]
+    done = []
+    for run_dir in found:
+        try:
+            done.append((run_dir, f"{convert_run(run_dir)} history rows -> event file"))
+        except RunLocked as err:
+            done.append((run_dir, f"skipped: {err}"))
+    return done
 
 
 def with_tensorboard(cfg: RunConfig, callback: Callable[[dict], None] | None):
@@ -160,6 +170,10 @@ class LiveEvents:
         else:
             self.events.add(row)
         if row.get("type") == "final":
-            self.events.add_confusion(self.cfg.data_dir)
+            try:  # the run is done but for metrics.json: a drawing problem must not fail it
+                self.events.add_confusion(self.cfg.data_dir)
+            except (ValueError, OSError) as err:
+                warnings.warn(f"TensorBoard confusion images not written ({err}); "
+                              f"`python -m mtlib tensorboard {self.events.run_dir}` tries again", stacklevel=2)
             self.events.close()
             self.events = None
