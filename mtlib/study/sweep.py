@@ -1,0 +1,204 @@
+"""Many runs: every (row, seed) of a study, parents (``init_from``) before their children, on an engine.
+
+- ``local``: one after another in this process (what ``run_ids`` always did).
+- ``ray``: each run is a Ray task with declared resources (a GPU per run where the cluster has GPUs, else
+  CPUs), on a local Ray cluster (127.0.0.1 only, no dashboard) or on an existing one (``address``). A child is
+  submitted when its parent is done. A worker that dies (SIGKILL, a lost node) is retried up to
+  ``max_retries`` times, and the retry resumes from the run's ``last.pt``; a run that raises (a bad config, a
+  numeric fault) fails once and is not retried; the others go on. The output folder must be one every node
+  sees: it is checked before anything runs.
+
+Both engines keep a ``Sweep`` whose runs move through pending -> running -> done | failed; it prints a live
+line in the terminal and a table (``Sweep.table()``, a DataFrame a notebook can show) at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from mtlib.config import RunConfig, resolve_path
+from mtlib.study.experiments import get_row, load_experiments, parent_rows
+from mtlib.study.resolve import profile_seeds, resolve_config
+
+ENGINES = ("local", "ray")
+STATES = ("pending", "running", "done", "failed")
+INSTALL_RAY = "--engine ray needs Ray: pip install -e '.[cluster]' (make setup installs it)"
+
+
+@dataclasses.dataclass
+class SweepRun:
+    """One (row, seed) of a sweep and where it stands."""
+
+    key: str  # "row seed<k>"
+    cfg: RunConfig
+    parents: list[str]
+    state: str = "pending"
+    attempts: int = 0  # starts seen (a retried worker counts again)
+    progress: str = ""  # the last dev evaluation it reported
+    pid: int | None = None
+    error: str = ""
+    run_dir: str = ""
+    dev_mean: float | None = None
+
+
+class Sweep:
+    """The runs of a sweep and their states; ``on_update(sweep)`` is called whenever one changes."""
+
+    def __init__(self, runs: list[SweepRun], on_update: Callable[["Sweep"], None] | None = None,
+                 show: bool = True):
+        self.runs = {r.key: r for r in runs}
+        self.on_update, self.show = on_update, show
+        self._last_line = ""
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(r.state == s for r in self.runs.values()) for s in STATES}
+
+    @property
+    def failed(self) -> list[SweepRun]:
+        return [r for r in self.runs.values() if r.state == "failed"]
+
+    def changed(self) -> None:
+        line = "[sweep] " + ", ".join(f"{n} {s}" for s, n in self.counts().items()) + "".join(
+            f" | {r.key}: {r.progress or 'started'}" for r in self.runs.values() if r.state == "running")
+        if self.show and line != self._last_line:
+            print(line, file=sys.stderr, flush=True)
+        self._last_line = line
+        if self.on_update is not None:
+            self.on_update(self)
+
+    def table(self):
+        """One row per run: state, attempts, dev mean, run directory, error (a pandas DataFrame)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"run": r.key, "state": r.state, "attempts": r.attempts, "dev_mean": r.dev_mean,
+                              "run_dir": r.run_dir, "error": r.error} for r in self.runs.values()])
+
+    def summary(self) -> str:
+        lines = [f"{r.key:32s} {r.state:8s} attempts {r.attempts}  "
+                 + (f"dev mean {r.dev_mean:.4f}  {r.run_dir}" if r.state == "done" and r.dev_mean is not None
+                    else r.error) for r in self.runs.values()]
+        counts = self.counts()
+        return "\n".join([*lines, f"[sweep] {counts['done']} done, {counts['failed']} failed of {len(self.runs)}"])
+
+
+def plan(profile: str, rows: list[str], seeds: list[int] | None = None, **overrides: Any) -> list[SweepRun]:
+    """The runs of ``rows`` x ``seeds`` (the profile's seeds by default) and their parents, parents first."""
+    experiments = load_experiments()
+    seeds = seeds or profile_seeds(profile)
+    out: dict[str, SweepRun] = {}
+
+    def add(row_id: str, seed: int) -> str:
+        key = f"{row_id} seed{seed}"
+        if key not in out:
+            row = get_row(row_id, experiments)
+            parents = [add(p, seed) for p in parent_rows(row)]
+            out[key] = SweepRun(key, resolve_config(profile, row=row, seed=seed, **overrides), parents)
+        return key
+
+    for row_id in rows:
+        for seed in seeds:
+            add(row_id, seed)
+    return list(out.values())
+
+
+def run_sweep(runs: list[SweepRun], engine: str = "local", *, address: str | None = None,
+              cpus_per_run: float | None = None, gpus_per_run: float | None = None, max_retries: int = 3,
+              num_cpus: int | None = None, on_update: Callable[[Sweep], None] | None = None,
+              show: bool = True) -> Sweep:
+    """Run every run of ``runs`` (parents listed before children) on ``engine``; returns the finished Sweep."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    sweep = Sweep(runs, on_update, show)
+    if engine == "local":
+        _run_local(sweep)
+    else:
+        from mtlib.study.sweep_ray import run_on_ray
+
+        run_on_ray(sweep, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                   max_retries=max_retries, num_cpus=num_cpus)
+    if show:
+        print(sweep.summary(), file=sys.stderr, flush=True)
+    return sweep
+
+
+def blocked_by(sweep: Sweep, run: SweepRun) -> str:
+    """Why ``run`` cannot start ('' when it can): a parent that failed."""
+    bad = [p for p in run.parents if sweep.runs[p].state == "failed"]
+    return f"parent {bad[0]} failed" if bad else ""
+
+
+def finish(run: SweepRun, run_dir: str | Path) -> None:
+    from mtlib.rundir import read_metrics
+
+    run.state, run.run_dir = "done", str(run_dir)
+    run.dev_mean = read_metrics(Path(run_dir))["dev"].get("mean")
+
+
+def eval_progress(row: dict) -> str | None:
+    """The live-view text of a trainer callback row (dev evaluations only)."""
+    if row.get("type") != "eval":
+        return None
+    return f"phase {row.get('phase')} epoch {row.get('epoch')} dev {row.get('mean', float('nan')):.3f}"
+
+
+def one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
+
+
+def _run_local(sweep: Sweep) -> None:
+    from mtlib.train.trainer import run
+
+    for r in sweep.runs.values():
+        why = blocked_by(sweep, r)
+        if why:
+            r.state, r.error = "failed", why
+            sweep.changed()
+            continue
+        r.state, r.attempts, r.pid = "running", r.attempts + 1, os.getpid()
+        sweep.changed()
+
+        def report(row: dict, r=r) -> None:
+            text = eval_progress(row)
+            if text:
+                r.progress = text
+                sweep.changed()
+
+        try:
+            finish(r, run(r.cfg, callback=report))
+        except Exception as err:  # noqa: BLE001 - one run's failure is reported; the others go on
+            r.state, r.error = "failed", one_line(err)
+        sweep.changed()
+
+
+def check_shared_folder(out_dir: Path, data_files: list[Path], probe: Callable[[list[str]], list[dict]]) -> None:
+    """Every node must see the output folder (and the data files) that the driver sees. ``probe(paths)``
+    returns, per node, {"node": ..., "seen": {path: text or None}}."""
+    if not out_dir.is_absolute():
+        raise ValueError(f"sweep output folder {out_dir} must be an absolute path on a filesystem every node mounts")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    marker = out_dir / f".sweep-probe-{token}"
+    marker.write_text(token)
+    try:
+        for node in probe([str(marker), *map(str, data_files)]):
+            seen = node["seen"]
+            if seen.get(str(marker)) != token:
+                raise ValueError(f"node {node['node']} does not see the sweep output folder {out_dir} (the probe file "
+                                 "written there is missing): put it on a filesystem every node mounts (NFS, Lustre, "
+                                 "...) and pass it with --out")
+            missing = [p for p in data_files if seen.get(str(p)) is None]
+            if missing:
+                raise ValueError(f"node {node['node']} does not see the data file {missing[0]}: the data folder must "
+                                 "be on the shared filesystem too (set data_dir to it)")
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def out_dir_of(runs: list[SweepRun]) -> Path:
+    return resolve_path(runs[0].cfg.out_dir) if runs else Path.cwd()
