@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
+
 from mtlib.config import RunConfig
 from mtlib.rundir import RunDirectory, RunLocked, read_config, read_history
 from mtlib.rundir.files import CONFIG, HISTORY
@@ -91,7 +93,7 @@ def confusion_figure(task: str, matrix):
     fig = Figure(figsize=(1.2 + 0.7 * len(names), 1 + 0.6 * len(names)), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.imshow(matrix, cmap="Blues")
-    for (i, j), n in _cells(matrix):
+    for (i, j), n in np.ndenumerate(matrix):
         ax.text(j, i, str(n), ha="center", va="center", color="white" if n > matrix.max() / 2 else "black")
     ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
@@ -99,10 +101,6 @@ def confusion_figure(task: str, matrix):
     ax.set_ylabel("gold")
     ax.set_title(f"{task} dev ({int(matrix.sum())})", fontsize=9)
     return fig
-
-
-def _cells(matrix) -> Iterable[tuple[tuple[int, int], int]]:
-    return (((i, j), int(matrix[i, j])) for i in range(matrix.shape[0]) for j in range(matrix.shape[1]))
 
 
 def convert_run(run_dir: str | Path) -> int:
