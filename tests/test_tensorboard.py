@@ -103,6 +103,8 @@ def test_a_resumed_run_leaves_one_event_file_matching_its_history(smoke_cfg):
     assert len(list(run_dir.glob(EVENT_FILES))) == 1
     events, _ = read_events(run_dir)
     assert "sampler/p_sst" in events
+    assert [v for _, v in events["sampler/epoch_batches_sts"]] == [
+        r["task_counts"]["sts"] for r in read_history(run_dir) if r["type"] == "eval"]
     assert_same(events, history_scalars(run_dir))
 
 

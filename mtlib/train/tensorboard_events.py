@@ -30,8 +30,8 @@ EVENT_FILES = "events.out.tfevents.*"
 
 
 def row_scalars(row: dict) -> dict[str, float]:
-    """{tag: value} of one history row: train losses and LR, dev scores, sampler probabilities, gradient
-    conflict diagnostics, final dev scores. Rows of other types (start) and null values (NaN) give none."""
+    """{tag: value} of one history row: train losses and LR, dev scores, sampler probabilities and each task's
+    batches in the epoch, gradient conflict diagnostics, final dev scores. Rows of other types (start) and null values (NaN) give none."""
     kind, out = row.get("type"), {}
     if kind == "train":
         out = {f"train_loss/{t}": v for t, v in row.get("loss", {}).items()}
@@ -40,6 +40,7 @@ def row_scalars(row: dict) -> dict[str, float]:
         group = "dev" if kind == "eval" else "final_dev"
         out = {f"{group}/{k}": row.get(k) for k in ("sst", "para", "sts", "mean") if k in row}
         out.update({f"sampler/p_{t}": p for t, p in (row.get("probabilities") or {}).items()})
+        out.update({f"sampler/epoch_batches_{t}": n for t, n in (row.get("task_counts") or {}).items()})
     elif kind == "grad":
         out = {f"gradients/cosine_{pair.replace('|', '_')}": v for pair, v in row.get("pairs", {}).items()}
         out.update({f"gradients/norm_{t}": v for t, v in row.get("norms", {}).items()})
