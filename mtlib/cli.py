@@ -63,8 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = command(sub, "bench", help="benchmarks that print what they measured")
     b.add_argument("what", choices=["gradients", "train"])
-    b.add_argument("--profile", default="quick")
-    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--profile", default="quick", help="gradients: the profile whose model and batches it uses")
+    b.add_argument("--repeats", type=int, help="repetitions (medians; default gradients 5, train 3)")
+    b.add_argument("--backbone", default="minilm-l6", choices=["minilm-l6", "bert-base"],
+                   help="train: the encoder (bert-base: random weights in bert-base-uncased's shape)")
+    b.add_argument("--precision", default="auto", help="train: auto, fp32, bf16, fp16 or a list (fp32,bf16)")
+    b.add_argument("--steps", type=int, default=4, help="train: batches per task per row and repetition")
+    b.add_argument("--rows", help="train: comma-separated rows (default: loops, single, pcgrad, gradvac, "
+                                  "compromise; also single-eager, single-compiled)")
+    b.add_argument("--device", default="auto", help="train: auto, cpu, cuda, cuda:N")
     return p
 
 
@@ -141,7 +148,9 @@ def _dispatch(args) -> int:
     if args.command == "bench":
         from mtlib.bench import main as bench_main
 
-        return bench_main(args.what, profile=args.profile, repeats=args.repeats)
+        repeats = args.repeats or (5 if args.what == "gradients" else 3)
+        return bench_main(args.what, profile=args.profile, repeats=repeats, backbone=args.backbone,
+                          precision=args.precision, steps=args.steps, rows=args.rows, device=args.device)
     raise AssertionError(args.command)
 
 

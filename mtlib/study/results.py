@@ -207,10 +207,23 @@ def provenance(table_runs: pd.DataFrame | Sequence[dict] | str | Path, profile: 
     per_row = [sum(m.get("name") == n for m in runs) for n in names]
     lines.append(f"Seeds: {', '.join(map(str, sorted(seeds)))} ({_span(per_row)} per row; "
                  "\u00b1 = 95% CI half-width over seeds, t distribution).")
+    lines.append(speed_line(runs))
     if "minilm-l6" in backbones:
         lines.append(MINILM_NOTE)
     lines.append(PAPER_NOTE)
     return "\n".join(lines)
+
+
+def speed_line(runs: Sequence[dict]) -> str:
+    """How fast the runs trained (metrics.json ``speed``, every phase together), on which device and precision."""
+    def rate(key: str) -> list:
+        return _values(runs, lambda m: round(m["speed"]["all"][key]) if m["speed"]["all"].get(key) else None)
+
+    where = "; ".join(f"{d} {p}" for d, p in dict.fromkeys((m.get("device"), m.get("precision")) for m in runs))
+    if not rate("examples_per_s"):
+        return f"Speed: not recorded by these runs (device and precision: {where})."
+    return (f"Speed: training {_span(rate('examples_per_s'))} examples/s, {_span(rate('tokens_per_s'))} tokens/s "
+            f"per run (all phases; {where}).")
 
 
 def _fmt(value: float, ci: float = math.nan, digits: int = 3) -> str:

@@ -21,8 +21,8 @@ def adamw_options(device: torch.device) -> dict:
 def configure_backends(device: torch.device) -> None:
     """TF32 for the fp32 matmuls left on CUDA (bf16/fp16 autocast covers the rest); nothing on a CPU."""
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.fp32_precision = "tf32"  # torch >= 2.9's API; the CPU's oneDNN setting untouched
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device, compile: bool) -> None:

@@ -1,11 +1,7 @@
-"""Benchmarks that print what they measured (never timed tests).
-
-``python -m mtlib bench gradients --profile quick``: one update of sum / pcgrad / gradvac on the same
+"""``python -m mtlib bench gradients --profile quick``: one update of sum / pcgrad / gradvac on the same
 three batches (one per task), and the combination step alone: storing the T per-task gradients in
 the flat buffer, combining, the conflict diagnostics and writing the update back (everything except
 the T forward/backward passes and the optimizer step).
-
-``python -m mtlib bench train --profile quick``: seconds per training step per task in fp32 and bf16.
 """
 
 from __future__ import annotations
@@ -16,6 +12,7 @@ import time
 import torch
 
 from mtlib.train import gradients as mgrad
+from mtlib.bench.hardware import sync as _sync
 from mtlib.data.batches import collate
 from mtlib.study.resolve import resolve_config
 from mtlib.train.runtime import autocast, resolve_device, resolve_precision
@@ -37,11 +34,6 @@ def _setup(profile: str):
         examples = mdata.load_split(task, "train", cfg.data_dir, quora_train=cfg.quora_train)
         batches[task] = collate(examples[: cfg.batch_size[task]], tokenizer, cfg.pair_mode, device)
     return cfg, model, batches, device, precision
-
-
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
@@ -98,36 +90,3 @@ def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
     print(f"(median of {repeats}; combination = zeroing each task's buffer row + storing + gathering the touched "
           "embedding rows + combining + conflict diagnostics + writing back; row-sparse is what training uses)")
     return results
-
-
-def bench_train(profile: str = "quick", repeats: int = 5) -> dict:
-    cfg, model, batches, device, _ = _setup(profile)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-12, eps=1e-6, weight_decay=0.0)
-    precisions = ["fp32", "bf16"] + (["fp16"] if device.type == "cuda" else [])
-    results = {}
-    print(f"[bench] backbone {cfg.backbone}, device {device}, threads {torch.get_num_threads()}")
-    for precision in precisions:
-        for task, batch in batches.items():
-            times = []
-            for rep in range(repeats + 1):
-                _sync(device)
-                t = time.perf_counter()
-                opt.zero_grad(set_to_none=True)
-                with autocast(device, precision):
-                    loss = model.loss(task, model(task, batch), batch["labels"])
-                loss.backward()
-                opt.step()
-                _sync(device)
-                if rep:
-                    times.append(time.perf_counter() - t)
-            results[(precision, task)] = statistics.median(times)
-            print(f"{precision:5s} {task:5s} batch {batch['labels'].shape[0]:3d}: {results[(precision, task)]:.3f} s/step")
-    return results
-
-
-def main(what: str, profile: str = "quick", repeats: int = 5) -> int:
-    if what == "gradients":
-        bench_gradients(profile, repeats)
-    else:
-        bench_train(profile, repeats)
-    return 0
