@@ -10,6 +10,7 @@ import pytest
 
 from mtlib import data
 from mtlib.config import REPO_ROOT
+from mtlib.study.claimsfile import load_claims
 from mtlib.study.resolve import resolve_config
 from mtlib.train.identity import run_dir_for
 
@@ -65,7 +66,10 @@ def test_07_results_without_runs(tmp_path):
              results_md=str(md))
     text = md.read_text()
     assert "No finished runs" in text and "0.741" in text  # the paper's numbers are still there
-    assert (tmp_path / "figures" / "07_results_bars.png").is_file()
+    assert "## The paper's claims" in text and f"0 holds, 0 fails, {len(load_claims())} inconclusive" in text
+    assert "| Sentence concatenation beats concatenated embeddings | base > concat_embed | dev mean | 0 |" in text
+    for name in ("07_results_bars", "07_claims_forest", "07_dev_predictions"):
+        assert (tmp_path / "figures" / f"{name}.png").is_file()
 
 
 def test_07_results_after_a_smoke_run(tmp_path, small_data_dir):
@@ -83,3 +87,8 @@ def test_07_results_after_a_smoke_run(tmp_path, small_data_dir):
     shown = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
                     for o in c.outputs)
     assert "tiny-random" in shown  # provenance displayed under the table
+    claims_line = next(line for line in md.read_text().splitlines() if line.startswith("| pal_schedule "))
+    assert "| 0 |" in claims_line and "inconclusive" in claims_line  # base_pal alone: nothing to pair with
+    images = [o for c in nb.cells if c.cell_type == "code" and "prediction_panels" in c.source for o in c.outputs
+              if "image/png" in o.get("data", {})]
+    assert len(images) == 1  # base_pal's confusion matrices and STS scatter, from its dev predictions

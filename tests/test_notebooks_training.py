@@ -47,6 +47,7 @@ def test_runs_under_papermill(name, tmp_path, small_data_dir):
     finished = {json.loads(p.read_text())["name"] for p in out_dir.glob("*/seed*/metrics.json")}
     assert {r["id"] for r in rows_for(name)} <= finished  # every row of the notebook was trained
     assert any(figures.glob(f"{name[:2]}_*.png"))
+    assert (figures / f"{name[:2]}_dev_predictions.png").is_file()  # confusion matrices and STS scatter
     nb = nbformat.read(target, as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "ablation panel skipped" in text  # the widget panel is not built under papermill

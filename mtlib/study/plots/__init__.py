@@ -3,7 +3,8 @@
 Histories are run directories (``history.jsonl`` inside) or lists of history rows as
 ``mtlib.rundir.read_history`` returns them. Task colours are the same in every figure (``TASK_COLORS``).
 Split by idea: ``_style`` (backend, colours, ``save``), ``data`` (notebook 01), ``training`` (curves,
-schedules, gradients), ``results`` (results bars); every public name is importable from ``mtlib.study.plots``.
+schedules, gradients), ``results`` (results bars), ``claims`` (the claims' forest plot), ``predictions``
+(confusion matrices and the STS scatter of a run's dev predictions); every public name is importable from ``mtlib.study.plots``.
 Figures are made with pyplot, so a notebook shows each one once at the end of its cell; outside a
 notebook the non-interactive Agg backend is used.
 """
@@ -19,6 +20,8 @@ from mtlib.study.plots._style import (
     save_per_run,
 )
 from mtlib.study.plots.data import class_distributions, length_distributions, length_filter_summary, quora_availability
+from mtlib.study.plots.claims import claims_forest
+from mtlib.study.plots.predictions import confusion_counts, dev_predictions, prediction_panels
 from mtlib.study.plots.results import results_bars
 from mtlib.study.plots.training import (
     compromise_parts,
@@ -36,5 +39,5 @@ __all__ = [
     "class_distributions", "length_filter_summary", "length_distributions", "quora_availability",
     "dev_curves", "speed_curves", "task_ratios", "observed_task_counts", "conflict_diagnostics", "gradient_toy",
     "compromise_parts",
-    "results_bars",
+    "results_bars", "claims_forest", "prediction_panels", "dev_predictions", "confusion_counts",
 ]

@@ -1,0 +1,102 @@
+"""What a run predicts on dev: SST (5x5) and Quora (2x2) confusion matrices and STS predictions against gold.
+
+One row of three panels per run, from the run's course-format dev prediction files
+(``predictions/<task>-dev-output.csv``) matched by id to the dev files of the data folder the run read. Confusion cells are coloured by the share of their gold class
+(each row sums to 1, so a weak class stands out whatever its size) and labelled with counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from mtlib import TASKS
+from mtlib.data.against_gold import predictions_with_gold
+from mtlib.data.metrics import LABEL_SETS, accuracy, pearson
+from mtlib.rundir import read_config, run_name
+from mtlib.rundir.files import PREDICTIONS
+from mtlib.study.plots._style import TASK_COLORS, TASK_NAMES, _subplots
+
+CLASS_LABELS = {"sst": ("very neg.", "neg.", "neutral", "pos.", "very pos."), "para": ("not para.", "paraphrase")}
+
+
+def dev_predictions(run_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """{task: table of id, predicted, gold} for each task the run wrote a dev prediction file for."""
+    data_dir = read_config(run_dir).get("data_dir")
+    files = {t: Path(run_dir) / PREDICTIONS / f"{t}-dev-output.csv" for t in TASKS}
+    return {t: predictions_with_gold(path, t, data_dir) for t, path in files.items() if path.is_file()}
+
+
+def confusion_counts(task: str, pairs: pd.DataFrame) -> np.ndarray:
+    """[gold, predicted] counts over the task's classes (``LABEL_SETS``), empty classes included."""
+    classes = list(LABEL_SETS[task])
+    table = pd.crosstab(pairs["gold"].astype(int), pairs["predicted"].astype(int))
+    return table.reindex(index=classes, columns=classes, fill_value=0).to_numpy()
+
+
+def _confusion(ax, task: str, pairs: pd.DataFrame | None) -> None:
+    if pairs is None or pairs.empty:
+        ax.text(0.5, 0.5, "no dev predictions", ha="center", va="center", transform=ax.transAxes)
+        ax.set(title=TASK_NAMES[task], xticks=[], yticks=[])
+        return
+    counts = confusion_counts(task, pairs)
+    totals = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    labels = CLASS_LABELS[task]
+    sns.heatmap(share, ax=ax, vmin=0, vmax=1, cmap="Blues", annot=counts, fmt="d", cbar=False, square=True,
+                xticklabels=labels, yticklabels=labels, annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white")
+    ax.set_xlabel("predicted", fontsize=9)
+    ax.set_ylabel("gold", fontsize=9)
+    ax.tick_params(axis="x", labelrotation=35, labelsize=8)
+    ax.tick_params(axis="y", labelrotation=0, labelsize=8)
+    ax.set_title(f"{TASK_NAMES[task]}: accuracy {accuracy(pairs['predicted'], pairs['gold']):.3f} "
+                 f"(n = {len(pairs):,})", fontsize=10)
+
+
+def _sts_scatter(ax, pairs: pd.DataFrame | None) -> None:
+    if pairs is None or pairs.empty:
+        ax.text(0.5, 0.5, "no dev predictions", ha="center", va="center", transform=ax.transAxes)
+        ax.set(title=TASK_NAMES["sts"], xticks=[], yticks=[])
+        return
+    gold, pred = pairs["gold"].to_numpy(float), pairs["predicted"].to_numpy(float)
+    alpha = float(np.clip(60 / np.sqrt(len(pairs)), 0.15, 0.8))  # dense clouds stay readable
+    ax.scatter(gold, pred, s=9, alpha=alpha, color=TASK_COLORS["sts"], linewidths=0)
+    low, high = min(0.0, np.nanmin(pred)), max(5.0, np.nanmax(pred))
+    ax.plot([0, 5], [0, 5], color="#888888", linewidth=1, linestyle="--", label="prediction = gold")
+    ax.set(xlim=(-0.2, 5.2), ylim=(low - 0.2, high + 0.2))
+    ax.set_xlabel("gold similarity (0\u20135)", fontsize=9)
+    ax.set_ylabel("predicted similarity", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"{TASK_NAMES['sts']}: Pearson r {pearson(pred, gold):.3f} (n = {len(pairs):,})", fontsize=10)
+
+
+def prediction_panels(run_dirs: str | Path | Sequence[str | Path],
+                      labels: Mapping[str, str] | None = None) -> Figure:
+    """For each run (one row each): the SST and Quora confusion matrices and the STS scatter of its dev
+    predictions. ``labels`` maps run names (row ids) to display names; each row is titled with it and the seed."""
+    if isinstance(run_dirs, (str, Path)):
+        run_dirs = [run_dirs]
+    run_dirs = [Path(d) for d in run_dirs]
+    if not run_dirs:
+        fig, axes = _subplots(1, 1, figsize=(9, 1.2))
+        axes[0].axis("off")
+        axes[0].text(0.5, 0.5, "no finished runs with dev predictions", ha="center", va="center")
+        return fig
+    fig, axes = _subplots(len(run_dirs), 3, figsize=(11, 3.6 * len(run_dirs)),
+                          gridspec_kw={"width_ratios": [1.25, 0.85, 1.1]})
+    for i, run_dir in enumerate(run_dirs):
+        pairs = dev_predictions(run_dir)
+        sst, para, sts = axes[3 * i: 3 * i + 3]
+        _confusion(sst, "sst", pairs.get("sst"))
+        _confusion(para, "para", pairs.get("para"))
+        _sts_scatter(sts, pairs.get("sts"))
+        name = run_name(run_dir)
+        sst.annotate(f"{(labels or {}).get(name, name)} \u00b7 {run_dir.name}", xy=(0, 1), xycoords="axes fraction",
+                     xytext=(0, 22), textcoords="offset points", fontsize=11, fontweight="bold")
+    return fig
