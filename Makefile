@@ -29,5 +29,8 @@ test: data
 lab: data
 	.venv/bin/jupyter lab notebooks/
 
+# BENCH_ARGS e.g. "--backbone bert-base --precision fp32,bf16 --steps 2" (python -m mtlib bench --help)
+BENCH_ARGS ?= --precision fp32,bf16
 bench: data
+	$(PY) -m mtlib bench train $(BENCH_ARGS)
 	$(PY) -m mtlib bench gradients --profile $(PROFILE)
