@@ -98,6 +98,16 @@ def test_examples_to_target_claim(tmp_path):
     assert claims_mod.examples_to_target(tmp_path / "a-h1/seed1", tmp_path / "b-h1/seed1") == (200, 600)
 
 
+def test_examples_to_target_counts_the_final_phase_only(tmp_path):
+    # a pretrains 500 examples (phase 0) before fine-tuning; only its fine-tuning examples count
+    a = run(tmp_path, "a", 1, 0.6)
+    rows = [(0, 250, 0.30), (0, 500, 0.35), (1, 600, 0.50), (1, 700, 0.60)]
+    (a / "history.jsonl").write_text("".join(json.dumps({"type": "eval", "phase": ph, "examples_seen": x, "mean": m})
+                                             + "\n" for ph, x, m in rows))
+    b = run(tmp_path, "b", 1, 0.6, [(100, 0.2), (200, 0.6)])
+    assert claims_mod.examples_to_target(a, b) == (200, 200)  # target 0.57: a at 700 - 500, b at 200
+
+
 def test_shipped_claims_file_loads_against_the_experiments():
     claims = load_claims()
     assert len(claims) >= 7 and len({c.id for c in claims}) == len(claims)

@@ -71,9 +71,10 @@ def _paper_value(row: dict, metric: str) -> float:
 
 
 def examples_to_target(left_dir: str | Path, right_dir: str | Path, fraction: float = 0.95) -> tuple:
-    """(examples, examples) the two runs needed until their dev mean first reached ``fraction`` of the weaker
-    run's best dev mean (notebook 06's reach rule on a pair); None for a run that never got there."""
-    evals = [dev_evals(left_dir), dev_evals(right_dir)]
+    """(examples, examples) the two runs needed in their final (fine-tuning) phase until its dev mean first
+    reached ``fraction`` of the weaker run's best dev mean in that phase (notebook 06's reach rule on a pair,
+    without the examples of a frozen-encoder pretraining phase); None for a run that never got there."""
+    evals = [dev_evals(left_dir, final_phase=True), dev_evals(right_dir, final_phase=True)]
     if not all(evals):
         return None, None
     target = fraction * min(max(r["mean"] for r in ev) for ev in evals)
@@ -174,8 +175,8 @@ def formatted_claims(table: pd.DataFrame) -> pd.DataFrame:
 CLAIMS_NOTE = ("Difference = left row minus right row of the comparison, paired by seed; [95% CI] = paired "
                "t-interval over seeds. A claim holds when the interval lies wholly on its side of 0, fails when "
                "wholly on the other side, and is inconclusive when it contains 0 or only one seed was paired. "
-               "Examples to dev target: training examples seen until the dev mean first reached 95% of the "
-               "weaker run's best (lower is sooner). The paper's difference is from its table (one seed).")
+               "Examples to dev target: training examples seen in the fine-tuning phase until the dev mean first "
+               "reached 95% of the weaker run's best (lower is sooner). The paper's difference is from its table (one seed).")
 
 
 def claims_markdown(table: pd.DataFrame) -> str:

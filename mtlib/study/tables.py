@@ -23,9 +23,17 @@ def train_sizes(run_dir: str | Path) -> dict[str, int]:
     return {t: v["train_used"] for t, v in m["data"].items() if isinstance(v, dict)}
 
 
-def dev_evals(run_dir: str | Path) -> list[dict]:
-    """The dev evaluations of a run's history (one per epoch, phases in order)."""
-    return [r for r in read_history(run_dir) if r["type"] == "eval"]
+def dev_evals(run_dir: str | Path, final_phase: bool = False) -> list[dict]:
+    """The dev evaluations of a run's history (one per epoch, phases in order). ``final_phase``: only the last
+    phase's, with ``examples_seen`` counted from that phase's start (the last evaluation of the phases before),
+    so a run with a frozen-encoder pretraining phase is compared on its fine-tuning alone."""
+    evals = [r for r in read_history(run_dir) if r["type"] == "eval"]
+    if not final_phase or not evals:
+        return evals
+    last = max(r.get("phase", 0) for r in evals)
+    before = [r["examples_seen"] for r in evals if r.get("phase", 0) < last]
+    start = max(before, default=0)
+    return [{**r, "examples_seen": r["examples_seen"] - start} for r in evals if r.get("phase", 0) == last]
 
 
 def first_reaching(evals: list[dict], target: float) -> dict | None:
