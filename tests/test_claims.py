@@ -80,6 +80,12 @@ def test_claims_table_one_seed_and_no_runs(tmp_path):
     assert table.loc["one", "verdict"] == "inconclusive" and table.loc["one", "difference"] == pytest.approx(0.2)
     assert table.loc["one", "reason"] == "one seed: no interval"
     assert table.loc["none", "n_seeds"] == 0 and table.loc["none", "reason"] == "no paired runs"
+    nan_run = run(tmp_path, "c", 1, 0.5)
+    metrics = json.loads((nan_run / "metrics.json").read_text())
+    metrics["dev"]["sts"] = None  # a constant STS prediction: Pearson r NaN, written as null
+    (nan_run / "metrics.json").write_text(json.dumps(metrics))
+    nan_claim = table_of(tmp_path, Claim("nan", "a beats c", "a", ">", "c", "mean")).loc["nan"]
+    assert nan_claim["n_seeds"] == 0 and nan_claim["verdict"] == "inconclusive"
     shown = claims_mod.formatted_claims(table.reset_index())
     assert shown.loc["one", "Ours: difference [95% CI]"] == "+0.200" and shown.loc["none", "Verdict"] == "inconclusive"
 

@@ -56,10 +56,11 @@ def verdict(differences: Sequence[float], sign: int) -> dict:
 
 
 def _score(run: dict, metric: str) -> float:
-    dev = run["dev"]
+    # metrics.json writes NaN (a constant STS prediction's Pearson r) as null: that seed is not paired
+    dev = {t: math.nan if run["dev"].get(t) is None else float(run["dev"][t]) for t in TASKS}
     if metric in TASKS:
-        return float(dev[metric])
-    plain, sts01 = course_means(*(float(dev[t]) for t in TASKS))
+        return dev[metric]
+    plain, sts01 = course_means(*(dev[t] for t in TASKS))
     return plain if metric == "mean" else sts01
 
 

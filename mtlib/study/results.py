@@ -114,8 +114,9 @@ def results_table(out_dir: str | Path = "outputs/runs", experiments: list[dict] 
         used += mine
         rec: dict[str, Any] = {"id": row["id"], "label": row["label"], "notebook": row["notebook"],
                                "n_seeds": len(mine)}
-        per_seed = {t: [m["dev"][t] for m in mine] for t in TASKS}
-        both = [course_means(*(m["dev"][t] for t in TASKS)) for m in mine]
+        # metrics.json writes NaN (a constant STS prediction's Pearson r) as null
+        per_seed = {t: [math.nan if m["dev"].get(t) is None else m["dev"][t] for m in mine] for t in TASKS}
+        both = [course_means(*(per_seed[t][i] for t in TASKS)) for i in range(len(mine))]
         per_seed["mean"], per_seed["mean_sts01"] = [b[0] for b in both], [b[1] for b in both]
         for metric in METRICS:
             rec[metric], rec[f"{metric}_ci"] = mean_ci(per_seed[metric])
