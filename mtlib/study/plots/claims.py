@@ -25,7 +25,7 @@ METRIC_SHORT = {"sst": "SST", "para": "Quora", "sts": "STS", "mean": "mean", "me
 
 
 def _label(rec: pd.Series) -> str:
-    text = textwrap.fill(rec["claim"], 44)
+    text = textwrap.fill(rec["claim"], 52)
     return f"{text}\n{rec['compare']} ({METRIC_SHORT.get(rec['metric'], rec['metric'])})"
 
 
