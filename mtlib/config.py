@@ -30,7 +30,9 @@ from mtlib.data.parse import QUORA_TRAIN_OPTIONS
 from mtlib.model.heads import HEAD_KINDS
 from mtlib.model.multitask import HEAD_TASKS, PAIR_MODES, POOLINGS
 from mtlib.train.freeze import FREEZE_MODES
-from mtlib.train.gradients.combiners import GRADIENT_METHODS, GRADVAC_UPDATES
+from mtlib.train.gradients.combiners import GRADVAC_UPDATES
+from mtlib.train.gradients.methods import GRADIENT_METHODS
+from mtlib.train.loss_weighting import LOSS_WEIGHTINGS, loss_weighting_conflict
 from mtlib.train.gradients.compromise import COMPROMISE_COMBINES, COMPROMISE_COUNTS
 from mtlib.train.runtime import PRECISIONS
 from mtlib.train.samplers import PAL_COUNTS, SAMPLERS
@@ -93,6 +95,10 @@ class RunConfig:
     gradient_method: Literal[GRADIENT_METHODS] = "none"
     gradvac_beta: float = 1e-2
     gradvac_update: Literal[GRADVAC_UPDATES] = "every"  # on_fire = the original's quirk
+    cagrad_c: float = 0.4  # CAGrad's ball radius (the paper's 0.4)
+    loss_weighting: Literal[LOSS_WEIGHTINGS] = "none"  # uncertainty | dwa | famo (mtlib.train.loss_weighting)
+    loss_weighting_lr: float = 0.025  # the private Adam of uncertainty's log-variances and FAMO's logits
+    dwa_temperature: float = 2.0
     smart_weight: float = 0.0  # lambda of the SMART regulariser; 0 = off
     # smart_pytorch: noise renormalised to unit inf-norm after each ascent step (MT-DNN and the package the
     # original used); paper: step_size * g/|g|_inf added to the noise (tiny: ~1e-6)
@@ -130,6 +136,9 @@ class RunConfig:
                 object.__setattr__(self, f.name, frozen(value))
         if not errors:
             errors = check_ranges(self)
+            if expected := loss_weighting_conflict(self.loss_weighting, self.gradient_method, self.compromise):
+                errors.append(Problem(f"config: key 'loss_weighting' has value {self.loss_weighting!r}; expected "
+                                      f"{expected}", "loss_weighting"))
         if errors:
             raise ConfigError(errors)
 
@@ -218,6 +227,14 @@ def _phase_settings(p: RunConfig) -> dict[str, Any]:
         out.pop("pal_counts")
     if p.gradient_method != "gradvac":
         out.pop("gradvac_beta"), out.pop("gradvac_update")
+    if p.gradient_method != "cagrad":
+        out.pop("cagrad_c")
+    if p.loss_weighting not in ("uncertainty", "famo"):
+        out.pop("loss_weighting_lr")
+    if p.loss_weighting != "dwa":
+        out.pop("dwa_temperature")
+    if p.loss_weighting == "none":  # runs from before loss weighting keep their identity
+        out.pop("loss_weighting")
     if not p.compromise:
         for k in ("compromise_k", "compromise_combine", "compromise_counts"):
             out.pop(k)

@@ -15,7 +15,7 @@ PHASE_KEYS = frozenset({
     "lr", "head_lr", "lr_schedule", "warmup_ratio", "batch_size", "epochs", "batches_per_epoch", "patience",
     "sampler", "pal_counts", "freeze", "gradient_method", "gradvac_beta", "gradvac_update",
     "smart_weight", "smart_step_rule", "compromise", "compromise_k", "compromise_combine", "compromise_counts",
-    "hidden_dropout", "train_pals",
+    "hidden_dropout", "train_pals", "cagrad_c", "loss_weighting", "loss_weighting_lr", "dwa_temperature",
 })
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}")  # at most 100 characters
 NAME_RULE = "a plain file name (letters, digits, _ . + = -; no '/', not starting with '.'; at most 100 characters)"
@@ -32,6 +32,8 @@ RANGES = (  # (keys, the test each value passes, what is expected); null passes 
     (("hidden_dropout",), lambda v: 0 <= v < 1, "a number in [0, 1)"),
     (("n_hidden_layers",), lambda v: 0 <= v <= 16, "an integer in 0..16"),
     (("smart_weight",), lambda v: v >= 0, "a number >= 0 (0 = off)"),
+    (("loss_weighting_lr", "dwa_temperature"), lambda v: v > 0, "a number > 0"),
+    (("cagrad_c",), lambda v: v >= 0, "a number >= 0"),
     (("seed",), lambda v: 0 <= v < 2**32, "an integer in 0..2**32-1"),
     (("name",), NAME_RE.fullmatch, NAME_RULE),
     (("device",), DEVICE_RE.fullmatch, "auto, cpu, cuda, cuda:N or mps"),

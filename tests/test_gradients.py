@@ -202,8 +202,8 @@ def test_make_combiner():
     assert isinstance(make_combiner("pcgrad", 2, beta=0.1, update="every"), PCGrad)
     with pytest.raises(ValueError, match="betta"):
         make_combiner("gradvac", 2, betta=0.1)
-    with pytest.raises(ValueError, match="gradvac, pcgrad, sum"):
-        make_combiner("mgda", 2)
+    with pytest.raises(ValueError, match="gradvac, imtlg, mgda, nashmtl, pcgrad, rlw, sum, upgrad"):
+        make_combiner("graddrop", 2)
     with pytest.raises(ValueError, match="expected 2 task gradients"):
         make_combiner("pcgrad", 2)(torch.zeros(3, 4))
 

@@ -11,6 +11,7 @@ from mtlib.config import RunConfig
 from mtlib.train import gradients as mgrad
 from mtlib.train.accel import adamw_options
 from mtlib.train.freeze import apply_freeze
+from mtlib.train.loss_weighting import make_loss_weighting
 from mtlib.train.samplers import TaskSampler
 from mtlib.train.steps import BatchLoss, CombinedStep, CompromiseStep, SingleTaskStep
 
@@ -58,7 +59,7 @@ class Phase:
                 "sampler": self.sampler.state_dict(), "generator": self.generator.get_state(),
                 "combiner": combiner.state_dict() if combiner is not None else {},
                 "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-                "progress": self.progress.state_dict()}
+                "progress": self.progress.state_dict(), "loss_weighting": self.step.loss_weighting.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -70,6 +71,8 @@ class Phase:
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
+        if state.get("loss_weighting"):
+            self.step.loss_weighting.load_state_dict(state["loss_weighting"])
 
 
 def build_phase(index: int, name: str, pcfg: RunConfig, last: bool, model, streams: dict, sizes: dict,
@@ -100,13 +103,15 @@ def build_phase(index: int, name: str, pcfg: RunConfig, last: bool, model, strea
         # The word-embedding table is kept row-sparse: the same combination, a fraction of the memory traffic.
         task_grads = mgrad.TaskGradients(shared, len(tasks), embeddings=[model.encoder.get_input_embeddings()])
         combiner = mgrad.make_combiner(pcfg.gradient_method, len(tasks), beta=pcfg.gradvac_beta,
-                                       update=pcfg.gradvac_update)
+                                       update=pcfg.gradvac_update, c=pcfg.cagrad_c)
         if pcfg.compromise:
             step = CompromiseStep(batch_loss, task_grads, combiner, tasks, generator, scaler, sampler=sampler,
                                   k=pcfg.compromise_k, combine=pcfg.compromise_combine,
                                   counts=pcfg.compromise_counts, num_epochs=pcfg.epochs)
         else:
             step = CombinedStep(batch_loss, task_grads, combiner, tasks, generator, scaler)
+    if pcfg.loss_weighting != "none":
+        step.loss_weighting = make_loss_weighting(pcfg)
     return Phase(index, name, pcfg, last, optimizer, scheduler, sampler, step, generator, scaler, updates_per_epoch)
 
 

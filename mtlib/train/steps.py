@@ -20,6 +20,7 @@ from torch import Tensor
 
 from mtlib.data.tokens import encode_batch
 from mtlib.train import gradients as mgrad
+from mtlib.train.loss_weighting import NO_LOSS_WEIGHTING
 from mtlib.train.runtime import autocast
 
 
@@ -98,6 +99,7 @@ def _backward(loss: Tensor, scaler) -> None:
 
 class SingleTaskStep:
     sync = None  # N processes: sums the gradients over ranks (mtlib.train.distributed.GradientSync)
+    loss_weighting = NO_LOSS_WEIGHTING  # the phase's (mtlib.train.loss_weighting): multipliers on each loss
 
     def __init__(self, batch_loss: BatchLoss, sampler, tasks: list[str], params: list, scaler=None):
         self.batch_loss, self.sampler, self.tasks, self.scaler = batch_loss, sampler, tasks, scaler
@@ -108,13 +110,14 @@ class SingleTaskStep:
         before = self.batch_loss.examples
         loss = self.batch_loss(task)
         value = _finite_loss(loss, task)
-        _backward(loss, self.scaler)
+        _backward(self.loss_weighting.weigh(task, loss, value), self.scaler)
         if self.sync is not None:
             self.sync.reduce_private()
         if self.scaler is None:  # under fp16 a GradScaler skips non-finite steps by design
             grads = [p.grad for p in self.params if p.grad is not None]
             if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()):
                 raise NumericFault("non-finite gradient", task)
+        self.loss_weighting.update({task: value}, {task: 1}, epoch)
         return StepResult({task: value}, {task: 1}, examples=self.batch_loss.examples - before)
 
 
@@ -122,6 +125,7 @@ class CombinedStep:
     """One batch of every task, per-task gradients of the shared encoder combined by ``combiner``."""
 
     sync = None  # N processes: sums the heads' gradients over ranks (TaskGradients sums the rows)
+    loss_weighting = NO_LOSS_WEIGHTING
 
     def __init__(self, batch_loss: BatchLoss, task_grads: mgrad.TaskGradients, combiner: mgrad.GradientCombiner,
                  tasks: list[str], generator: torch.Generator, scaler=None):
@@ -140,8 +144,8 @@ class CombinedStep:
             total = 0.0
             for _ in range(counts[task]):
                 loss = self.batch_loss(task) / divisors[task]
-                total += _finite_loss(loss, task)
-                _backward(loss, self.scaler)
+                total += (value := _finite_loss(loss, task))
+                _backward(self.loss_weighting.weigh(task, loss, value), self.scaler)
             tg.store(ti)
             if counts[task]:
                 losses[task] = total
@@ -149,6 +153,9 @@ class CombinedStep:
         if not all(math.isfinite(v) for v in stats["norms"].values()):
             bad = [t for t, v in stats["norms"].items() if not math.isfinite(v)]
             raise NumericFault("non-finite gradient", bad[0])
+        if self.loss_weighting.tasks:  # the multipliers this update used, then the weighting's own step
+            stats["loss_weights"] = {t: self.loss_weighting.scale(t, losses.get(t, 1.0)) for t in self.tasks}
+        self.loss_weighting.update(losses, counts, epoch)
         return StepResult(losses, counts, stats, self.batch_loss.examples - before)
 
     def combine(self) -> dict:

@@ -3,13 +3,16 @@
 - ``buffer``: ``TaskGradients``, the preallocated ``[T, D]`` buffer the trainer's backward passes fill
   (with the word-embedding table kept row-sparse) and the update written back to ``.grad``.
 - ``combiners``: sum, PCGrad, GradVac on a ``[T, D]`` tensor, from one Gram matrix; conflict diagnostics.
+- ``aggregators``: torchjd's Gramian weightings (UPGrad, MGDA, CAGrad, Nash-MTL, IMTL-G, Aligned-MTL, DualProj,
+  RLW) on the same Gram matrix; ``methods``: every method by name (``make_combiner``).
 - ``compromise``: the Gradient Compromise loss divisors and their beta schedule (docs/original.md §5).
 """
 
 from mtlib.train.gradients.buffer import TaskGradients
 from mtlib.train.gradients.combiners import (
-    COMBINERS, GradientCombiner, GradientSum, GradVac, PCGrad, conflict_stats, make_combiner, pcgrad, sum_gradients,
+    GradientCombiner, GradientSum, GradVac, PCGrad, conflict_stats, pcgrad, sum_gradients,
 )
+from mtlib.train.gradients.methods import COMBINERS, make_combiner
 from mtlib.train.gradients.compromise import compromise_beta, compromise_weights
 
 __all__ = [

@@ -9,7 +9,6 @@ product. No Python loop touches D; one device sync per update.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -17,10 +16,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-__all__ = [
-    "GradientCombiner", "GradientSum", "PCGrad", "GradVac", "COMBINERS",
-    "sum_gradients", "pcgrad", "conflict_stats", "make_combiner",
-]
+__all__ = ["GradientCombiner", "GradientSum", "PCGrad", "GradVac", "sum_gradients", "pcgrad", "conflict_stats"]
 
 
 def _check_grads(grads: Tensor, num_tasks: int | None = None) -> None:
@@ -221,29 +217,7 @@ class GradVac(GradientCombiner):
         self.update = state.get("update", self.update)
 
 
-COMBINERS: dict[str, type[GradientCombiner]] = {"sum": GradientSum, "pcgrad": PCGrad, "gradvac": GradVac}
-GRADIENT_METHODS = ("none", *COMBINERS)  # none: single-task steps
 GRADVAC_UPDATES = ("every", "on_fire")
-
-
-def _options(cls: type[GradientCombiner]) -> set[str]:
-    return set(inspect.signature(cls.__init__).parameters) - {"self", "num_tasks"}
-
-
-def make_combiner(name: str, num_tasks: int, **kwargs: Any) -> GradientCombiner:
-    """Build a combiner by name; every one is called as ``combiner(grads, generator=None) -> [D]``.
-
-    Options of other methods (e.g. GradVac's ``beta`` given to ``pcgrad``) are ignored, so a trainer
-    can pass its whole config; an option no method knows raises ``ValueError``.
-    """
-    if name not in COMBINERS:
-        raise ValueError(f"unknown gradient method {name!r}; allowed: {', '.join(sorted(COMBINERS))}")
-    known = set().union(*(_options(cls) for cls in COMBINERS.values()))
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        raise ValueError(f"unknown gradient method option(s) {unknown}; allowed: {', '.join(sorted(known))}")
-    cls = COMBINERS[name]
-    return cls(num_tasks, **{key: value for key, value in kwargs.items() if key in _options(cls)})
 
 
 def sum_gradients(grads: Tensor) -> Tensor:
