@@ -91,12 +91,12 @@ def confusion_figure(task: str, matrix):
     from matplotlib.figure import Figure
 
     names = CLASS_NAMES[task]
-    fig = Figure(figsize=(1.2 + 0.7 * len(names), 1 + 0.6 * len(names)), dpi=100, layout="constrained")
+    fig = Figure(figsize=(2 + 0.6 * len(names), 1.8 + 0.5 * len(names)), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.imshow(matrix, cmap="Blues")
     for (i, j), n in np.ndenumerate(matrix):
         ax.text(j, i, str(n), ha="center", va="center", color="white" if n > matrix.max() / 2 else "black")
-    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_xticks(range(len(names)), names, fontsize=8, rotation=35)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("gold")
