@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backbone", default="minilm-l6", choices=["minilm-l6", "bert-base"],
                    help="train: the encoder (bert-base: random weights in bert-base-uncased's shape)")
     b.add_argument("--precision", default="auto", help="train: auto, fp32, bf16, fp16 or a list (fp32,bf16)")
-    b.add_argument("--steps", type=int, default=4, help="train: batches per task per row and repetition")
+    b.add_argument("--steps", type=int, default=3, help="train: batches per task per row and repetition")
     b.add_argument("--rows", help="train: comma-separated rows (default: loops, single, pcgrad, gradvac, "
                                   "compromise; also single-eager, single-compiled)")
     b.add_argument("--device", default="auto", help="train: auto, cpu, cuda, cuda:N")

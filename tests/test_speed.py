@@ -185,3 +185,34 @@ def test_every_run_reports_its_speed(smoke_cfg):
 
 def test_speed_line_without_speed():
     assert "not recorded" in speed_line([{"device": "cpu", "precision": "fp32"}])
+
+
+# ------------------------------------------------------------------ the benchmark
+def test_bench_train_rows_train_the_same_sentences(small_data_dir, capsys, monkeypatch):
+    from mtlib.bench import train as bench
+    from mtlib.bench.train import DEFAULT_ROWS, bench_train
+
+    monkeypatch.setattr(bench, "matmul_peak", lambda *a, **k: {"peak": 50.0})  # the real one: ~2 s of matmuls
+    out = bench_train("tiny-random", ("fp32",), batches_per_task=1, repeats=1, data_dir=str(small_data_dir),
+                      batch_size={"sst": 4, "para": 4, "sts": 4})
+    rows = out["rows"]
+    assert set(rows) == {("fp32", r) for r in DEFAULT_ROWS} and out["peaks"]["fp32"] == 50.0
+    for r in rows.values():
+        assert r["examples_per_s"] > 0 and r["mfu"] > 0 and r["rss_gb"] > 0 and r["padded_per_real"] >= 1
+    same = [rows[("fp32", r)] for r in ("plain", "single", "pcgrad", "gradvac")]
+    assert len({(r["examples"], r["tokens"]) for r in same}) == 1  # the same batches, whatever the step kind
+    assert rows[("fp32", "plain-random")]["examples"] == rows[("fp32", "single-random")]["examples"]
+    assert rows[("fp32", "single")]["padded_per_real"] <= rows[("fp32", "single-random")]["padded_per_real"]
+    text = capsys.readouterr().out
+    assert "matmul peak: fp32 50 GFLOP/s" in text and "mtlib PCGrad" in text and "vs loop" in text
+
+
+def test_matmul_peak_and_model_flops():
+    from mtlib.bench.hardware import matmul_peak, training_flops
+    from mtlib.model.backbones import tiny_config
+
+    peak = matmul_peak("fp32", 64, 128, torch.device("cpu"), rounds=1)
+    assert peak["peak"] == max(peak["model"], peak["model-T"], peak["square"]) > 0
+    config = tiny_config(100)  # 2 layers x 64, 128 wide feed-forward
+    per_token = 2 * 2 * (4 * 64 * 64 + 2 * 64 * 128)
+    assert training_flops([10, 3], config) == 3 * (per_token * 13 + 4 * 2 * 64 * (100 + 9))

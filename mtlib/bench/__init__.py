@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 def main(what: str, profile: str = "quick", repeats: int = 5, backbone: str = "minilm-l6",
-         precision: str = "auto", steps: int = 4, rows: str | None = None, device: str = "auto") -> int:
+         precision: str = "auto", steps: int = 3, rows: str | None = None, device: str = "auto") -> int:
     if what == "gradients":
         from mtlib.bench.gradients import bench_gradients
 

@@ -75,8 +75,8 @@ class Setup:
     peaks: dict = field(default_factory=dict)
 
 
-def build(backbone: str, batch_size: dict, batches_per_task: int, device: str) -> Setup:
-    cfg = resolve_config("quick", batch_size=batch_size, progress=False, device=device, seed=11711,
+def build(backbone: str, batch_size: dict, batches_per_task: int, device: str, data_dir: str | None = None) -> Setup:
+    cfg = resolve_config("quick", batch_size=batch_size, progress=False, device=device, seed=11711, data_dir=data_dir,
                          backbone="minilm-l6" if backbone == "bert-base" else backbone)
     if backbone == "bert-base":
         from transformers import BertConfig, BertModel
@@ -175,11 +175,11 @@ def measure_row(s: Setup, row: str, precision: str) -> dict:
             "device_memory": memory.device_peak}
 
 
-def bench_train(backbone: str = "minilm-l6", precisions: tuple[str, ...] = ("auto",), batches_per_task: int = 4,
+def bench_train(backbone: str = "minilm-l6", precisions: tuple[str, ...] = ("auto",), batches_per_task: int = 3,
                 repeats: int = 3, rows: tuple[str, ...] = DEFAULT_ROWS, batch_size: dict | None = None,
-                device: str = "auto") -> dict:
+                device: str = "auto", data_dir: str | None = None) -> dict:
     batch_size = batch_size or {"sst": 32, "para": 16, "sts": 32}
-    s = build(backbone, batch_size, batches_per_task, device)
+    s = build(backbone, batch_size, batches_per_task, device, data_dir)
     resolved = list(dict.fromkeys(resolve_precision(p, s.device) for p in precisions))
     config = s.model.encoder.config
     _header(s, backbone, batch_size, repeats, precisions, resolved)
@@ -203,7 +203,7 @@ def bench_train(backbone: str = "minilm-l6", precisions: tuple[str, ...] = ("aut
 def summarize(reps: list[dict], peak: float) -> dict:
     seconds = statistics.median(r["seconds"] for r in reps)
     first = reps[0]  # the same batches in every repetition
-    out = {"seconds": seconds, "examples_per_s": first["examples"] / seconds, "tokens_per_s": first["tokens"] / seconds,
+    out = {"seconds": seconds, "tokens": first["tokens"], "examples_per_s": first["examples"] / seconds, "tokens_per_s": first["tokens"] / seconds,
            "padded_per_real": first["padded"] / first["tokens"], "gflops": first["flops"] / seconds / 1e9,
            "rss_gb": max(r["rss"] for r in reps) / 1e9, "examples": first["examples"]}
     out["mfu"] = out["gflops"] / peak
