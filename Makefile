@@ -26,8 +26,14 @@ workbook: data
 test: data
 	$(PY) -m pytest -q
 
+# localhost only, Jupyter's token auth (the URL with the token is printed); --allow-root only when root.
+# The overrides file turns on ipywidgets' "save widget state", so a saved notebook reopens with its panels.
+LAB_IP  ?= 127.0.0.1
+LAB_ARGS = --no-browser --ip=$(LAB_IP) --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: data
-	.venv/bin/jupyter lab notebooks/
+	@mkdir -p .venv/share/jupyter/lab/settings
+	@cp notebooks/.lab-overrides.json .venv/share/jupyter/lab/settings/overrides.json
+	.venv/bin/jupyter lab $(LAB_ARGS)
 
 # BENCH_ARGS e.g. "--backbone bert-base --precision fp32,bf16 --steps 2" (python -m mtlib bench --help)
 BENCH_ARGS ?= --precision fp32,bf16

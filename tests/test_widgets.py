@@ -1,6 +1,7 @@
 """The ablation panel, driven programmatically (no frontend): widget values -> RunConfig -> a run."""
 
 import json
+import threading
 import types
 from typing import get_args
 
@@ -39,14 +40,15 @@ def test_widget_values_flow_into_the_config(tmp_path):
     cfg = p.config()
     assert (cfg.sampler, cfg.n_hidden_layers, cfg.gradient_method, cfg.seed, cfg.epochs) == (
         "round_robin", 1, "pcgrad", 3, 1)
-    assert cfg.name == "widget-base"
-    assert run_dir_for(cfg).parent.parent == tmp_path / "runs"
+    assert p.target().row is None  # no paper row has this configuration: a run named after the changes
+    assert p.target().cfg.name == "base+sampler=round_robin+n_hidden_layers=1+gradient_method=pcgrad+epochs=1"
+    assert p.target().run_dir.parent.parent == tmp_path / "runs" / "widgets"
     assert cfg.backbone == "tiny-random"  # the rest comes from the profile
 
 
 def test_custom_panel_is_named_custom_and_defaults_to_the_baseline_controls(tmp_path):
     p = panel(tmp_path)
-    assert p.config().name == "widget-custom"
+    assert p.config().name == "custom"
     assert list(p.controls) == widgets.controls.BASELINE_CONTROLS
 
 
@@ -130,7 +132,7 @@ def test_unknown_controls_are_refused(tmp_path):
 # ------------------------------------------------------------------ errors
 def test_an_invalid_combination_is_shown_and_not_run(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(widgets.panel, "_train", lambda cfg, cb: calls.append(cfg))
+    monkeypatch.setattr(widgets.panel, "_train", lambda target, cb: calls.append(target))
     p = panel(tmp_path, controls=["pair_mode", "head"])
     p.set(pair_mode="concat_embed", head="rnn")
     assert "pair_mode" in p.message.value and "head" in p.message.value
@@ -142,48 +144,106 @@ def test_an_invalid_combination_is_shown_and_not_run(tmp_path, monkeypatch):
     assert "invalid" in p.status.value and isinstance(p.last_error, ValueError)
     assert not list((tmp_path / "runs").glob("*"))
     p.set(head="mlp")
-    assert not p.run_button.disabled and "run dir" in p.message.value
+    assert not p.run_button.disabled and "no paper row" in p.message.value
 
 
 def test_a_failing_run_is_reported_in_the_panel(tmp_path, monkeypatch):
-    def boom(cfg, cb):
+    def boom(target, cb):
         raise RuntimeError("out of memory, say")
 
     monkeypatch.setattr(widgets.panel, "_train", boom)
     p = panel(tmp_path, row="base")
     assert p.run() is None
-    assert p.status.value == "failed" and "out of memory" in p.message.value
+    assert p.status.value == "failed: RuntimeError: out of memory, say" and "out of memory" in p.message.value
     assert not p.run_button.disabled and p.run_button.description == "Run"
 
 
 # ------------------------------------------------------------------ running
-def test_run_button_trains_draws_live_and_shows_the_results(tmp_path, monkeypatch):
+def test_run_button_trains_in_the_background_draws_live_and_shows_the_results(tmp_path, monkeypatch):
     p = panel(tmp_path, row="base", controls=["sampler", "n_hidden_layers", "epochs"], batches_per_epoch=4)
     p.set(sampler="round_robin", n_hidden_layers=1, epochs=2)
-    seen = []  # the button is disabled and the curve redrawn while the trainer runs
+    seen = []  # the buttons, the progress bar and the curve while the trainer runs
     real_draw = p._draw
-    monkeypatch.setattr(p, "_draw", lambda: (seen.append((p.run_button.disabled, len(p.history))), real_draw()))
+    monkeypatch.setattr(p, "_draw", lambda: (seen.append((p.run_button.disabled, p.stop_button.disabled,
+                                                           p.progress.value, p.status.value)), real_draw()))
     p.run_button.click()
+    assert p.job is not None and p.wait(120)
     assert p.last_error is None, p.message.value
     run_dir = p.last_run_dir
+    assert run_dir == p.target().run_dir and run_dir.parent.name == "base+sampler=round_robin+n_hidden_layers=1-" \
+        + run_dir.parent.name.rsplit("-", 1)[1]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert run_dir == run_dir_for(p.config())
     evals = [r for r in p.history if r["type"] == "eval"]
     assert len(evals) == 2 and all("mean" in r and "examples_seen" in r for r in evals)
-    assert seen[0][0] is True and len(seen) >= 3  # once per eval row during the run, once after
-    ax = p.figure.axes[0]
-    assert {line.get_label() for line in ax.lines} >= {"sst", "para", "sts", "mean"}
+    assert len(seen) >= 3 and seen[0][:2] == (True, False) and seen[0][3].startswith("running:")
+    assert 0 < seen[0][2] < 1  # one epoch of two: half-way
     assert "image/png" in p.plot_output.outputs[0]["data"]
     assert f"{metrics['dev']['mean']:.3f}" in p.results.value
-    assert "0.648" in p.results.value  # the paper's mean for the BaseModel row
-    assert "tiny-random" in p.results.value
-    assert not p.run_button.disabled and p.status.value.startswith("done")
+    assert "no paper row" in p.results.value and "tiny-random" in p.results.value
+    assert not p.run_button.disabled and p.stop_button.disabled and p.status.value.startswith("done")
+    assert p.progress.value == 1.0
 
-    # clicking again finds the finished run: no training, the saved history is shown
-    monkeypatch.setattr(widgets.panel, "_train", lambda cfg, cb: run_dir_for(cfg))
+    # Run again: the finished run is shown with its saved history, not trained again
+    monkeypatch.setattr(widgets.panel, "_train", lambda target, cb: pytest.fail("trained again"))
     p.run_button.click()
-    assert p.last_run_dir == run_dir and len([r for r in p.history if r["type"] == "eval"]) == 2
-    assert "finished" in p.message.value
+    assert p.job is None and p.last_run_dir == run_dir and "not retrained" in p.status.value
+    assert len([r for r in p.history if r["type"] == "eval"]) == 2
+
+
+def test_a_rows_configuration_is_that_rows_run_and_paper_number(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    p = panel(tmp_path, row="gradvac")
+    p.set(gradient_method="pcgrad")  # what the 03 panel showed as "widget-gradvac" compared with Vaccine
+    t = p.target()
+    assert t.row["id"] == "pcgrad" and t.cfg.name == "pcgrad"
+    assert t.run_dir == run_dir_for(resolve_config("smoke", row="pcgrad", out_dir=str(runs), progress=False))
+    q = panel(tmp_path, row="advanced_pal")
+    q.set(pal_mode=PAL_FINETUNE_ONLY)  # "PALs only during finetuning": its own row, trained from its parent
+    t = q.target()
+    assert t.row["id"] == "advanced_pal_finetune" and [c.name for c in t.parents] == ["advanced"]
+    assert t.cfg.init_checkpoint.endswith("best.pt") and "advanced-" in t.cfg.init_checkpoint
+
+    base = panel(tmp_path, row="base")  # untouched: the row's own run, which "Train every row" reuses
+    assert base.run(timeout=120) == run_dir_for(resolve_config("smoke", row="base", out_dir=str(runs), progress=False))
+    assert "0.648" in base.results.value  # the paper's mean for the BaseModel row
+    monkeypatch.setattr(widgets.panel, "_train", lambda target, cb: pytest.fail("trained again"))
+    again = panel(tmp_path, row="base")
+    assert "already ran" in again.message.value
+    again.run_button.click()
+    assert again.last_run_dir == base.last_run_dir and again.status.value.startswith("done")
+
+
+def test_stop_leaves_a_run_that_resumes(tmp_path):
+    p = panel(tmp_path, row="base", controls=["epochs"], batches_per_epoch=12, log_every=1)
+    p.set(epochs=3)
+    rows = []
+    first_eval = threading.Event()
+    real = p._on_row
+
+    def on_row(row):
+        real(row)
+        rows.append(row)
+        if row["type"] == "eval":
+            first_eval.set()
+    p._on_row = on_row
+    p.run_button.click()
+    assert first_eval.wait(120)
+    p.stop_button.click()
+    assert p.wait(120) and p.job.state == "stopped"
+    assert p.status.value.startswith("stopped") and p.last_error is not None
+    run_dir = p.target().run_dir
+    assert (run_dir / "last.pt").is_file() and not (run_dir / "metrics.json").exists()
+    assert not p.run_button.disabled and p.stop_button.disabled
+    assert p.run(timeout=120) == run_dir  # Run again resumes from the last finished epoch
+    assert json.loads((run_dir / "metrics.json").read_text())["resumed"]
+
+
+def test_controls_have_human_labels_and_the_config_key_as_tooltip(tmp_path):
+    p = panel(tmp_path, controls=list(widgets.CONTROLS))
+    for key, w in p.controls.items():
+        assert w.description == widgets.controls.LABELS[key] and key in w.tooltip
+        assert "_" not in w.description  # no raw config keys
+    assert p.controls["n_hidden_layers"].description == "hidden layers"
 
 
 def test_the_panel_displays_as_its_widget(tmp_path):
@@ -191,6 +251,7 @@ def test_the_panel_displays_as_its_widget(tmp_path):
     assert p.widget.children[0] is p.title
     bundle = p._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/plain"].startswith("[ablation panel")  # a saved notebook without widget state: one line
 
 
 # ------------------------------------------------------------------ frontend detection

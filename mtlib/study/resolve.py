@@ -159,7 +159,10 @@ def resolve_config(source: str | Path | Mapping[str, Any], row: str | Mapping | 
         base["seed"] = seeds[0]
     if parent and "init_checkpoint" not in overrides:
         if inline_parent:  # one run: the parent's phases, then the row's
-            parent_phases = plain(get_row(parent)["config"].get("phases", []))
+            parent_cfg = get_row(parent)["config"]
+            parent_phases = plain(parent_cfg.get("phases", []))
+            if not parent_cfg.get("pals"):  # the parent had no PALs: they stay at their neutral start until the row's phases
+                parent_phases = [{**ph, "train_pals": False} for ph in parent_phases]
             own = base.get("phases", [])  # a phases value that is not a list is refused by the type check
             base["phases"] = [*parent_phases, *own] if isinstance(own, (list, tuple)) else own
             later = "overrides" if "phases" in overrides else repr(row["id"])

@@ -23,10 +23,19 @@ PRESETS = {  # notebook -> the toggles it shows (a row's notebook picks the defa
 }
 PRESETS = {k: v + RUN_CONTROLS for k, v in PRESETS.items()}
 BASELINE_CONTROLS = PRESETS["02_baselines"]
-LABELS = {"pretrain": "individual pretraining", "pal_mode": "PALs trained", "n_hidden_layers": "hidden layers",
-          "gradvac_beta": "GradVac beta", "smart_weight": "SMART weight", "compromise_k": "compromise K",
-          "head_cls": "+ [CLS] embed.", "head_tasks": "recurrent head for", "pals": "PALs",
-          "batches_per_epoch": "batches / epoch"}
+LABELS = {  # what a person reads; the config key is the tooltip
+    "pair_mode": "pair encoding", "sampler": "task sampler", "n_hidden_layers": "hidden layers",
+    "augment": "EDA augmentation", "pretrain": "individual pretraining", "gradient_method": "gradient method",
+    "gradvac_beta": "GradVac β", "smart_weight": "SMART weight", "compromise": "Gradient Compromise",
+    "compromise_k": "compromise K", "compromise_combine": "compromise combine", "head": "head",
+    "head_size": "head size", "head_cls": "+ [CLS] embedding", "head_tasks": "recurrent head for",
+    "pals": "PALs", "pal_mode": "PALs trained", "seed": "seed", "epochs": "epochs",
+    "batches_per_epoch": "batches / epoch",
+}
+TOOLTIPS = {"pretrain": "adds a 'pretrain' phase (encoder frozen) before finetuning",
+            "pal_mode": "'only during finetuning' adds a 'pal_only' phase"}
+# Every control has the same width and label width, in a wrapping row: nothing overlaps at any width.
+CONTROL_WIDTH, LABEL_WIDTH = "19em", "9em"
 # panel-only toggles that are not RunConfig keys: they add or remove phases
 PHASE_TOGGLES = ("pretrain", "pal_mode")
 
@@ -41,7 +50,9 @@ CONTROLS = {  # name -> widget kind; dropdown options come from the RunConfig Li
 
 def make_control(name: str, value: Any) -> W.Widget:
     """The widget of one toggle, starting at ``value``."""
-    kw = {"description": LABELS.get(name, name), "style": {"description_width": "initial"}}
+    tip = TOOLTIPS.get(name, "")
+    kw = {"description": LABELS.get(name, name), "tooltip": f"config key: {name}" + (f"; {tip}" if tip else ""),
+          "style": {"description_width": LABEL_WIDTH}, "layout": {"width": CONTROL_WIDTH, "flex": "0 0 auto"}}
     if name == "head_size":
         return W.Dropdown(options=sorted({128, 256, value}), value=value, **kw)
     if name == "pal_mode":
@@ -49,7 +60,7 @@ def make_control(name: str, value: Any) -> W.Widget:
     if CONTROLS[name] == "dropdown":  # options from the RunConfig Literal type: they never drift
         return W.Dropdown(options=list(get_args(field_types()[name])), value=value, **kw)
     if CONTROLS[name] == "checkbox":
-        return W.Checkbox(value=bool(value), indent=False, **kw)
+        return W.Checkbox(value=bool(value), indent=True, **kw)  # indent: its box lines up with the others
     if name == "n_hidden_layers":
         return W.IntSlider(value=value, min=0, max=max(3, value), **kw)
     if name == "epochs":

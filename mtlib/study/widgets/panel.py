@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,9 @@ from mtlib.study.resolve import resolve_config
 from mtlib.study.widgets.controls import (
     BASELINE_CONTROLS, CONTROLS, PAL_FINETUNE_ONLY, PAL_FROM_START, PHASE_TOGGLES, PRESETS, make_control,
 )
-from mtlib.study.widgets.render import dev_curve_png, error_html, results_html
-from mtlib.train.identity import run_dir_for
+from mtlib.study.widgets.jobs import WORKER, Job
+from mtlib.study.widgets.render import describe_html, dev_curve_png, epoch_fraction, error_html, results_html
+from mtlib.study.widgets.target import Target, change_name, find_target
 
 # Fallbacks when experiments.yaml holds no such phase (it normally does: the `pretrain` anchor, the
 # `pal_only` phase of advanced_pal_finetune); profiles shorten both through `phase_overrides`.
@@ -45,15 +45,17 @@ class AblationPanel:
         self.profile = profile
         self.row = get_row(row) if isinstance(row, str) else row
         self.fixed = dict(overrides)
-        self.fixed["out_dir"] = str(out_dir) if out_dir is not None else str(REPO_ROOT / "outputs/runs/widgets")
+        # rows' runs live in out_dir (where the notebook's "Train every row" writes), other runs in out_dir/widgets
+        self.fixed["out_dir"] = str(out_dir) if out_dir is not None else str(REPO_ROOT / "outputs/runs")
+        self.fixed.setdefault("progress", False)  # the panel draws its own progress bar and curve
         self._start_state()
         names = self._control_names(controls)
         self.controls: dict[str, W.Widget] = {n: self._make_control(n) for n in names}
         self.last_run_dir: Path | None = None
         self.last_error: BaseException | None = None
         self.history: list[dict] = []
-        self.figure = None
-        self._run_name = ""
+        self.job: Job | None = None
+        self.target_now: Target | None = None
         self._build_layout()
         for w in self.controls.values():
             w.observe(self._on_change, names="value")
@@ -101,22 +103,25 @@ class AblationPanel:
 
     def _build_layout(self) -> None:
         title = self.row["label"] if self.row else "custom configuration"
-        origin = f"row <code>{html.escape(self.row['id'])}</code>: " if self.row else ""
+        origin = f"starts from row <code>{html.escape(self.row['id'])}</code>: " if self.row else ""
         self.title = W.HTML(f"<b>Ablation panel</b> — {origin}{html.escape(title)} "
                             f"<span style='color:gray'>(profile {html.escape(str(self.profile))})</span>")
         self.run_button = W.Button(description="Run", button_style="primary", icon="play",
-                                   tooltip="train this config in the kernel")
+                                   tooltip="train this configuration in the background (the notebook stays usable)")
         self.run_button.on_click(self._on_run)
-        self.status = W.Label(value="")
-        self.message = W.HTML(value="")  # the config's run dir, or why it is invalid
+        self.stop_button = W.Button(description="Stop", icon="stop", disabled=True,
+                                    tooltip="stop after the next logged step; Run again resumes from the last epoch")
+        self.stop_button.on_click(self._on_stop)
+        self.status = W.Label(value="ready", layout={"flex": "1 1 auto"})
+        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, bar_style="info",
+                                        layout={"width": "12em", "flex": "0 0 auto"})
+        self.message = W.HTML(value="")  # what the config is (its paper row, its run dir), or why it is invalid
         self.plot_output = W.Output()
         self.results = W.HTML(value="")
-        self.log_output = W.Output(layout={"max_height": "12em", "overflow": "auto"})
-        boxes = list(self.controls.values())
-        grid = W.GridBox(boxes, layout=W.Layout(grid_template_columns="repeat(3, minmax(14em, 1fr))",
-                                                 grid_gap="2px 12px"))
-        self.widget = W.VBox([self.title, grid, W.HBox([self.run_button, self.status]), self.message,
-                              self.plot_output, self.results, self.log_output])
+        wrap = W.Layout(display="flex", flex_flow="row wrap", align_items="center", grid_gap="4px 16px")
+        self.widget = W.VBox([self.title, W.Box(list(self.controls.values()), layout=wrap),
+                              W.Box([self.run_button, self.stop_button, self.progress, self.status], layout=wrap),
+                              self.message, self.plot_output, self.results])
 
     # -- values -> config
     def values(self) -> dict[str, Any]:
@@ -147,12 +152,13 @@ class AblationPanel:
         pal_late = vals["pals"] and vals["pal_mode"] == PAL_FINETUNE_ONLY
         if pal_late:
             main["train_pals"] = False
-        phases = [self.templates["pretrain"]] if vals["pretrain"] else []
+        pretrain = {**self.templates["pretrain"], **({"train_pals": False} if pal_late else {})}
+        phases = [pretrain] if vals["pretrain"] else []
         phases.append(main)
         if pal_late:
             phases.append(self.templates["pal_only"])
         out["phases"] = [] if phases == [{"name": "finetune"}] else phases  # a bare finetune phase = no phases
-        out["name"] = f"widget-{self.row['id'] if self.row else 'custom'}"
+        out["name"] = self.row["id"] if self.row else "custom"  # renamed by find_target when it is no row
         if self.row is not None and self.row.get("init_from"):
             out["init_checkpoint"] = None  # the parent's phases are part of this one run
         return out
@@ -166,7 +172,18 @@ class AblationPanel:
             raise ValueError(f"invalid configuration: {e}") from e
         return cfg
 
-    def _on_change(self, change=None, message: bool = True) -> None:
+    def changes(self) -> dict[str, Any]:
+        """The toggles whose value differs from the starting row's (the seed names its own folder)."""
+        return {n: w.value for n, w in self.controls.items() if w.value != self.start[n] and n != "seed"}
+
+    def target(self) -> Target:
+        """What Run runs: the experiments row this configuration is (its run under ``out_dir``), or a run
+        named after the changes under ``<out_dir>/widgets``."""
+        fixed = {k: v for k, v in self.fixed.items() if k not in ("out_dir", "name")}
+        name = change_name(self.row["id"] if self.row else "custom", self.changes())
+        return find_target(self.profile, self.config(), self.fixed["out_dir"], name, **fixed)
+
+    def _on_change(self, change=None) -> None:
         vals = self.values()
         recurrent = vals["head"] != "mlp"
         relevant = {"gradvac_beta": vals["gradient_method"] == "gradvac", "compromise_k": vals["compromise"],
@@ -176,98 +193,114 @@ class AblationPanel:
             if name in self.controls:  # greyed out when it does not apply; its value is kept
                 self.controls[name].disabled = not on
         try:
-            cfg = self.config()
+            target = self.target()
         except ValueError:
             self.run_button.disabled = True
             return
         self.run_button.disabled = False
-        if not message:
-            return
-        rd = run_dir_for(cfg)
-        state = ("finished: Run shows its results" if (rd / "metrics.json").exists()
-                 else "unfinished: Run resumes it" if rd.exists() else "new")
-        self.message.value = (f"<span style='color:gray'>run dir <code>{html.escape(str(rd))}</code> "
-                              f"({state})</span>")
+        self.message.value = describe_html(target)
 
-    # -- running
-    def run(self) -> Path | None:
-        """Train the current config (what the Run button does); returns the run dir, None on failure."""
+    # -- running (on the kernel's panel-run thread; see jobs.py)
+    def run(self, timeout: float | None = None) -> Path | None:
+        """Run the current config and wait for it (what the Run button does, then waiting); the run dir, or
+        None when it failed, stopped or was invalid."""
         self._on_run(self.run_button)
+        if self.job is not None:
+            self.job.wait(timeout)
         return self.last_run_dir if self.last_error is None else None
 
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.job.wait(timeout) if self.job is not None else True
+
     def _on_run(self, _button=None) -> None:
-        if self.run_button.description == "Running…":
+        if self.job is not None and self.job.active:
             return
-        self.last_error = None
+        self.last_error, self.job = None, None
         try:
-            cfg = self.config()
+            target = self.target()
         except ValueError as e:
             self.last_error = e
             self.status.value = "not run: invalid configuration"
             return
-        self.run_button.disabled, self.run_button.description = True, "Running…"
-        self.history, self.results.value, self._run_name = [], "", cfg.name
-        self.status.value = f"training {cfg.name} (seed {cfg.seed}) …"
-        self.log_output.outputs = ()
-        try:
-            with self.log_output:  # trainer prints and progress bars land here, not in the log console
-                try:
-                    run_dir = _train(cfg, self._on_row)
-                except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - shown in the panel
-                    self.last_error = e
-            if self.last_error is not None:
-                e = self.last_error
-                interrupted = isinstance(e, KeyboardInterrupt)
-                self.status.value = "interrupted: Run again resumes from the last epoch" if interrupted else "failed"
-                detail = "" if interrupted else "".join(traceback.format_exception_only(type(e), e))
-                self.message.value = error_html(f"{type(e).__name__}: {detail or 'interrupted'}")
-                return
-            self.last_run_dir = Path(run_dir)
-            self.history = read_history(run_dir)  # the whole run, also when it resumed or was already finished
-            self._draw()
-            self._show_results()
-            self.status.value = f"done: {run_dir}"
-        finally:
-            self.run_button.description = "Run"
-            self._on_change(message=self.last_error is None)
+        self.target_now = target
+        self.history, self.results.value, self.progress.value = [], "", 0.0
+        if target.finished:  # a config that already ran is shown, not retrained
+            return self._show_done(target, "already ran, shown (not retrained)")
+        self.run_button.disabled, self.stop_button.disabled = True, False
+        self.job = WORKER.submit(Job(lambda cb: _train(target, cb), self._on_row, self._on_state))
+
+    def _on_stop(self, _button=None) -> None:
+        if self.job is not None and self.job.active:
+            self.job.stop()
+            self.status.value = f"{self.job.state}: stopping after the next logged step …"
+
+    def _on_state(self, job: Job) -> None:
+        t = self.target_now
+        if job.state == "queued":
+            ahead = f" ({job.ahead} run(s) ahead)" if job.ahead else ""
+            self.status.value = f"queued: {t.cfg.name} seed {t.cfg.seed}{ahead}"
+        elif job.state == "running":
+            self.status.value = f"running: {t.cfg.name} seed {t.cfg.seed} …"
+            self.progress.bar_style = "info"
+        elif job.state == "done":
+            self._show_done(t, "")
+        else:
+            self.last_error = job.error or RuntimeError(f"{job.state}: {job.reason}")
+            self.status.value = f"{job.state}: {job.reason.splitlines()[-1] if job.reason else ''}"
+            self.progress.bar_style = "warning" if job.state == "stopped" else "danger"
+            if job.state == "failed":
+                self.message.value = error_html(job.reason)
+        if job.state in ("done", "failed", "stopped"):
+            self.run_button.disabled, self.stop_button.disabled = False, True
+            if job.state != "failed":
+                self._on_change()
+
+    def _show_done(self, target: Target, note: str) -> None:
+        self.last_run_dir = target.run_dir
+        self.history = read_history(target.run_dir)  # the whole run, also when it resumed or already ran
+        self.progress.value, self.progress.bar_style = 1.0, "success"
+        self._draw()
+        self.results.value = results_html(read_metrics(target.run_dir), target.row)
+        self.status.value = f"done: {target.run_dir}" + (f" ({note})" if note else "")
+        self.message.value = describe_html(target)
 
     def _on_row(self, row: dict) -> None:
+        if row.get("type") == "start":  # a new run (a row's parent trains first): its own curve
+            self.history = []
         self.history.append(row)
+        self.progress.value = epoch_fraction(self.target_now.cfg, self.history)
         if row.get("type") == "eval":
-            self.status.value = (f"{row.get('phase_name', '')} epoch {row['epoch']}: dev mean {row['mean']:.3f} "
-                                 f"({row['examples_seen']:,} examples seen)")
+            self.status.value = (f"running: {self.target_now.cfg.name} — {row.get('phase_name', '')} epoch "
+                                 f"{row['epoch']}: dev mean {row['mean']:.3f} ({row['examples_seen']:,} examples seen)")
             self._draw()
 
     # -- output
     def _draw(self) -> None:
-        """Dev scores per task and their mean against examples seen, into the plot Output widget."""
-        if self.figure is None:  # no pyplot: nothing global, no double display by the inline backend
-            from matplotlib.figure import Figure
-
-            self.figure = Figure(figsize=(7.2, 3.4), layout="constrained")
-            self.figure.add_subplot()
-        png = dev_curve_png(self.figure, self.history, self._run_name)
-        # set outputs directly: works with or without a kernel and replaces the previous frame
+        """The live dev curve (``plots.dev_curves``), into the plot Output widget as a PNG."""
+        png = dev_curve_png(self.history, self.target_now.cfg.name)
+        # set outputs directly: works from the run thread, with or without a kernel, and replaces the last frame
         self.plot_output.outputs = ({"output_type": "display_data", "metadata": {},
                                      "data": {"image/png": png, "text/plain": "<dev curve>"}},)
-
-    def _show_results(self) -> None:
-        self.results.value = results_html(read_metrics(self.last_run_dir), self.row)
 
     # -- display
     def display(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
-
-    def _ipython_display_(self) -> None:
-        self.display()
+        display(self)
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        # what a saved notebook shows where the widget state is not available: a line, not a VBox repr
+        origin = f"row {self.row['id']}" if self.row else "a custom configuration"
+        bundle["text/plain"] = (f"[ablation panel: {origin}, profile {self.profile}; run this cell in JupyterLab "
+                                "to use it]")
+        return bundle
 
 
-def _train(cfg: RunConfig, callback) -> Path:
+def _train(target: Target, callback) -> Path:
+    """The row's parents first (a finished one is returned at once), then the run itself."""
     from mtlib.train.trainer import run
 
-    return run(cfg, callback=callback)
+    for parent in target.parents:
+        run(parent, callback=callback)
+    return run(target.cfg, callback=callback)
