@@ -107,6 +107,7 @@ class RunConfig:
     compromise_k: int = 16
     compromise_combine: Literal[COMPROMISE_COMBINES] = "encourage"
     compromise_counts: Literal[COMPROMISE_COUNTS] = "update"  # cumulative = the original's bug
+    compromise_divide: bool = True  # False: the groups' losses summed without the n_t^beta divisors (an ablation)
 
     # --- phases: a list of overrides of the fields above, run one after the other
     # (e.g. individual pretraining of the heads with the encoder frozen, then fine-tuning).
@@ -235,6 +236,8 @@ def _phase_settings(p: RunConfig) -> dict[str, Any]:
         out.pop("dwa_temperature")
     if p.loss_weighting == "none":  # runs from before loss weighting keep their identity
         out.pop("loss_weighting")
+    if p.compromise_divide or not p.compromise:
+        out.pop("compromise_divide")
     if not p.compromise:
         for k in ("compromise_k", "compromise_combine", "compromise_counts"):
             out.pop(k)

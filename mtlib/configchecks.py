@@ -16,6 +16,7 @@ PHASE_KEYS = frozenset({
     "sampler", "pal_counts", "freeze", "gradient_method", "gradvac_beta", "gradvac_update",
     "smart_weight", "smart_step_rule", "compromise", "compromise_k", "compromise_combine", "compromise_counts",
     "hidden_dropout", "train_pals", "cagrad_c", "loss_weighting", "loss_weighting_lr", "dwa_temperature",
+    "compromise_divide",
 })
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}")  # at most 100 characters
 NAME_RULE = "a plain file name (letters, digits, _ . + = -; no '/', not starting with '.'; at most 100 characters)"

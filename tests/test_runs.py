@@ -10,7 +10,7 @@ import pytest
 from mtlib import rundir
 from mtlib.study import experiments, resolve, runs, tables, workbook
 from mtlib.config import RunConfig
-from mtlib.study.experiments import get_row, load_experiments
+from mtlib.study.experiments import get_row, load_experiments, paper_rows
 from mtlib.study.runs import run_rows
 from mtlib.study.workbook import run_workbook
 from mtlib.study.resolve import resolve_config
@@ -20,10 +20,13 @@ NOTEBOOKS = {"02_baselines", "03_gradient_methods", "04_heads", "05_pals", "06_g
 
 
 def test_experiments_table():
-    rows = load_experiments()
+    everything = load_experiments()
+    rows = paper_rows(everything)
     assert len(rows) == 16
-    assert len({r["id"] for r in rows}) == 16
+    assert len({r["id"] for r in everything}) == len(everything)
     assert {r["notebook"] for r in rows} == NOTEBOOKS
+    beyond = [r for r in everything if r.get("beyond_paper")]
+    assert {r["notebook"] for r in beyond} == {"08_more_methods"} and all(r["paper"] == {} for r in beyond)
     for r in rows:
         assert set(r["paper"]) == {"sst", "para", "sts", "mean"}
         assert r["paper"]["mean"] == pytest.approx(sum(r["paper"][t] for t in ("sst", "para", "sts")) / 3, abs=2e-3)

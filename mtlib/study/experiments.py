@@ -34,6 +34,10 @@ def _load(path: str, mtime_ns: int) -> list[dict]:
                 raise ConfigError(f"{path}: rows[{i}] lacks key {key!r}")
         if row["id"] in seen:
             raise ConfigError(f"{path}: rows[{i}] repeats id {row['id']!r}")
+        if row.get("beyond_paper", False) not in (True, False):
+            raise ConfigError(f"{path}: rows[{i}] ({row['id']}) has beyond_paper {row['beyond_paper']!r}; expected true or false")
+        if row.get("beyond_paper") and row["paper"]:  # the paper ran none of these: no numbers to compare with
+            raise ConfigError(f"{path}: rows[{i}] ({row['id']}) is beyond_paper but has paper numbers; expected paper: {{}}")
         seen.add(row["id"])
     for row in rows:
         if row.get("init_from") and row["init_from"] not in seen:
@@ -57,6 +61,11 @@ def get_row(row_id: str, experiments: list[dict] | None = None) -> dict:
 def rows_for(notebook: str, experiments: list[dict] | None = None) -> list[dict]:
     rows = experiments if experiments is not None else load_experiments()
     return [r for r in rows if r["notebook"] == notebook]
+
+
+def paper_rows(experiments: list[dict] | None = None) -> list[dict]:
+    """The rows of the paper's table (not those marked ``beyond_paper``)."""
+    return [r for r in (experiments if experiments is not None else load_experiments()) if not r.get("beyond_paper")]
 
 
 def parent_rows(row: dict) -> list[str]:

@@ -107,7 +107,8 @@ def build_phase(index: int, name: str, pcfg: RunConfig, last: bool, model, strea
         if pcfg.compromise:
             step = CompromiseStep(batch_loss, task_grads, combiner, tasks, generator, scaler, sampler=sampler,
                                   k=pcfg.compromise_k, combine=pcfg.compromise_combine,
-                                  counts=pcfg.compromise_counts, num_epochs=pcfg.epochs)
+                                  counts=pcfg.compromise_counts, num_epochs=pcfg.epochs,
+                                  divide=pcfg.compromise_divide)
         else:
             step = CombinedStep(batch_loss, task_grads, combiner, tasks, generator, scaler)
     if pcfg.loss_weighting != "none":

@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-COUNTERS = ("train_seconds", "examples", "tokens", "padded_tokens", "updates", "eval_seconds", "eval_examples")
+COUNTERS = ("train_seconds", "examples", "tokens", "padded_tokens", "updates", "eval_seconds", "eval_examples",
+            "combine_seconds")  # combine_seconds: a combined step's gradient method (mtlib.train.steps.CombinedStep)
 
 
 class SpeedMeter:
@@ -26,7 +27,7 @@ class SpeedMeter:
     def training(self, phase):
         """Times one update of ``phase`` and counts the examples and tokens its batches held."""
         loss = phase.step.batch_loss
-        before = (loss.examples, loss.tokens, loss.padded_tokens)
+        before = (loss.examples, loss.tokens, loss.padded_tokens, getattr(phase.step, "combine_seconds", 0.0))
         start = time.perf_counter()
         yield
         row = self._row(phase.name)
@@ -35,6 +36,7 @@ class SpeedMeter:
         row["tokens"] += loss.tokens - before[1]
         row["padded_tokens"] += loss.padded_tokens - before[2]
         row["updates"] += 1
+        row["combine_seconds"] += getattr(phase.step, "combine_seconds", 0.0) - before[3]
 
     @contextmanager
     def evaluation(self, name: str, examples: int):
@@ -66,5 +68,7 @@ def rates(row: dict) -> dict:
             "tokens_per_s": per(row["tokens"], row["train_seconds"]),
             "padding": per(row["padded_tokens"] - row["tokens"], row["padded_tokens"]),  # share of padded slots
             "eval_examples_per_s": per(row["eval_examples"], row["eval_seconds"]),
+            # of training time, the gradient method's part (4 digits: it is ~1e-2)
+            "combine_share": round(row["combine_seconds"] / row["train_seconds"], 4) if row["train_seconds"] else None,
             "train_seconds": round(row["train_seconds"], 2), "examples": int(row["examples"]),
             "tokens": int(row["tokens"]), "updates": int(row["updates"])}

@@ -13,6 +13,7 @@ Every step raises ``NumericFault`` when a loss or gradient is not finite, before
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -126,6 +127,7 @@ class CombinedStep:
 
     sync = None  # N processes: sums the heads' gradients over ranks (TaskGradients sums the rows)
     loss_weighting = NO_LOSS_WEIGHTING
+    combine_seconds = 0.0  # host time in combine() (the speed meter's combine_share; on CUDA it includes waiting)
 
     def __init__(self, batch_loss: BatchLoss, task_grads: mgrad.TaskGradients, combiner: mgrad.GradientCombiner,
                  tasks: list[str], generator: torch.Generator, scaler=None):
@@ -149,7 +151,9 @@ class CombinedStep:
             tg.store(ti)
             if counts[task]:
                 losses[task] = total
+        start = time.perf_counter()
         stats = self.combine()
+        self.combine_seconds += time.perf_counter() - start
         if not all(math.isfinite(v) for v in stats["norms"].values()):
             bad = [t for t, v in stats["norms"].items() if not math.isfinite(v)]
             raise NumericFault("non-finite gradient", bad[0])
@@ -178,9 +182,11 @@ class CompromiseStep(CombinedStep):
     """Gradient Compromise: K batches drawn by ``pal_control`` (every task at least once), per-task losses
     divided by ``n_t ** beta`` with beta rising from 0.2 to 1 over the epochs."""
 
-    def __init__(self, *args, sampler, k: int, combine: str, counts: str, num_epochs: int, **kwargs):
+    def __init__(self, *args, sampler, k: int, combine: str, counts: str, num_epochs: int, divide: bool = True,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.sampler, self.k, self.combine_mode, self.count_mode = sampler, k, combine, counts
+        self.divide = divide  # False: the PAL-sampled groups without the n_t^beta divisors (an ablation)
         self.num_epochs = num_epochs
         self.epoch_counts: dict[str, int] = dict.fromkeys(self.tasks, 0)
         self.epoch = 0
@@ -195,4 +201,4 @@ class CompromiseStep(CombinedStep):
             self.epoch_counts[t] += here[t]
         self.beta = mgrad.compromise_beta(epoch, self.num_epochs) if self.combine_mode == "encourage" else 1.0
         n = self.epoch_counts if self.count_mode == "cumulative" else here  # cumulative: the original's bug
-        return here, mgrad.compromise_weights(n, self.beta)
+        return here, mgrad.compromise_weights(n, self.beta if self.divide else 0.0)

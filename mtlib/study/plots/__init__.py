@@ -21,6 +21,7 @@ from mtlib.study.plots._style import (
 )
 from mtlib.study.plots.data import class_distributions, length_distributions, length_filter_summary, quora_availability
 from mtlib.study.plots.claims import claims_forest
+from mtlib.study.plots.methods import methods_overview
 from mtlib.study.plots.predictions import confusion_counts, dev_predictions, prediction_panels
 from mtlib.study.plots.results import results_bars
 from mtlib.study.plots.training import (
@@ -36,6 +37,7 @@ from mtlib.study.plots.training import (
 __all__ = [
     "PAIR_COLORS", "SST_CLASSES", "TASK_COLORS", "TASK_NAMES", "X_LABELS", "History",
     "save", "save_per_run",
+    "methods_overview",
     "class_distributions", "length_filter_summary", "length_distributions", "quora_availability",
     "dev_curves", "speed_curves", "task_ratios", "observed_task_counts", "conflict_diagnostics", "gradient_toy",
     "compromise_parts",

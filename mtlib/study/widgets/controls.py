@@ -20,6 +20,8 @@ PRESETS = {  # notebook -> the toggles it shows (a row's notebook picks the defa
     "05_pals": ["n_hidden_layers", "sampler", "augment", "pretrain", "pals", "pal_mode"],
     "06_gradient_compromise": ["sampler", "pretrain", "gradient_method", "gradvac_beta", "compromise",
                                "compromise_k", "compromise_combine"],
+    "08_more_methods": ["pretrain", "gradient_method", "cagrad_c", "gradvac_beta", "loss_weighting",
+                        "loss_weighting_lr", "dwa_temperature", "compromise", "compromise_divide"],
 }
 PRESETS = {k: v + RUN_CONTROLS for k, v in PRESETS.items()}
 BASELINE_CONTROLS = PRESETS["02_baselines"]
@@ -30,7 +32,8 @@ LABELS = {  # what a person reads; the config key is the tooltip
     "compromise_k": "compromise K", "compromise_combine": "compromise combine", "head": "head",
     "head_size": "head size", "head_cls": "+ [CLS] embedding", "head_tasks": "recurrent head for",
     "pals": "PALs", "pal_mode": "PALs trained", "seed": "seed", "epochs": "epochs",
-    "batches_per_epoch": "batches / epoch",
+    "batches_per_epoch": "batches / epoch", "cagrad_c": "CAGrad c", "loss_weighting": "loss weighting",
+    "loss_weighting_lr": "weighting lr", "dwa_temperature": "DWA temperature", "compromise_divide": "÷ n_t^β",
 }
 TOOLTIPS = {"pretrain": "adds a 'pretrain' phase (encoder frozen) before finetuning",
             "pal_mode": "'only during finetuning' adds a 'pal_only' phase"}
@@ -45,6 +48,8 @@ CONTROLS = {  # name -> widget kind; dropdown options come from the RunConfig Li
     "compromise": "checkbox", "compromise_k": "slider", "compromise_combine": "dropdown", "head": "dropdown",
     "head_size": "dropdown", "head_cls": "checkbox", "head_tasks": "dropdown", "pals": "checkbox",
     "pal_mode": "dropdown", "seed": "int", "epochs": "slider", "batches_per_epoch": "int",
+    "cagrad_c": "float", "loss_weighting": "dropdown", "loss_weighting_lr": "float", "dwa_temperature": "float",
+    "compromise_divide": "checkbox",
 }
 
 
@@ -69,6 +74,6 @@ def make_control(name: str, value: Any) -> W.Widget:
         return W.IntSlider(value=value, min=len(TASKS), max=max(32, value), **kw)
     if name == "gradvac_beta":
         return W.FloatLogSlider(value=value, base=10, min=-4, max=0, step=0.25, readout_format=".0e", **kw)
-    if name == "smart_weight":  # 0 = off, which a log slider cannot show
+    if CONTROLS[name] == "float":  # smart_weight: 0 = off, which a log slider cannot show
         return W.BoundedFloatText(value=value, min=0.0, max=100.0, step=1e-3, **kw)
     return W.IntText(value=value, **kw)  # seed, batches_per_epoch
