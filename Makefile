@@ -29,7 +29,8 @@ test: data
 # localhost only, Jupyter's token auth (the URL with the token is printed); --allow-root only when root.
 # The overrides file turns on ipywidgets' "save widget state", so a saved notebook reopens with its panels.
 LAB_IP  ?= 127.0.0.1
-LAB_ARGS = --no-browser --ip=$(LAB_IP) --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+LAB_DIR ?= notebooks
+LAB_ARGS = --no-browser --ip=$(LAB_IP) --ServerApp.root_dir=$(LAB_DIR) $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: data
 	@mkdir -p .venv/share/jupyter/lab/settings
 	@cp notebooks/.lab-overrides.json .venv/share/jupyter/lab/settings/overrides.json

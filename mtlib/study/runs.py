@@ -22,7 +22,7 @@ def run_rows(notebook: str, profile: str, seeds: list[int] | None = None, only: 
 def run_ids(ids: list[str], profile: str, seeds: list[int] | None = None,
             callback: Callable[[dict], None] | None = None, **overrides: Any) -> list[Path]:
     """Run rows by id (any notebook): e.g. the comparators a notebook plots; finished runs are skipped."""
-    from mtlib.train.trainer import run
+    from mtlib.study.progress import run_reported as run  # reports to `make workbook` when it asks
 
     seeds = seeds or profile_seeds(profile)
     experiments = load_experiments() if ids else []

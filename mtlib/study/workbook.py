@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -25,7 +29,10 @@ def list_notebooks(only: list[str] | None = None, folder: Path | None = None) ->
 
 def run_workbook(profile: str, only: list[str] | None = None, out_dir: str | Path = "outputs/notebooks",
                  dry_run: bool = False, folder: Path | None = None, parameters: dict | None = None) -> int:
-    """Execute notebooks with papermill; keep going past failures; report and return non-zero if any failed."""
+    """Execute notebooks with papermill; keep going past failures; report and return non-zero if any failed.
+
+    The terminal gets a line per run as it starts, after each epoch and as it ends (``mtlib.study.progress``),
+    and a summary table at the end; the kernel's own log (e.g. its TCP warning) is kept out."""
     import papermill as pm
 
     load_profile(profile)  # a bad profile fails here, before any notebook starts
@@ -35,27 +42,113 @@ def run_workbook(profile: str, only: list[str] | None = None, out_dir: str | Pat
     results = []
     for nb in notebooks:
         target = out_dir / nb.name
-        print(f"[workbook] {nb.name} -> {target}", flush=True)
+        planned = _planned_runs(nb.stem, profile)
+        print(f"[workbook] {nb.name}: started ({planned or 'no'} training run(s) planned) -> {target}", flush=True)
         if dry_run:
             continue
         t0 = time.perf_counter()
+        printer = RunLines(nb.stem, planned)
         try:
-            pm.execute_notebook(str(nb), str(target), parameters={"profile": profile, **(parameters or {})},
-                                kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT))
-            results.append((nb.name, True, time.perf_counter() - t0, ""))
+            with _progress_file() as events, _following(events, printer):
+                pm.execute_notebook(str(nb), str(target), parameters={"profile": profile, **(parameters or {})},
+                                    kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT),
+                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])
+            results.append((nb.stem, "ok", printer.runs, time.perf_counter() - t0, ""))
         except Exception as e:  # noqa: BLE001 - report every failure, then go on
             reason = _failure_reason(e)
-            results.append((nb.name, False, time.perf_counter() - t0, reason))
-            print(f"[workbook] FAILED {nb.name}: {reason}", flush=True)
+            results.append((nb.stem, "FAILED", printer.runs, time.perf_counter() - t0, reason))
+            print(f"[workbook] {nb.stem}: FAILED: {reason}", flush=True)
+        else:
+            print(f"[workbook] {nb.stem}: ok in {_hms(results[-1][3])}", flush=True)
     if dry_run:
         return 0
-    print("\n[workbook] report")
-    for name, ok, secs, reason in results:
-        print(f"  {'ok    ' if ok else 'FAILED'} {name:32s} {secs:7.1f} s  {reason}")
-    total = sum(r[2] for r in results)
-    failed = [r for r in results if not r[1]]
-    print(f"  {len(results) - len(failed)} passed, {len(failed)} failed, {total:.0f} s in all")
+    print("\n[workbook] summary")
+    print(f"  {'notebook':28s} {'status':7s} {'runs':>5s} {'time':>9s}")
+    for name, status, runs, secs, reason in results:
+        print(f"  {name:28s} {status:7s} {runs:5d} {_hms(secs):>9s}  {reason}")
+    total = sum(r[3] for r in results)
+    failed = [r for r in results if r[1] != "ok"]
+    print(f"  {len(results) - len(failed)} passed, {len(failed)} failed, {_hms(total)} in all")
     return 1 if failed else 0
+
+
+class RunLines:
+    """Prints one line per run event of one notebook: run k of n, row, seed, phase and epoch, dev mean,
+    elapsed and an estimate of what is left (this run: by its epochs; the notebook: by the runs so far)."""
+
+    def __init__(self, notebook: str, planned: int):
+        self.notebook, self.planned, self.runs, self.started, self.took = notebook, planned, 0, {}, []
+
+    def __call__(self, ev: dict) -> None:
+        key = (ev["name"], ev["seed"])
+        now = time.time()
+        head = f"[workbook] {self.notebook} {ev['name']} seed {ev['seed']}"
+        if ev["event"] == "start":
+            self.runs += 1
+            self.started[key] = ev["t"]
+            of = f" of {self.planned}" if self.planned >= self.runs else ""
+            print(f"{head}: run {self.runs}{of} started", flush=True)
+            return
+        elapsed = now - self.started.get(key, now)
+        mean = f"dev mean {ev['mean']:.3f}" if isinstance(ev.get("mean"), (int, float)) else "dev mean -"
+        if ev["event"] == "epoch":
+            done, total = ev["epochs_done"], max(ev["epochs_total"], 1)
+            left = elapsed / done * (total - done) if done else 0.0
+            print(f"{head}: {ev['phase']} epoch {ev['epoch']} ({done}/{total}), {mean}, {_hms(elapsed)} elapsed, "
+                  f"~{_hms(left)} left in this run{self._notebook_left(left)}", flush=True)
+        elif ev["event"] == "end":
+            self.took.append(ev["seconds"])
+            print(f"{head}: {ev['status']}, {mean}, {_hms(ev['seconds'])}{self._notebook_left(0.0)}", flush=True)
+
+    def _notebook_left(self, run_left: float) -> str:
+        later = self.planned - self.runs
+        if later <= 0 or not self.took:
+            return ""
+        return f"; ~{_hms(run_left + later * sum(self.took) / len(self.took))} left in the notebook"
+
+
+def _planned_runs(notebook: str, profile: str) -> int:
+    """Rows of this notebook times the profile's seeds (parents and comparators come on top)."""
+    from mtlib.study.experiments import rows_for
+    from mtlib.study.resolve import profile_seeds
+
+    return len(rows_for(notebook)) * len(profile_seeds(profile))
+
+
+@contextlib.contextmanager
+def _progress_file():
+    from mtlib.study.progress import ENV
+
+    with tempfile.TemporaryDirectory(prefix="mtlib-workbook-") as tmp:
+        path = Path(tmp) / "events.jsonl"
+        old = os.environ.get(ENV)
+        os.environ[ENV] = str(path)  # the kernel papermill starts inherits it
+        try:
+            yield path
+        finally:
+            if old is None:
+                os.environ.pop(ENV, None)
+            else:
+                os.environ[ENV] = old
+
+
+@contextlib.contextmanager
+def _following(path: Path, on_event):
+    from mtlib.study.progress import follow
+
+    stop = threading.Event()
+    reader = threading.Thread(target=follow, args=(path, on_event, stop), daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        reader.join(10)
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def _failure_reason(e: Exception) -> str:

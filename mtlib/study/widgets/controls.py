@@ -38,7 +38,7 @@ LABELS = {  # what a person reads; the config key is the tooltip
 TOOLTIPS = {"pretrain": "adds a 'pretrain' phase (encoder frozen) before finetuning",
             "pal_mode": "'only during finetuning' adds a 'pal_only' phase"}
 # Every control has the same width and label width, in a wrapping row: nothing overlaps at any width.
-CONTROL_WIDTH, LABEL_WIDTH = "19em", "9em"
+CONTROL_WIDTH, LABEL_WIDTH = "22em", "9em"
 # panel-only toggles that are not RunConfig keys: they add or remove phases
 PHASE_TOGGLES = ("pretrain", "pal_mode")
 
@@ -65,7 +65,7 @@ def make_control(name: str, value: Any) -> W.Widget:
     if CONTROLS[name] == "dropdown":  # options from the RunConfig Literal type: they never drift
         return W.Dropdown(options=list(get_args(field_types()[name])), value=value, **kw)
     if CONTROLS[name] == "checkbox":
-        return W.Checkbox(value=bool(value), indent=True, **kw)  # indent: its box lines up with the others
+        return W.Checkbox(value=bool(value), indent=False, **{**kw, "style": {"description_width": "initial"}})
     if name == "n_hidden_layers":
         return W.IntSlider(value=value, min=0, max=max(3, value), **kw)
     if name == "epochs":

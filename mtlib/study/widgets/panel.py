@@ -29,7 +29,6 @@ DEFAULT_PHASES = {
 
 
 
-
 # ------------------------------------------------------------------ the panel
 class AblationPanel:
     """Widgets for a subset of RunConfig keys, starting from a profile and an experiments row.
@@ -119,9 +118,13 @@ class AblationPanel:
         self.plot_output = W.Output()
         self.results = W.HTML(value="")
         wrap = W.Layout(display="flex", flex_flow="row wrap", align_items="center", grid_gap="4px 16px")
-        self.widget = W.VBox([self.title, W.Box(list(self.controls.values()), layout=wrap),
+        controls = W.Box(list(self.controls.values()), layout=wrap)
+        self.widget = W.VBox([self.title, controls,
                               W.Box([self.run_button, self.stop_button, self.progress, self.status], layout=wrap),
                               self.message, self.plot_output, self.results])
+        for w, name in [(self.widget, "panel"), (controls, "controls"), (self.status, "status"),
+                        (self.message, "describe"), (self.plot_output, "curve")]:
+            w.add_class(f"mtlib-{name}")  # stable names for tests/test_browser.py and custom CSS
 
     # -- values -> config
     def values(self) -> dict[str, Any]:
