@@ -64,7 +64,7 @@ def _sts_scatter(ax, pairs: pd.DataFrame | None) -> None:
         ax.set(title=TASK_NAMES["sts"], xticks=[], yticks=[])
         return
     gold, pred = pairs["gold"].to_numpy(float), pairs["predicted"].to_numpy(float)
-    alpha = float(np.clip(60 / np.sqrt(len(pairs)), 0.15, 0.8))  # dense clouds stay readable
+    alpha = float(np.clip(12 / np.sqrt(len(pairs)), 0.15, 0.8))  # dense clouds stay readable
     ax.scatter(gold, pred, s=9, alpha=alpha, color=TASK_COLORS["sts"], linewidths=0)
     low, high = min(0.0, np.nanmin(pred)), max(5.0, np.nanmax(pred))
     ax.plot([0, 5], [0, 5], color="#888888", linewidth=1, linestyle="--", label="prediction = gold")
