@@ -162,8 +162,14 @@ def _format_report(report: dict) -> str:
             shown = ", ".join(map(str, value[:4])) + (f", ... ({len(value)} in all)" if len(value) > 4 else "")
             lines.append(f"{key}: {len(value)} file(s){': ' + shown if value else ''}")
         elif isinstance(value, dict) and key == "unavailable":
+            from mtlib.data.sources import OPTIONAL_FILES
+
+            optional = [name for name in value if name in OPTIONAL_FILES]
+            if optional:  # expected offline (the shared data lacks them): one quiet line, no network error text
+                lines.append(f"optional, not available here: {', '.join(optional)} (the Quora subsets are used)")
             for name, why in value.items():
-                lines.append(f"unavailable: {name} ({why.split(': ', 1)[-1][:80]})")
+                if name not in OPTIONAL_FILES:
+                    lines.append(f"unavailable: {name} ({why.split(': ', 1)[-1][:80]})")
         else:
             lines.append(f"{key}: {value}")
     return "\n".join(lines)
