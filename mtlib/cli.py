@@ -1,4 +1,4 @@
-"""python -m mtlib {data fetch, run, score, predict, tensorboard, workbook, bench}."""
+"""python -m mtlib {data fetch, run, score, predict, tensorboard, workbook, sweep, bench}."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them")
 
     b = command(sub, "bench", help="benchmarks that print what they measured")
-    b.add_argument("what", choices=["gradients", "train"])
+    b.add_argument("what", choices=["gradients", "train", "comm"])
     b.add_argument("--profile", default="quick", help="gradients: the profile whose model and batches it uses")
     b.add_argument("--repeats", type=int, help="repetitions (medians; default gradients 5, train 3)")
     b.add_argument("--backbone", default="minilm-l6", choices=["minilm-l6", "bert-base"],
@@ -72,6 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rows", help="train: comma-separated rows (default: loops, single, pcgrad, gradvac, "
                                   "compromise; also single-eager, single-compiled)")
     b.add_argument("--device", default="auto", help="train: auto, cpu, cuda, cuda:N")
+    b.add_argument("--nproc", type=int, default=2, help="comm: processes (torchrun --standalone)")
+    b.add_argument("--method", default="pcgrad", choices=["pcgrad", "gradvac"], help="comm: the gradient method")
+
+    sw = command(sub, "sweep", help="many runs (rows x seeds, parents first) on an engine: local or a Ray cluster")
+    sw.add_argument("--engine", choices=["local", "ray"], default="local", help="local: in this process (default)")
+    sw.add_argument("--profile", default="quick")
+    sw.add_argument("--rows", nargs="*", default=[], metavar="ROW", help="rows of params/experiments.yaml")
+    sw.add_argument("--notebooks", nargs="*", default=[], metavar="NB", help="every row of these notebooks (or prefixes)")
+    sw.add_argument("--seeds", nargs="*", type=int, metavar="N", help="default: the profile's seeds")
+    sw.add_argument("--out", help="output folder (default: the profile's out_dir; ray: one every node mounts)")
+    sw.add_argument("--address", help="ray: an existing cluster (ray start --head ...); default: a local one")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    sw.add_argument("--cpus-per-run", type=float, help="ray: CPUs a run declares (default: its threads, else 1)")
+    sw.add_argument("--gpus-per-run", type=float, help="ray: GPUs a run declares (default: 1 where there are GPUs)")
+    sw.add_argument("--max-retries", type=int, default=3, help="ray: retries of a run whose worker was lost")
     return p
 
 
@@ -145,6 +160,14 @@ def _dispatch(args) -> int:
         for run_dir, done in convert_runs(args.run_dirs):
             print(f"{run_dir}: {done}")
         return 0
+    if args.command == "sweep":  # exit status 1 when any run failed
+        from mtlib.study.sweep import sweep_command
+
+        return sweep_command(args)
+    if args.command == "bench" and args.what == "comm":  # all-reduce cost of N processes (mtlib.bench.comm)
+        from mtlib.bench.comm import bench_comm
+
+        return bench_comm(args.profile, args.nproc, args.repeats or 10, args.method)
     if args.command == "bench":
         from mtlib.bench import main as bench_main
 

@@ -20,8 +20,14 @@ def run_rows(notebook: str, profile: str, seeds: list[int] | None = None, only: 
 
 
 def run_ids(ids: list[str], profile: str, seeds: list[int] | None = None,
-            callback: Callable[[dict], None] | None = None, **overrides: Any) -> list[Path]:
-    """Run rows by id (any notebook): e.g. the comparators a notebook plots; finished runs are skipped."""
+            callback: Callable[[dict], None] | None = None, engine: str = "local", address: str | None = None,
+            **overrides: Any) -> list[Path]:
+    """Run rows by id (any notebook): e.g. the comparators a notebook plots; finished runs are skipped.
+
+    ``engine="ray"``: the runs go to a Ray cluster (``address``, else a local one) as one sweep
+    (``mtlib.study.sweep``); a failed run raises after the others finished."""
+    if engine != "local":
+        return _sweep(ids, profile, seeds, engine, address, overrides)
     from mtlib.study.progress import run_reported as run  # reports to `make workbook` when it asks
 
     seeds = seeds or profile_seeds(profile)
@@ -34,3 +40,14 @@ def run_ids(ids: list[str], profile: str, seeds: list[int] | None = None,
                 run(resolve_config(profile, row=get_row(parent, experiments), seed=seed, **overrides), callback=callback)
             out.append(run(resolve_config(profile, row=row, seed=seed, **overrides), callback=callback))
     return out
+
+
+def _sweep(ids: list[str], profile: str, seeds, engine: str, address, overrides: dict) -> list[Path]:
+    from mtlib.study.sweep import plan, run_sweep
+
+    runs = plan(profile, ids, seeds, **overrides)
+    sweep = run_sweep(runs, engine, address=address)
+    if sweep.failed:
+        raise RuntimeError("sweep: " + "; ".join(f"{r.key} {r.error}" for r in sweep.failed))
+    wanted = {f"{i} seed{s}" for i in ids for s in (seeds or profile_seeds(profile))}
+    return [Path(r.run_dir) for r in runs if r.key in wanted]

@@ -126,6 +126,37 @@ def run_sweep(runs: list[SweepRun], engine: str = "local", *, address: str | Non
     return sweep
 
 
+def sweep_command(args) -> int:
+    """``python -m mtlib sweep ...`` (mtlib.cli); 0 when every run finished, 1 when any failed."""
+    from mtlib.config import parse_override
+    from mtlib.configtypes import ConfigError
+    from mtlib.study.experiments import load_experiments
+
+    overrides, problems = {}, []
+    for text in args.set:
+        try:
+            key, value = parse_override(text)
+            overrides[key] = value
+        except ConfigError as err:
+            problems += err.errors
+    if problems:
+        raise ConfigError(problems)
+    rows = list(args.rows)
+    for nb in args.notebooks:
+        found = [r["id"] for r in load_experiments() if r["notebook"] == nb or r["notebook"].startswith(nb)]
+        if not found:
+            raise ValueError(f"--notebooks {nb}: no row of params/experiments.yaml belongs to such a notebook")
+        rows += [r for r in found if r not in rows]
+    if not rows:
+        raise ValueError("sweep: name rows (--rows ROW ...) or notebooks (--notebooks 03 ...)")
+    if args.out:
+        overrides["out_dir"] = str(Path(args.out).resolve())
+    runs = plan(args.profile, rows, args.seeds, **overrides)
+    sweep = run_sweep(runs, args.engine, address=args.address, cpus_per_run=args.cpus_per_run,
+                      gpus_per_run=args.gpus_per_run, max_retries=args.max_retries)
+    return 1 if sweep.failed else 0
+
+
 def blocked_by(sweep: Sweep, run: SweepRun) -> str:
     """Why ``run`` cannot start ('' when it can): a parent that failed."""
     bad = [p for p in run.parents if sweep.runs[p].state == "failed"]

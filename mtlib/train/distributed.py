@@ -25,6 +25,7 @@ import datetime
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -91,6 +92,7 @@ class BatchShard:
 
     rank: int
     world: int
+    comm_seconds: float = 0.0  # time inside the loss all-reduces (the communication benchmark reads it)
 
     def take(self, examples: list) -> list:
         n = len(examples)
@@ -105,7 +107,9 @@ class BatchShard:
         (so history rows and the non-finite check are the same on every rank)."""
         share = loss * (part / whole)
         total = share.detach().clone()
+        t = time.perf_counter()
         _collective("the loss all-reduce", dist.all_reduce, total)
+        self.comm_seconds += time.perf_counter() - t
         return share + (total - share.detach())
 
 
@@ -146,12 +150,14 @@ class GradientSync:
         device = rows[0].device
         sizes = torch.tensor([r.numel() for r in rows], dtype=torch.long, device=device)
         every = [torch.empty_like(sizes) for _ in range(world_size())]
+        t = time.perf_counter()
         _collective("the row-id exchange", dist.all_gather, every, sizes)
         width = int(torch.stack(every).sum(1).max())
         mine = torch.full((width,), -1, dtype=torch.long, device=device)
         mine[: int(sizes.sum())] = torch.cat(rows)
         gathered = [torch.empty_like(mine) for _ in every]
         _collective("the row-id exchange", dist.all_gather, gathered, mine)
+        self.comm_seconds += time.perf_counter() - t
         out = []
         for j in range(len(rows)):
             ids = [g[int(s[:j].sum()): int(s[: j + 1].sum())] for g, s in zip(gathered, every)]
@@ -159,8 +165,6 @@ class GradientSync:
         return out
 
     def _all_reduce(self, tensors: list[Tensor], what: str) -> None:
-        import time
-
         t = time.perf_counter()
         works = [_collective(what, dist.all_reduce, x, async_op=True) for x in tensors]
         for w in works:

@@ -1,0 +1,135 @@
+"""One run on two gloo processes (torchrun --standalone) against the same run on one process.
+
+On ``smoke``, fp32, without dropout (the heads' and the tiny encoder's), two processes must compute what one
+does: the training-loss history and the final dev scores agree to 1e-5 for a single-task row, PCGrad, GradVac
+and the compromise row, and the per-task gradient rows summed over the ranks equal one process's rows. A rank
+SIGKILLed mid-epoch ends the job with an error naming it; the checkpoint refuses another world size; started
+again (torchrun --max-restarts, which also survives a second kill), the run ends with exactly the metrics of
+an uninterrupted two-process run (with dropout on: every rank's RNG is in last.pt).
+
+Three torchrun launches in all (imports cost seconds per process): every two-process training run but the
+killed one goes through tests/distributed_driver.py in one launch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mtlib.rundir import CheckpointError, read_history, read_metrics
+from mtlib.study.resolve import resolve_config
+from mtlib.train.identity import run_dir_for
+from mtlib.train.trainer import run
+
+HERE = Path(__file__).parent
+ROWS = ["base", "pcgrad", "gradvac", "compromise"]  # single-task (random sampler), PCGrad, GradVac, compromise
+TOL = 1e-5
+# rank 1 dies (SIGKILL at a fault point) in the first attempt of a launch only; a torchrun restart runs clean
+RANK_SCRIPT = """
+if [ "$RANK" = 1 ] && [ "${TORCHELASTIC_RESTART_COUNT:-0}" = 0 ] && [ -n "$KILL_AT" ]; then export MTLIB_FAULT="$KILL_AT"; fi
+exec "$PY" -m mtlib run "$CFG"
+"""
+
+
+def _cfg(data_dir, out, row, dropout):
+    return resolve_config("smoke", row=row, out_dir=str(out), data_dir=str(data_dir), max_train_examples=32,
+                          progress=False, threads=1, hidden_dropout=dropout)
+
+
+def _torchrun(*args, env=None, timeout=240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    env.pop("MTLIB_FAULT", None)
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=HERE.parent)
+
+
+def _losses(run_dir: Path) -> list[float]:
+    return [v for r in read_history(run_dir) if r["type"] == "train" for _, v in sorted(r["loss"].items())]
+
+
+@pytest.fixture(scope="module")
+def runs(small_data_dir, tmp_path_factory):
+    """One process (in this process) and two processes (one torchrun launch) of every row, without dropout;
+    the uninterrupted two-process reference of the kill test, with dropout."""
+    sys.path.insert(0, str(HERE))
+    from distributed_driver import no_encoder_dropout
+
+    root = tmp_path_factory.mktemp("dist")
+    ref_kill = _cfg(small_data_dir, root / "kill-ref", "gradvac", 0.3)
+    ref_path = root / "kill-ref.yaml"
+    ref_path.write_text(ref_kill.to_yaml())
+    two, one = {}, {}
+    for row in ROWS:
+        two[row] = _cfg(small_data_dir, root / "two", row, 0.0)
+        (root / f"{row}.yaml").write_text(two[row].to_yaml())
+    proc = _torchrun(str(HERE / "distributed_driver.py"), str(root), str(ref_path), "--no-dropout",
+                     *[str(root / f"{row}.yaml") for row in ROWS])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from mtlib.model import backbones
+
+    tiny = backbones.tiny_config
+    no_encoder_dropout()
+    try:
+        for row in ROWS:
+            one[row] = run(_cfg(small_data_dir, root / "one", row, 0.0))
+    finally:
+        backbones.tiny_config = tiny
+    return {"root": root, "one": one, "two": {r: run_dir_for(c) for r, c in two.items()}, "data": small_data_dir,
+            "kill_ref": run_dir_for(ref_kill), "rows": json.loads((root / "rows.json").read_text())}
+
+
+@pytest.mark.parametrize("row", ROWS)
+def test_two_processes_train_what_one_does(runs, row):
+    one, two = runs["one"][row], runs["two"][row]
+    a, b = _losses(one), _losses(two)
+    assert len(a) == len(b) > 0
+    loss_diff = max(abs(x - y) for x, y in zip(a, b))
+    da, db = read_metrics(one)["dev"], read_metrics(two)["dev"]
+    score_diff = max(abs(da[k] - db[k]) for k in da)
+    print(f"[dist] {row}: max |loss 1 - loss 2| {loss_diff:.2e} over {len(a)}, max |score 1 - score 2| {score_diff:.2e}")
+    assert loss_diff <= TOL and score_diff <= TOL
+    assert read_metrics(one)["examples_seen"] == read_metrics(two)["examples_seen"]
+
+
+def test_gradient_rows_summed_over_ranks_equal_one_process(runs):
+    rows = runs["rows"]
+    print(f"[dist] rows {rows['rows_shape']}: max diff {rows['rows_max_abs_diff']:.2e} (max |g| "
+          f"{rows['rows_max_abs']:.2f}), heads {rows['heads_max_abs_diff']:.2e}, embedding rows {rows['embedding_rows']}")
+    assert rows["rows_max_abs_diff"] is not None and rows["rows_max_abs_diff"] <= TOL
+    assert rows["heads_max_abs_diff"] <= TOL
+    ref_ids, got_ids = rows["embedding_rows"]
+    assert ref_ids == got_ids and ref_ids[0] > 0  # the union of the ranks' rows is the whole batch's
+
+
+def test_a_killed_rank_ends_the_job_and_a_restart_resumes_exactly(runs):
+    cfg = _cfg(runs["data"], runs["root"] / "killed", "gradvac", 0.3)
+    path = runs["root"] / "killed.yaml"
+    path.write_text(cfg.to_yaml())
+    env = {"PY": sys.executable, "CFG": str(path)}
+    args = ("--no-python", "bash", "-c", RANK_SCRIPT)
+    # smoke gradvac: pretrain 3 updates, finetune 2 epochs x 2: update 6 is the middle of the last epoch
+    died = _torchrun(*args, env={**env, "KILL_AT": "step:6"})
+    assert died.returncode != 0
+    assert "rank      : 1" in died.stderr and "SIGKILL" in died.stderr
+    run_dir = run_dir_for(cfg)
+    assert (run_dir / "last.pt").is_file() and not (run_dir / "metrics.json").exists()
+    with pytest.raises(CheckpointError, match="written by a run on 2 process"):  # another world size
+        run(cfg)
+    # started again with restarts allowed; rank 1 dies once more mid-epoch, the agent restarts both ranks
+    done = _torchrun("--max-restarts", "1", *args, env={**env, "KILL_AT": "step:1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "lost the other processes" in done.stderr or "SIGKILL" in done.stderr
+    got, ref = read_metrics(run_dir), read_metrics(runs["kill_ref"])
+    assert got["dev"] == ref["dev"] and got["examples_seen"] == ref["examples_seen"]
+    assert got["resumed"] and _losses(run_dir) == _losses(runs["kill_ref"])
+    assert _scores(run_dir) == _scores(runs["kill_ref"])
+    assert not (run_dir / "last.pt").exists()
+
+
+def _scores(run_dir: Path) -> list[tuple]:
+    return [(r["phase"], r["epoch"], r["mean"]) for r in read_history(run_dir) if r["type"] == "eval"]

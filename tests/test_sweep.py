@@ -1,0 +1,107 @@
+"""Sweeps (mtlib.study.sweep): a local Ray cluster (2 CPUs, 127.0.0.1, no dashboard) against the local engine.
+
+One Ray sweep of five runs: four ``smoke`` runs (base and gradvac x two seeds) must end with exactly the
+metrics the local engine gives them; one of them has its worker SIGKILLed mid-run (after its first epoch's
+checkpoint) and must be retried, resume from last.pt and still match; a fifth run with a bad config
+(a missing init_checkpoint) fails once, is not retried, and the others finish.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from mtlib.cli import main
+from mtlib.rundir import read_metrics
+from mtlib.study.sweep import check_shared_folder, plan, run_sweep
+
+pytest.importorskip("ray")  # the cluster extra: make setup installs it
+
+ROWS, SEEDS = ["base", "gradvac"], [1, 2]
+KILLED = "gradvac seed1"
+
+
+def _kw(tmp, data_dir, name):
+    return dict(out_dir=str(tmp / name), data_dir=str(data_dir), max_train_examples=32, progress=False, threads=1)
+
+
+@pytest.fixture(scope="module")
+def sweeps(small_data_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    local = run_sweep(plan("smoke", ROWS, SEEDS, **_kw(tmp, small_data_dir, "local")), "local", show=False)
+    runs = plan("smoke", ROWS, SEEDS, **_kw(tmp, small_data_dir, "ray"))
+    runs += plan("smoke", ["base"], [5], init_checkpoint=str(tmp / "missing" / "best.pt"),
+                 **_kw(tmp, small_data_dir, "ray"))
+    seen = {"killed": None, "address": None}
+
+    def on_update(sweep):
+        import ray
+
+        seen["address"] = seen["address"] or ray.nodes()[0]["NodeManagerAddress"]
+        r = sweep.runs[KILLED]
+        if r.state == "running" and r.attempts == 1 and r.progress and seen["killed"] is None:
+            seen["killed"] = r.pid
+            os.kill(r.pid, signal.SIGKILL)  # the worker process, mid-run (after its first epoch's checkpoint)
+
+    ray_sweep = run_sweep(runs, "ray", num_cpus=2, max_retries=2, on_update=on_update)
+    return local, ray_sweep, seen
+
+
+def test_ray_runs_end_with_the_local_engines_metrics(sweeps):
+    local, ray_sweep, seen = sweeps
+    assert seen["address"] == "127.0.0.1"  # the local cluster is not reachable from elsewhere
+    for key, ref in local.runs.items():
+        got = ray_sweep.runs[key]
+        assert ref.state == got.state == "done", (got.state, got.error)
+        a, b = read_metrics(ref.run_dir), read_metrics(got.run_dir)
+        assert a["dev"] == b["dev"] and a["examples_seen"] == b["examples_seen"] and a["run_id"] == b["run_id"]
+
+
+def test_a_killed_worker_is_retried_and_resumes_from_last_pt(sweeps):
+    local, ray_sweep, seen = sweeps
+    r = ray_sweep.runs[KILLED]
+    assert seen["killed"] is not None and r.attempts == 2 and r.state == "done"
+    assert read_metrics(r.run_dir)["resumed"], "the retry should resume from last.pt"
+    assert read_metrics(r.run_dir)["dev"] == read_metrics(local.runs[KILLED].run_dir)["dev"]
+    assert all(x.attempts == 1 for k, x in ray_sweep.runs.items() if k != KILLED)
+
+
+def test_a_bad_config_fails_once_and_the_others_finish(sweeps):
+    _, ray_sweep, _ = sweeps
+    (bad,) = ray_sweep.failed
+    assert bad.key == "base seed5" and bad.attempts == 1 and "init_checkpoint" in bad.error
+    assert ray_sweep.counts() == {"pending": 0, "running": 0, "done": 4, "failed": 1}
+    assert "1 failed of 5" in ray_sweep.summary()
+    table = ray_sweep.table()
+    assert list(table["state"]).count("done") == 4
+
+
+def test_cli_exit_status_is_nonzero_when_a_run_fails(small_data_dir, tmp_path, capsys):
+    args = ["sweep", "--profile", "smoke", "--rows", "base", "--seeds", "7", "--out", str(tmp_path),
+            "--set", f"data_dir={small_data_dir}", "--set", "max_train_examples=32", "--set", "progress=false",
+            "--set", f"init_checkpoint={tmp_path / 'nowhere.pt'}"]
+    assert main(args) == 1
+    assert "base seed7" in capsys.readouterr().err
+
+
+def test_the_output_folder_must_be_shared_and_absolute(tmp_path):
+    with pytest.raises(ValueError, match="absolute"):
+        check_shared_folder(tmp_path.relative_to(tmp_path.parent), [], lambda paths: [])
+    with pytest.raises(ValueError, match="does not see the sweep output folder"):
+        check_shared_folder(tmp_path, [], lambda paths: [{"node": "n2", "seen": {p: None for p in paths}}])
+    data = tmp_path / "d.csv"
+    with pytest.raises(ValueError, match="does not see the data file"):
+        check_shared_folder(tmp_path / "out", [data], lambda paths: [
+            {"node": "n2", "seen": {p: (open(p).read() if ".sweep-probe-" in p else None) for p in paths}}])
+
+
+def test_without_ray_the_engine_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from mtlib.study.sweep_ray import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ValueError, match=r"pip install -e '\.\[cluster\]'"):
+        import_ray(local=True)
