@@ -80,8 +80,6 @@ def run_on_ray(sweep: Sweep, *, address: str | None, cpus_per_run: float | None,
     ray = import_ray(local=address is None)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from mtlib.train.run_data import files_read
-
     started = not ray.is_initialized()
     if started and address:
         ray.init(address=address, log_to_driver=False)
@@ -96,7 +94,7 @@ def run_on_ray(sweep: Sweep, *, address: str | None, cpus_per_run: float | None,
             return ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False))
                             .remote(paths) for n in nodes])
 
-        data_files = sorted({p.resolve() for r in runs for p in files_read(r.cfg)})
+        data_files = sorted({Path(p).resolve() for r in runs for p in _data_files(r.cfg)})
         check_shared_folder(out_dir_of(runs), data_files, on_every_node)
         gpus = ray.cluster_resources().get("GPU", 0)
         board = ray.remote(num_cpus=0)(Board).remote()
@@ -126,6 +124,14 @@ def run_on_ray(sweep: Sweep, *, address: str | None, cpus_per_run: float | None,
     finally:
         if started:
             ray.shutdown()
+
+
+def _data_files(cfg) -> list:
+    """The course files a run trains and is scored on (its test files are optional)."""
+    from mtlib.data import parse
+
+    return [p for t in cfg.tasks for p in (*parse.split_files(t, "train", cfg.data_dir, cfg.quora_train),
+                                           *parse.split_files(t, "dev", cfg.data_dir))]
 
 
 def _apply(sweep: Sweep, events: list[tuple]) -> None:
