@@ -165,7 +165,7 @@ class Lab:
         return self.status()
 
     def press(self, button: str) -> None:
-        self.panel().get_by_role("button", name=button, exact=True).click()
+        self.panel().locator(f"button.mtlib-{button.lower()}").click()
 
 
 def drive(lab: Lab, tmp: Path, t0: float) -> dict:
@@ -241,6 +241,7 @@ def save_and_reopen(lab: Lab, name: str, tmp: Path, t0: float) -> dict:
     expect(lab.nb.locator(".mtlib-panel").first).to_be_visible(timeout=60_000)
     body = lab.nb.inner_text()
     assert "VBox(children=" not in body and "Error displaying widget" not in body
+    lab.nb.locator(".mtlib-panel").first.scroll_into_view_if_needed()
     lab.shot(f"{name}-reopened")
     lab.step(f"{name}: saved and reopened", t0)
     return {"widget_models_saved": len(saved.get("application/vnd.jupyter.widget-state+json", {}).get("state", {}))}

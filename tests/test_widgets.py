@@ -9,6 +9,7 @@ import pytest
 
 from mtlib.study import widgets
 from mtlib.config import field_types
+from mtlib.study.labels import key_label
 from mtlib.study.resolve import resolve_config
 from mtlib.train.identity import run_dir_for
 from mtlib.study.widgets import PAL_FINETUNE_ONLY, AblationPanel, interactive_frontend, show_panel
@@ -241,8 +242,8 @@ def test_stop_leaves_a_run_that_resumes(tmp_path):
 def test_controls_have_human_labels_and_the_config_key_as_tooltip(tmp_path):
     p = panel(tmp_path, controls=list(widgets.CONTROLS))
     for key, w in p.controls.items():
-        assert w.description == widgets.controls.LABELS[key] and key in w.tooltip
-        assert "_" not in w.description  # no raw config keys
+        assert w.description == key_label(key) and key in w.tooltip
+        assert w.description != key or "_" not in key  # no raw config keys
     assert p.controls["n_hidden_layers"].description == "hidden layers"
 
 

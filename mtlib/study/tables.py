@@ -6,15 +6,16 @@ from pathlib import Path
 
 from mtlib.rundir import read_history, read_metrics, run_name
 from mtlib.study.experiments import load_experiments, rows_for
+from mtlib.study.labels import config_text
 
 
 def rows_frame(notebook: str | None = None):
-    """The experiments rows (of one notebook) as a table: id, label, the paper's numbers, the config delta."""
+    """The experiments rows (of one notebook) as a table: id, label, the paper's numbers, the config delta in words."""
     import pandas as pd
 
     rows = rows_for(notebook) if notebook else load_experiments()
     return pd.DataFrame([{"id": r["id"], "label": r["label"], **{f"paper_{k}": v for k, v in r["paper"].items()},
-                          "config": {k: v for k, v in r["config"].items()}} for r in rows]).set_index("id")
+                          "config": config_text(r["config"])} for r in rows]).set_index("id")
 
 
 def train_sizes(run_dir: str | Path) -> dict[str, int]:

@@ -14,7 +14,8 @@ def results_bars(table: pd.DataFrame) -> Figure:
 
     ``table`` is ``mtlib.study.results.results_table(...)``; rows without runs show only the paper's bar.
     """
-    fig, axes = _subplots(1, 4, figsize=(17, 0.38 * len(table) + 1.8), sharey=True)
+    # 2 x 2 at 10 inches: shown at notebook width (~900 px) the row names stay ~10 px tall (1 x 4 at 17 in: ~5 px)
+    fig, axes = _subplots(2, 2, figsize=(10, 2 * (0.32 * len(table) + 1.3)), sharey=True)
     y = np.arange(len(table))
     for ax, metric in zip(axes, ("mean", "sst", "para", "sts")):
         ours = table[metric].to_numpy(dtype=float)
@@ -24,7 +25,8 @@ def results_bars(table: pd.DataFrame) -> Figure:
         low = np.nanmin(np.append(ours - err, 0.0))  # an STS Pearson r can be negative
         title = f"dev {TASK_NAMES[metric]}" + (" (plain mean of 3)" if metric == "mean" else "")
         ax.set(xlim=(min(0.0, 1.1 * low), 1), title=title)
-        ax.legend(fontsize=7, loc="lower right")
-    axes[0].set_yticks(y, list(table["id"]), fontsize=8)
+        ax.legend(fontsize=9, loc="lower right")
+    for ax in axes[::2]:  # the left column names the rows; sharey carries them to the right
+        ax.set_yticks(y, list(table["id"]), fontsize=10)
     axes[0].invert_yaxis()
     return fig

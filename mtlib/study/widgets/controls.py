@@ -8,6 +8,7 @@ import ipywidgets as W
 
 from mtlib import TASKS
 from mtlib.config import field_types
+from mtlib.study.labels import KEY_LABELS, key_label
 
 PAL_FROM_START = "from start"
 PAL_FINETUNE_ONLY = "only during finetuning"
@@ -25,16 +26,7 @@ PRESETS = {  # notebook -> the toggles it shows (a row's notebook picks the defa
 }
 PRESETS = {k: v + RUN_CONTROLS for k, v in PRESETS.items()}
 BASELINE_CONTROLS = PRESETS["02_baselines"]
-LABELS = {  # what a person reads; the config key is the tooltip
-    "pair_mode": "pair encoding", "sampler": "task sampler", "n_hidden_layers": "hidden layers",
-    "augment": "EDA augmentation", "pretrain": "individual pretraining", "gradient_method": "gradient method",
-    "gradvac_beta": "GradVac β", "smart_weight": "SMART weight", "compromise": "Gradient Compromise",
-    "compromise_k": "compromise K", "compromise_combine": "compromise combine", "head": "head",
-    "head_size": "head size", "head_cls": "+ [CLS] embedding", "head_tasks": "recurrent head for",
-    "pals": "PALs", "pal_mode": "PALs trained", "seed": "seed", "epochs": "epochs",
-    "batches_per_epoch": "batches / epoch", "cagrad_c": "CAGrad c", "loss_weighting": "loss weighting",
-    "loss_weighting_lr": "weighting lr", "dwa_temperature": "DWA temperature", "compromise_divide": "÷ n_t^β",
-}
+LABELS = KEY_LABELS  # what a person reads; the config key is the tooltip
 TOOLTIPS = {"pretrain": "adds a 'pretrain' phase (encoder frozen) before finetuning",
             "pal_mode": "'only during finetuning' adds a 'pal_only' phase"}
 # Every control has the same width and label width, in a wrapping row: nothing overlaps at any width.
@@ -56,7 +48,7 @@ CONTROLS = {  # name -> widget kind; dropdown options come from the RunConfig Li
 def make_control(name: str, value: Any) -> W.Widget:
     """The widget of one toggle, starting at ``value``."""
     tip = TOOLTIPS.get(name, "")
-    kw = {"description": LABELS.get(name, name), "tooltip": f"config key: {name}" + (f"; {tip}" if tip else ""),
+    kw = {"description": key_label(name), "tooltip": f"config key: {name}" + (f"; {tip}" if tip else ""),
           "style": {"description_width": LABEL_WIDTH}, "layout": {"width": CONTROL_WIDTH, "flex": "0 0 auto"}}
     if name == "head_size":
         return W.Dropdown(options=sorted({128, 256, value}), value=value, **kw)

@@ -123,7 +123,8 @@ class AblationPanel:
                               W.Box([self.run_button, self.stop_button, self.progress, self.status], layout=wrap),
                               self.message, self.plot_output, self.results])
         for w, name in [(self.widget, "panel"), (controls, "controls"), (self.status, "status"),
-                        (self.message, "describe"), (self.plot_output, "curve")]:
+                        (self.message, "describe"), (self.plot_output, "curve"), (self.run_button, "run"),
+                        (self.stop_button, "stop")]:
             w.add_class(f"mtlib-{name}")  # stable names for tests/test_browser.py and custom CSS
 
     # -- values -> config
