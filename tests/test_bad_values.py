@@ -305,8 +305,9 @@ YAML_FILES = [
      "{path} line 6: phases[1] (fine): key 'lr' has value -1.0; expected a number > 0"),
     ("phase_unknown_key", "phases:\n  - name: pre\n    backbone: bert\n",
      "{path} line 3: phases[0] has key 'backbone', which a phase cannot change; allowed: batch_size, "
-     "batches_per_epoch, compromise, compromise_combine, compromise_counts, compromise_k, epochs, freeze, "
-     "gradient_method, gradvac_beta, gradvac_update, head_lr, hidden_dropout, lr, lr_schedule, name, pal_counts, "
+     "batches_per_epoch, cagrad_c, compromise, compromise_combine, compromise_counts, compromise_divide, "
+     "compromise_k, dwa_temperature, epochs, freeze, gradient_method, gradvac_beta, gradvac_update, head_lr, "
+     "hidden_dropout, loss_weighting, loss_weighting_lr, lr, lr_schedule, name, pal_counts, "
      "patience, sampler, smart_step_rule, smart_weight, train_pals, warmup_ratio"),
     ("phase_name", "phases:\n  - name: ../pre\n", "{path} line 2: phases[0] has name '../pre'; expected " + NAME_RULE),
     ("phases_mapping", "phases: {lr: 1}\n", "{path} line 1: key 'phases' has value {'lr': 1} (dict); expected a "
@@ -315,8 +316,9 @@ YAML_FILES = [
      "{path} line 3: phases[0] (pre): key 'lr' has value -1.0; expected a number > 0"),
     ("phase_overrides_key", "phase_overrides:\n  pre: {backbone: x}\n",
      "{path} line 2: phase_overrides['pre'] has key 'backbone', which a phase cannot change; allowed: batch_size, "
-     "batches_per_epoch, compromise, compromise_combine, compromise_counts, compromise_k, epochs, freeze, "
-     "gradient_method, gradvac_beta, gradvac_update, head_lr, hidden_dropout, lr, lr_schedule, pal_counts, "
+     "batches_per_epoch, cagrad_c, compromise, compromise_combine, compromise_counts, compromise_divide, "
+     "compromise_k, dwa_temperature, epochs, freeze, gradient_method, gradvac_beta, gradvac_update, head_lr, "
+     "hidden_dropout, loss_weighting, loss_weighting_lr, lr, lr_schedule, pal_counts, "
      "patience, sampler, smart_step_rule, smart_weight, train_pals, warmup_ratio"),
     ("phase_overrides_list", "phase_overrides: [pre]\n", "{path} line 1: key 'phase_overrides' has value ['pre']; "
                                                          "expected a mapping of phase name -> phase keys"),
