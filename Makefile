@@ -32,8 +32,8 @@ LAB_IP  ?= 127.0.0.1
 LAB_DIR ?= notebooks
 LAB_ARGS = --no-browser --ip=$(LAB_IP) --ServerApp.root_dir=$(LAB_DIR) $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: data
-	@mkdir -p .venv/share/jupyter/lab/settings
-	@cp notebooks/.lab-overrides.json .venv/share/jupyter/lab/settings/overrides.json
+	@mkdir -p .venv/share/jupyter/lab/settings 2>/dev/null && cp notebooks/.lab-overrides.json \
+	  .venv/share/jupyter/lab/settings/overrides.json 2>/dev/null || echo "note: .venv is not writable; widget state is not saved"
 	.venv/bin/jupyter lab $(LAB_ARGS)
 
 # BENCH_ARGS e.g. "--backbone bert-base --precision fp32,bf16 --steps 2" (python -m mtlib bench --help)
