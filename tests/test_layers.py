@@ -30,7 +30,8 @@ ALLOWED = {
     "mtlib.study.plots": ("mtlib.study.plots", "mtlib.data", "mtlib.rundir", "mtlib.train.samplers",
                           "mtlib.train.gradients", "mtlib.config"),
     "mtlib.study": ("mtlib.config", "mtlib.configtypes", "mtlib.data", "mtlib.rundir", "mtlib.study",
-                    "mtlib.train.identity", "mtlib.train.trainer", "mtlib.train.samplers", "mtlib.train.gradients"),
+                    "mtlib.train.identity", "mtlib.train.trainer", "mtlib.train.samplers", "mtlib.train.gradients",
+                    "mtlib.train.stop"),
 }
 READ_ONLY = ("mtlib.study.results", "mtlib.study.tables", "mtlib.study.plots")  # read run directories, never train
 
