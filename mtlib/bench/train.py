@@ -191,7 +191,9 @@ def bench_train(backbone: str = "minilm-l6", precisions: tuple[str, ...] = ("aut
         for p in resolved:
             for row in rows:
                 runs.setdefault((p, row), []).append(measure_row(s, row, p))
-        print(f"  repetition {rep + 1}/{repeats} done", flush=True)
+        done = ", ".join(f"{p} {row} {runs[(p, row)][-1]['examples'] / runs[(p, row)][-1]['seconds']:.1f}"
+                         for p in resolved for row in rows)
+        print(f"  repetition {rep + 1}/{repeats} (examples/s): {done}", flush=True)
     s.peaks = {p: statistics.median(v) for p, v in peaks.items()}
     print("matmul peak: " + ", ".join(f"{p} {v:,.0f} GFLOP/s" for p, v in s.peaks.items())
           + " (best of the encoder's feed-forward shapes at 1,024 tokens and a 2048 square; median over repetitions)")
