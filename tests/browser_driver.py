@@ -216,7 +216,7 @@ def stop_run(lab: Lab, name: str, t0: float) -> dict:
     """A long run (many batches per epoch), stopped while it trains: its last.pt stays for a resume."""
     lab.toggle("batches / epoch", "int", 2000)
     lab.press("Run")
-    lab.wait_status(r"^running: .*epoch", PANEL_RUN_S)  # after its first epoch: last.pt written
+    lab.wait_status(r"^running: .* epoch \d+: dev mean", PANEL_RUN_S)  # after an epoch: last.pt written
     lab.shot(f"{name}-running")
     lab.press("Stop")
     status = lab.wait_status(r"^stopped: ", 120)

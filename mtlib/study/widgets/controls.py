@@ -30,7 +30,7 @@ LABELS = KEY_LABELS  # what a person reads; the config key is the tooltip
 TOOLTIPS = {"pretrain": "adds a 'pretrain' phase (encoder frozen) before finetuning",
             "pal_mode": "'only during finetuning' adds a 'pal_only' phase"}
 # Every control has the same width and label width, in a wrapping row: nothing overlaps at any width.
-CONTROL_WIDTH, LABEL_WIDTH = "23em", "10.5em"
+CONTROL_WIDTH, LABEL_WIDTH = "25em", "12.5em"
 # panel-only toggles that are not RunConfig keys: they add or remove phases
 PHASE_TOGGLES = ("pretrain", "pal_mode")
 

@@ -111,7 +111,9 @@ class AblationPanel:
         self.stop_button = W.Button(description="Stop", icon="stop", disabled=True,
                                     tooltip="stop after the next logged step; Run again resumes from the last epoch")
         self.stop_button.on_click(self._on_stop)
-        self.status = W.Label(value="ready", layout={"flex": "1 1 auto"})
+        # the kernel handles a click after the cells it is running: say so, rather than seem to ignore it
+        self.status = W.Label(value="ready (Run pressed while cells run starts when they finish)",
+                              layout={"flex": "1 1 auto"})
         self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, bar_style="info",
                                         layout={"width": "12em", "flex": "0 0 auto"})
         self.message = W.HTML(value="")  # what the config is (its paper row, its run dir), or why it is invalid
@@ -201,7 +203,7 @@ class AblationPanel:
         except ValueError:
             self.run_button.disabled = True
             return
-        self.run_button.disabled = False
+        self.run_button.disabled = self.job is not None and self.job.state in ("queued", "running")  # one at a time
         self.message.value = describe_html(target)
 
     # -- running (on the kernel's panel-run thread; see jobs.py)
