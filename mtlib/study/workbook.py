@@ -57,7 +57,7 @@ def run_workbook(profile: str, only: list[str] | None = None, out_dir: str | Pat
         except Exception as e:  # noqa: BLE001 - report every failure, then go on
             reason = _failure_reason(e)
             results.append((nb.stem, "FAILED", printer.runs, time.perf_counter() - t0, reason))
-            print(f"[workbook] {nb.stem}: FAILED: {reason}", flush=True)
+            print(f"[workbook] FAILED {nb.name}: {reason}", flush=True)
         else:
             print(f"[workbook] {nb.stem}: ok in {_hms(results[-1][3])}", flush=True)
     if dry_run:
