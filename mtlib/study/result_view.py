@@ -47,7 +47,7 @@ class ResultsView:
                             f"<span style='color:gray'>{self._num(r[f'paper_{k}'])}</span></td>" for k, _ in METRICS)
             seeds = 0 if pd.isna(r["n_seeds"]) else int(r["n_seeds"])
             delta = "—" if math.isnan(r["delta_mean"]) else f"{r['delta_mean']:+.{self.digits}f}"
-            rows.append(f"<tr><td style='text-align:left;max-width:22em;white-space:normal'><b>{html.escape(r['id'])}"
+            rows.append(f"<tr><td style='text-align:left;max-width:15em;white-space:normal'><b>{html.escape(r['id'])}"
                         f"</b><br><span style='color:gray'>{html.escape(str(r['label']))}</span></td>"
                         f"<td style='text-align:right'>{seeds}</td>{cells}"
                         f"<td style='text-align:right'>{delta}</td></tr>")
