@@ -105,3 +105,17 @@ def test_without_ray_the_engine_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ValueError, match=r"pip install -e '\.\[cluster\]'"):
         import_ray(local=True)
+
+
+def test_parents_are_planned_first_and_a_failed_parent_fails_its_children(small_data_dir, tmp_path):
+    from mtlib.study.sweep import SweepRun
+
+    runs = plan("smoke", ["advanced_pal_finetune"], [3], **_kw(tmp_path, small_data_dir, "plan"))
+    assert [r.key for r in runs] == ["advanced seed3", "advanced_pal_finetune seed3"]
+    assert runs[1].parents == ["advanced seed3"]
+    assert runs[1].cfg.init_checkpoint.endswith("best.pt") and "advanced-" in runs[1].cfg.init_checkpoint
+    bad = plan("smoke", ["base"], [3], init_checkpoint=str(tmp_path / "no.pt"), **_kw(tmp_path, small_data_dir, "p"))[0]
+    child = SweepRun("child", runs[0].cfg, [bad.key])
+    sweep = run_sweep([bad, child], "local", show=False)
+    assert sweep.runs["child"].state == "failed" and sweep.runs["child"].attempts == 0
+    assert "parent base seed3 failed" in sweep.runs["child"].error

@@ -43,10 +43,13 @@ def run_ids(ids: list[str], profile: str, seeds: list[int] | None = None,
 
 
 def _sweep(ids: list[str], profile: str, seeds, engine: str, address, overrides: dict) -> list[Path]:
-    from mtlib.study.sweep import plan, run_sweep
+    import sys
+
+    from mtlib.study.sweep import notebook_view, plan, run_sweep
 
     runs = plan(profile, ids, seeds, **overrides)
-    sweep = run_sweep(runs, engine, address=address)
+    view = notebook_view() if "ipykernel" in sys.modules else None  # a live table under the notebook cell
+    sweep = run_sweep(runs, engine, address=address, on_update=view)
     if sweep.failed:
         raise RuntimeError("sweep: " + "; ".join(f"{r.key} {r.error}" for r in sweep.failed))
     wanted = {f"{i} seed{s}" for i in ids for s in (seeds or profile_seeds(profile))}

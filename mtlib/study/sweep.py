@@ -86,6 +86,14 @@ class Sweep:
         return "\n".join([*lines, f"[sweep] {counts['done']} done, {counts['failed']} failed of {len(self.runs)}"])
 
 
+def notebook_view() -> Callable[[Sweep], None]:
+    """An ``on_update`` for ``run_sweep`` in Jupyter: the sweep's table, redrawn in place as runs move."""
+    from IPython.display import display
+
+    handle = display(None, display_id=True)  # None outside a kernel: then nothing is drawn
+    return lambda sweep: handle.update(sweep.table()) if handle is not None else None
+
+
 def plan(profile: str, rows: list[str], seeds: list[int] | None = None, **overrides: Any) -> list[SweepRun]:
     """The runs of ``rows`` x ``seeds`` (the profile's seeds by default) and their parents, parents first."""
     experiments = load_experiments()
