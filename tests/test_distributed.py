@@ -1,8 +1,9 @@
 """One run on two gloo processes (torchrun --standalone) against the same run on one process.
 
 On ``smoke``, fp32, without dropout (the heads' and the tiny encoder's), two processes must compute what one
-does: the training-loss history and the final dev scores agree to 1e-5 for a single-task row, PCGrad, GradVac
-and the compromise row, and the per-task gradient rows summed over the ranks equal one process's rows. A rank
+does, for a single-task row, PCGrad, GradVac and the compromise row: the training-loss history and the final dev
+predictions agree to 1e-5 and so do the accuracies (STS r within what the predictions' difference allows: the
+smoke model's STS predictions hardly vary, so r amplifies rounding), and the per-task gradient rows summed over the ranks equal one process's rows. A rank
 SIGKILLed mid-epoch stops the job (torchrun names the rank); restarted by torchrun --max-restarts, the run
 resumes from last.pt and ends with exactly the metrics of an uninterrupted two-process run (with dropout on:
 every rank's RNG is in last.pt). A checkpoint refuses another world size.
@@ -19,10 +20,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from mtlib import TASKS
+from mtlib.data.metrics import read_predictions
 from mtlib.rundir import CheckpointError, read_history, read_metrics
+from mtlib.rundir.files import PREDICTIONS
 from mtlib.study.resolve import resolve_config
 from mtlib.train.distributed import restore_rng, rng_state
 from mtlib.train.identity import run_dir_for
@@ -86,16 +91,41 @@ def runs(small_data_dir, tmp_path_factory):
             "kill_ref": run_dir_for(ref_kill), "rows": json.loads((root / "rows.json").read_text())}
 
 
+def _dev_predictions(run_dir: Path) -> dict[str, np.ndarray]:
+    """Each task's final dev predictions, in id order."""
+    out = {}
+    for path in sorted((run_dir / PREDICTIONS).glob("*-dev-output.csv")):
+        values = read_predictions(path)
+        out[path.name.split("-")[0]] = np.array([values[k] for k in sorted(values)])
+    return out
+
+
+def _pearson_bound(pred: np.ndarray, delta: np.ndarray) -> float:
+    """How far Pearson r can move when the predictions move by ``delta`` (first order, doubled): |dr| <= |d'| / |p'|
+    for centred p', d'. The smoke model's STS predictions spread by ~2.5e-4, so a 3e-8 float-order difference
+    in a prediction (one ulp of the outputs) may move r by ~1e-4: r, not the model, is ill-conditioned there."""
+    centred = pred - pred.mean()
+    return 2 * float(np.linalg.norm(delta - delta.mean()) / max(np.linalg.norm(centred), 1e-30))
+
+
 @pytest.mark.parametrize("row", ROWS)
 def test_two_processes_train_what_one_does(runs, row):
     one, two = runs["one"][row], runs["two"][row]
     a, b = _losses(one), _losses(two)
     assert len(a) == len(b) > 0
     loss_diff = max(abs(x - y) for x, y in zip(a, b))
+    pa, pb = _dev_predictions(one), _dev_predictions(two)
+    assert pa.keys() == pb.keys() == set(TASKS)
+    pred_diff = max(float(np.abs(pa[t] - pb[t]).max()) for t in pa)
     da, db = read_metrics(one)["dev"], read_metrics(two)["dev"]
-    score_diff = max(abs(da[k] - db[k]) for k in da)
-    print(f"[dist] {row}: max |loss 1 - loss 2| {loss_diff:.2e} over {len(a)}, max |score 1 - score 2| {score_diff:.2e}")
-    assert loss_diff <= TOL and score_diff <= TOL
+    score_diff = {k: abs(da[k] - db[k]) for k in TASKS}
+    r_bound = _pearson_bound(pa["sts"], pb["sts"] - pa["sts"])
+    print(f"[dist] {row}: max |loss 1 - loss 2| {loss_diff:.2e} over {len(a)}, max |dev prediction 1 - 2| "
+          f"{pred_diff:.2e}, |score 1 - score 2| " + ", ".join(f"{k} {v:.2e}" for k, v in score_diff.items())
+          + f" (STS r's bound from the predictions {r_bound:.2e})")
+    assert loss_diff <= TOL and pred_diff <= TOL  # the models agree
+    assert score_diff["sst"] <= TOL and score_diff["para"] <= TOL  # accuracies: the same labels
+    assert score_diff["sts"] <= TOL + r_bound
     assert read_metrics(one)["examples_seen"] == read_metrics(two)["examples_seen"]
 
 
@@ -115,7 +145,9 @@ def test_a_killed_rank_stops_the_job_and_the_restart_resumes_exactly(runs):
     path.write_text(cfg.to_yaml())
     # smoke gradvac: pretrain 3 updates, finetune 2 epochs x 2: update 6 is the middle of the last epoch. Rank 1
     # dies there in the first attempt; torchrun stops rank 0, restarts both, and they resume from last.pt.
-    done = _torchrun("--max-restarts", "1", "--no-python", "bash", "-c", RANK_SCRIPT,
+    # Two restarts allowed: a restart's gloo mesh once failed to connect under CI load ("connectFullMesh ...
+    # Connection refused") before training anything; a second clean attempt must then resume just the same.
+    done = _torchrun("--max-restarts", "2", "--no-python", "bash", "-c", RANK_SCRIPT,
                      env={"PY": sys.executable, "CFG": str(path), "KILL_AT": "step:6"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "exitcode: -9" in done.stderr and "local_rank: 1" in done.stderr  # the agent names the dead rank

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 
-import nbformat
-import pytest
 
-from mtlib.config import REPO_ROOT
 from mtlib.study.runs import rows_for
 
 NAME = "08_more_methods"
@@ -27,20 +24,11 @@ def test_listed_by_the_workbook():
 
 
 def test_runs_under_papermill(tmp_path, small_data_dir):
-    import papermill as pm
+    from test_notebooks_training import run_on_smoke
 
-    out_dir, figures = tmp_path / "runs", tmp_path / "figures"
-    target = tmp_path / f"{NAME}.ipynb"
-    pm.execute_notebook(
-        str(REPO_ROOT / "notebooks" / f"{NAME}.ipynb"), str(target), kernel_name="python3", progress_bar=False,
-        cwd=str(REPO_ROOT),
-        parameters={"profile": "smoke", "out_dir": str(out_dir), "figures_dir": str(figures), "progress": False,
-                    "overrides": {"data_dir": str(small_data_dir), "max_train_examples": 32}},
-    )
-    finished = {json.loads(p.read_text())["name"] for p in out_dir.glob("*/seed*/metrics.json")}
+    finished, figures, nb = run_on_smoke(NAME, tmp_path, small_data_dir)
     assert {r["id"] for r in rows_for(NAME)} | {"pcgrad", "gradvac"} <= finished
     assert (figures / "08_methods_overview.png").is_file() and any(figures.glob("08_conflicts_*.png"))
-    nb = nbformat.read(target, as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "ablation panel skipped" in text
     shown = json.dumps([o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs])

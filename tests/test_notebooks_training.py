@@ -32,8 +32,9 @@ def test_conventions(name):
     assert any("ablation_panel" in c.source for c in code)
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_runs_under_papermill(name, tmp_path, small_data_dir):
+def run_on_smoke(name: str, tmp_path: Path, data_dir) -> tuple[set, Path, nbformat.NotebookNode]:
+    """Run notebook ``name`` under papermill on smoke (32 training examples per task): the names of the runs
+    it finished, its figures folder and the executed notebook."""
     import papermill as pm
 
     out_dir, figures = tmp_path / "runs", tmp_path / "figures"
@@ -42,13 +43,18 @@ def test_runs_under_papermill(name, tmp_path, small_data_dir):
         str(REPO_ROOT / "notebooks" / f"{name}.ipynb"), str(target), kernel_name="python3", progress_bar=False,
         cwd=str(REPO_ROOT),
         parameters={"profile": "smoke", "out_dir": str(out_dir), "figures_dir": str(figures), "progress": False,
-                    "overrides": {"data_dir": str(small_data_dir), "max_train_examples": 32}},
+                    "overrides": {"data_dir": str(data_dir), "max_train_examples": 32}},
     )
     finished = {json.loads(p.read_text())["name"] for p in out_dir.glob("*/seed*/metrics.json")}
+    return finished, figures, nbformat.read(target, as_version=4)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_runs_under_papermill(name, tmp_path, small_data_dir):
+    finished, figures, nb = run_on_smoke(name, tmp_path, small_data_dir)
     assert {r["id"] for r in rows_for(name)} <= finished  # every row of the notebook was trained
     assert any(figures.glob(f"{name[:2]}_*.png"))
     assert (figures / f"{name[:2]}_dev_predictions.png").is_file()  # confusion matrices and STS scatter
-    nb = nbformat.read(target, as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "ablation panel skipped" in text  # the widget panel is not built under papermill
     tables = [o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.outputs

@@ -121,12 +121,7 @@ def _mtlib_runner(s: Setup, row: str, kind: str, streams: dict, precision: str):
     def update() -> None:  # what Trainer._update does
         phase.optimizer.zero_grad(set_to_none=True)
         phase.step(1)
-        if phase.scaler is not None:
-            phase.scaler.step(phase.optimizer)
-            phase.scaler.update()
-        else:
-            phase.optimizer.step()
-        phase.scheduler.step()
+        phase.apply_update()
 
     return update, updates
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mtlib.data import parse
-from mtlib.data.metrics import read_predictions
+from mtlib.data.metrics import LABEL_SETS, read_predictions
+
+# short names of the classes, in LABEL_SETS order (axis labels of confusion matrices)
+CLASS_NAMES = {"sst": ("very neg.", "neg.", "neutral", "pos.", "very pos."), "para": ("not para.", "paraphrase")}
 
 
 @functools.lru_cache(maxsize=16)
@@ -31,3 +35,11 @@ def predictions_with_gold(path: str | Path, task: str, data_dir: str | Path | No
                          "made on another data folder?")
     return pd.DataFrame({"id": list(predicted), "predicted": list(predicted.values()),
                          "gold": [gold[i] for i in predicted]})
+
+
+def confusion_counts(task: str, pairs: pd.DataFrame) -> np.ndarray:
+    """[gold, predicted] counts over the task's classes (``LABEL_SETS``), empty classes included, from a table of
+    ``predictions_with_gold``."""
+    classes = list(LABEL_SETS[task])
+    table = pd.crosstab(pairs["gold"].astype(int), pairs["predicted"].astype(int))
+    return table.reindex(index=classes, columns=classes, fill_value=0).to_numpy()

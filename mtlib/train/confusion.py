@@ -10,21 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlib.data.against_gold import predictions_with_gold
-from mtlib.data.metrics import LABEL_SETS
+from mtlib.data.against_gold import CLASS_NAMES, confusion_counts, predictions_with_gold
 from mtlib.rundir.files import PREDICTIONS
 
-CLASS_NAMES = {"sst": ("very neg.", "neg.", "neutral", "pos.", "very pos."), "para": ("not para.", "paraphrase")}
-
-
-def confusion_matrix(task: str, predicted, gold) -> np.ndarray:
-    """[gold, predicted] counts of class ids (``LABEL_SETS[task]``), empty classes included."""
-    classes = LABEL_SETS[task]
-    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    index = {c: i for i, c in enumerate(classes)}
-    for g, p in zip(gold, predicted):
-        matrix[index[int(g)], index[int(p)]] += 1
-    return matrix
+__all__ = ["CLASS_NAMES", "run_confusion"]
 
 
 def run_confusion(run_dir: str | Path, task: str, data_dir: str | None) -> np.ndarray | None:
@@ -32,5 +21,4 @@ def run_confusion(run_dir: str | Path, task: str, data_dir: str | None) -> np.nd
     path = Path(run_dir) / PREDICTIONS / f"{task}-dev-output.csv"
     if not path.is_file():
         return None
-    pairs = predictions_with_gold(path, task, data_dir)
-    return confusion_matrix(task, pairs["predicted"], pairs["gold"])
+    return confusion_counts(task, predictions_with_gold(path, task, data_dir))

@@ -53,6 +53,15 @@ class Phase:
         return isinstance(self.step, CompromiseStep) or (
             isinstance(self.step, SingleTaskStep) and self.cfg.sampler in ("pal", "pal_control"))
 
+    def apply_update(self) -> None:
+        """The optimizer and schedule step after a step kind's backward (through the GradScaler under fp16)."""
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+
     def state_dict(self) -> dict:
         combiner = self.combiner
         return {"index": self.index, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),

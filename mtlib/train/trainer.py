@@ -200,12 +200,7 @@ class Trainer:
             extra = {"beta": phase.step.beta} if hasattr(phase.step, "beta") else {}
             self.log({"type": "grad", "epoch": epoch, "examples_seen": self.examples_seen, **result.stats,
                       "counts": result.counts, **extra})
-        if phase.scaler is not None:
-            phase.scaler.step(phase.optimizer)
-            phase.scaler.update()
-        else:
-            phase.optimizer.step()
-        phase.scheduler.step()
+        phase.apply_update()
         fault_point("step")
 
     def _end_epoch(self, phase: Phase, epoch: int, counts: dict) -> None:

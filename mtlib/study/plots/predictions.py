@@ -16,13 +16,12 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from mtlib import TASKS
-from mtlib.data.against_gold import predictions_with_gold
-from mtlib.data.metrics import LABEL_SETS, accuracy, pearson
+from mtlib.data.against_gold import CLASS_NAMES, confusion_counts, predictions_with_gold
+from mtlib.data.metrics import accuracy, pearson
 from mtlib.rundir import read_config, run_name
 from mtlib.rundir.files import PREDICTIONS
 from mtlib.study.plots._style import TASK_COLORS, TASK_NAMES, _subplots
 
-CLASS_LABELS = {"sst": ("very neg.", "neg.", "neutral", "pos.", "very pos."), "para": ("not para.", "paraphrase")}
 
 
 def dev_predictions(run_dir: str | Path) -> dict[str, pd.DataFrame]:
@@ -30,13 +29,6 @@ def dev_predictions(run_dir: str | Path) -> dict[str, pd.DataFrame]:
     data_dir = read_config(run_dir).get("data_dir")
     files = {t: Path(run_dir) / PREDICTIONS / f"{t}-dev-output.csv" for t in TASKS}
     return {t: predictions_with_gold(path, t, data_dir) for t, path in files.items() if path.is_file()}
-
-
-def confusion_counts(task: str, pairs: pd.DataFrame) -> np.ndarray:
-    """[gold, predicted] counts over the task's classes (``LABEL_SETS``), empty classes included."""
-    classes = list(LABEL_SETS[task])
-    table = pd.crosstab(pairs["gold"].astype(int), pairs["predicted"].astype(int))
-    return table.reindex(index=classes, columns=classes, fill_value=0).to_numpy()
 
 
 def _confusion(ax, task: str, pairs: pd.DataFrame | None) -> None:
@@ -47,7 +39,7 @@ def _confusion(ax, task: str, pairs: pd.DataFrame | None) -> None:
     counts = confusion_counts(task, pairs)
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    labels = CLASS_LABELS[task]
+    labels = CLASS_NAMES[task]
     sns.heatmap(share, ax=ax, vmin=0, vmax=1, cmap="Blues", annot=counts, fmt="d", cbar=False, square=True,
                 xticklabels=labels, yticklabels=labels, annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white")
     ax.set_xlabel("predicted", fontsize=9)
