@@ -1,14 +1,14 @@
 """One run on two gloo processes (torchrun --standalone) against the same run on one process.
 
 On ``smoke``, fp32, without dropout (the heads' and the tiny encoder's), two processes must compute what one
-does, for a single-task row, PCGrad, GradVac and the compromise row: the training-loss history and the final dev
-predictions agree to 1e-5 and so do the accuracies (STS r within what the predictions' difference allows: the
-smoke model's STS predictions hardly vary, so r amplifies rounding), and the per-task gradient rows summed over the ranks equal one process's rows. A rank
-SIGKILLed mid-epoch stops the job (torchrun names the rank); restarted by torchrun --max-restarts, the run
-resumes from last.pt and ends with exactly the metrics of an uninterrupted two-process run (with dropout on:
-every rank's RNG is in last.pt). A checkpoint refuses another world size.
+does, for a single-task row, PCGrad, GradVac and the compromise row: the training-loss history and the final
+dev predictions agree to 1e-5 and so do the accuracies (STS r within what the predictions' difference allows:
+the smoke model's STS predictions hardly vary, so r amplifies rounding), and the per-task gradient rows summed
+over the ranks equal one process's rows. A rank SIGKILLed mid-epoch stops the job (torchrun names the rank);
+launched again, the run resumes from last.pt and ends with exactly the metrics of an uninterrupted
+two-process run (with dropout on: every rank's RNG is in last.pt). A checkpoint refuses another world size.
 
-Two torchrun launches in all (imports cost seconds per process): every two-process training run but the
+Three torchrun launches in all (imports cost seconds per process): every two-process training run but the
 killed one goes through tests/distributed_driver.py in one launch.
 """
 
@@ -144,13 +144,18 @@ def test_a_killed_rank_stops_the_job_and_the_restart_resumes_exactly(runs):
     path = runs["root"] / "killed.yaml"
     path.write_text(cfg.to_yaml())
     # smoke gradvac: pretrain 3 updates, finetune 2 epochs x 2: update 6 is the middle of the last epoch. Rank 1
-    # dies there in the first attempt; torchrun stops rank 0, restarts both, and they resume from last.pt.
-    # Two restarts allowed: a restart's gloo mesh once failed to connect under CI load ("connectFullMesh ...
-    # Connection refused") before training anything; a second clean attempt must then resume just the same.
-    done = _torchrun("--max-restarts", "2", "--no-python", "bash", "-c", RANK_SCRIPT,
-                     env={"PY": sys.executable, "CFG": str(path), "KILL_AT": "step:6"})
+    # dies there; torchrun stops rank 0 and the job fails naming the dead rank. A second launch of the same
+    # command is the restart: it resumes from last.pt. (Two separate launches rather than one with torchrun's
+    # --max-restarts, which takes the same resume path: on this 2-core machine the in-agent restart's gloo mesh
+    # occasionally failed to connect, "connectFullMesh ... Connection refused", or hung until the collective
+    # timeout, in two of three CI runs, before training anything.)
+    failed = _torchrun("--max-restarts", "0", "--no-python", "bash", "-c", RANK_SCRIPT,
+                       env={"PY": sys.executable, "CFG": str(path), "KILL_AT": "step:6"})
+    assert failed.returncode != 0
+    assert "exitcode: -9" in failed.stderr and "local_rank: 1" in failed.stderr  # the agent names the dead rank
+    assert (run_dir_for(cfg) / "last.pt").is_file() and not (run_dir_for(cfg) / "metrics.json").exists()
+    done = _torchrun("--no-python", "bash", "-c", RANK_SCRIPT, env={"PY": sys.executable, "CFG": str(path)})
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "exitcode: -9" in done.stderr and "local_rank: 1" in done.stderr  # the agent names the dead rank
     run_dir = run_dir_for(cfg)
     got, ref = read_metrics(run_dir), read_metrics(runs["kill_ref"])
     assert got["resumed"] == [{"phase": 1, "epoch": 1}]

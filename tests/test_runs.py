@@ -182,6 +182,13 @@ def test_list_notebooks_matches_by_prefix_in_folder_order(tmp_path):
         workbook.list_notebooks(["02", "9", "9"], folder)
 
 
+def test_the_results_notebook_runs_after_every_training_notebook():
+    # 07 writes outputs/results.md from the finished runs: 08's rows must have run by then
+    stems = [p.stem for p in workbook.list_notebooks()]
+    assert stems[-1] == workbook.RESULTS_NOTEBOOK and "08_more_methods" in stems
+    assert stems[:-1] == sorted(stems[:-1])
+
+
 def test_run_name_read_metrics_and_find_run(tmp_path):
     cfg = RunConfig(name="my-row", out_dir=str(tmp_path), seed=3)
     d = run_dir_for(cfg)

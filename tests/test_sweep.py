@@ -27,11 +27,21 @@ def _kw(tmp, data_dir, name):
     return dict(out_dir=str(tmp / name), data_dir=str(data_dir), max_train_examples=32, progress=False, threads=1)
 
 
+def _runs(tmp, data_dir, name):
+    """ROWS x SEEDS; the run to be killed trains 40 batches per epoch instead of 6, so that it is still training
+    when the kill lands (the driver sees progress up to 0.5 s late; a 6-batch smoke run can finish by then,
+    and the "retry" then only finds the finished run)."""
+    kw = _kw(tmp, data_dir, name)
+    runs = [r for r in plan("smoke", ROWS, SEEDS, **kw) if r.key != KILLED]
+    row, seed = KILLED.split(" seed")
+    return runs + plan("smoke", [row], [int(seed)], batches_per_epoch=40, **kw)
+
+
 @pytest.fixture(scope="module")
 def sweeps(small_data_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep")
-    local = run_sweep(plan("smoke", ROWS, SEEDS, **_kw(tmp, small_data_dir, "local")), "local", show=False)
-    runs = plan("smoke", ROWS, SEEDS, **_kw(tmp, small_data_dir, "ray"))
+    local = run_sweep(_runs(tmp, small_data_dir, "local"), "local", show=False)
+    runs = _runs(tmp, small_data_dir, "ray")
     runs += plan("smoke", ["base"], [5], init_checkpoint=str(tmp / "missing" / "best.pt"),
                  **_kw(tmp, small_data_dir, "ray"))
     seen = {"killed": None, "address": None}

@@ -13,10 +13,13 @@ from pathlib import Path
 from mtlib.config import REPO_ROOT
 from mtlib.study.resolve import load_profile
 
+RESULTS_NOTEBOOK = "07_results"
+
 
 def list_notebooks(only: list[str] | None = None, folder: Path | None = None) -> list[Path]:
     folder = folder or REPO_ROOT / "notebooks"
-    nbs = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    # the results notebook last: it writes outputs/results.md from every finished run, 08's rows included
+    nbs = sorted(folder.glob("[0-9][0-9]_*.ipynb"), key=lambda nb: (nb.stem == RESULTS_NOTEBOOK, nb.name))
     if only:
         matches = {o: {nb for nb in nbs if nb.stem.startswith(o)} for o in only}
         picked = [nb for nb in nbs if any(nb in m for m in matches.values())]
