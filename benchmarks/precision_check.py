@@ -1,7 +1,7 @@
 """Does bf16 change a conclusion? fp32 runs of some rows against the bf16 runs of the same rows and seeds.
 
     python -m mtlib sweep --profile quick --rows base concat_embed pcgrad --set precision=fp32 --out outputs/fp32
-    python benchmarks/precision_check.py --bf16 outputs/runs --fp32 outputs/fp32 [--profile study]
+    python benchmarks/precision_check.py --bf16 outputs/runs --fp32 outputs/fp32
 
 For every row with an fp32 run it prints, on the dev mean and per task: the fp32 score, the bf16 score of the
 same seed, their difference, and the bf16 seed-to-seed standard deviation of that row (from the bf16 runs'
@@ -18,20 +18,15 @@ import statistics
 
 from mtlib import TASKS
 from mtlib.rundir import collect_metrics
+from mtlib.study.claims import run_score
 from mtlib.study.claimsfile import load_claims
-from mtlib.study.results import course_means
 
 METRICS = (*TASKS, "mean")
 
 
-def scores(run: dict) -> dict[str, float]:
-    dev = {t: math.nan if run["dev"].get(t) is None else run["dev"][t] for t in TASKS}
-    return {**dev, "mean": course_means(*(dev[t] for t in TASKS))[0]}
-
-
 def by_row_seed(out_dir: str, precision: str) -> dict[tuple[str, int], dict[str, float]]:
     runs = [m for m in collect_metrics(out_dir) if m.get("precision") == precision]
-    return {(m["name"], m["seed"]): scores(m) for m in runs}
+    return {(m["name"], m["seed"]): {k: run_score(m, k) for k in METRICS} for m in runs}
 
 
 def main() -> None:
@@ -59,19 +54,18 @@ def main() -> None:
                   f"{diff:+7.3f} {sd:8.3f}  {verdict} (bf16 seeds: {len(seeds)})")
     print(f"\n{within} of {total} (row, metric) differences within twice the bf16 seed sd")
     print("\nclaims whose rows both ran in fp32 (sign of left - right on the same seed):")
+    seeds = sorted({seed for _, seed in fp32})
     for claim in load_claims():
-        left, right, metric = claim.left, claim.right, claim.metric
-        if metric not in METRICS:
+        if claim.metric not in METRICS:
             continue
-        for (row, seed) in sorted(fp32):
-            if row != left or (right, seed) not in fp32 or (left, seed) not in bf16 or (right, seed) not in bf16:
+        for seed in seeds:
+            pairs = [(runs[(claim.left, seed)], runs[(claim.right, seed)]) for runs in (fp32, bf16)
+                     if (claim.left, seed) in runs and (claim.right, seed) in runs]
+            if len(pairs) < 2:
                 continue
-            d32 = fp32[(left, seed)][metric] - fp32[(right, seed)][metric]
-            d16 = bf16[(left, seed)][metric] - bf16[(right, seed)][metric]
-            same = (d32 > 0) == (d16 > 0)
+            d32, d16 = (left[claim.metric] - right[claim.metric] for left, right in pairs)
             print(f"  {claim.id:28s} seed {seed}: fp32 {d32:+.3f}, bf16 {d16:+.3f} "
-                  f"{'same sign' if same else 'SIGN FLIPS'}")
-
+                  f"{'same sign' if (d32 > 0) == (d16 > 0) else 'SIGN FLIPS'}")
 
 if __name__ == "__main__":
     main()

@@ -55,7 +55,8 @@ def verdict(differences: Sequence[float], sign: int) -> dict:
     return {**out, "verdict": INCONCLUSIVE, "reason": "95% CI contains 0"}
 
 
-def _score(run: dict, metric: str) -> float:
+def run_score(run: dict, metric: str) -> float:
+    """A finished run's dev score on ``metric`` (a task, "mean" or "mean_sts01") from its metrics.json."""
     # metrics.json writes NaN (a constant STS prediction's Pearson r) as null: that seed is not paired
     dev = {t: math.nan if run["dev"].get(t) is None else float(run["dev"][t]) for t in TASKS}
     if metric in TASKS:
@@ -101,7 +102,7 @@ def _differences(claim: Claim, left: dict[int, dict], right: dict[int, dict]) ->
     diffs = []
     for s in seeds:
         if claim.metric in SCORE_METRICS:
-            diffs.append(_score(left[s], claim.metric) - _score(right[s], claim.metric))
+            diffs.append(run_score(left[s], claim.metric) - run_score(right[s], claim.metric))
         else:
             a, b = examples_to_target(left[s]["run_dir"], right[s]["run_dir"], claim.fraction)
             diffs.append(math.nan if a is None or b is None else float(a - b))

@@ -69,3 +69,19 @@ def make_control(name: str, value: Any) -> W.Widget:
     if CONTROLS[name] == "float":  # smart_weight: 0 = off, which a log slider cannot show
         return W.BoundedFloatText(value=value, min=0.0, max=100.0, step=1e-3, **kw)
     return W.IntText(value=value, **kw)  # seed, batches_per_epoch
+
+
+def control_names(controls: list[str] | str | None, row: dict | None) -> list[str]:
+    """The toggles to show: a list of control names, a preset (a notebook name), or by default the preset of
+    ``row``'s notebook (the baselines' toggles for a custom configuration)."""
+    if controls is None:
+        controls = row["notebook"] if row and row["notebook"] in PRESETS else BASELINE_CONTROLS
+    if isinstance(controls, str):
+        if controls not in PRESETS:
+            raise ValueError(f"controls: unknown preset {controls!r}; presets: {', '.join(PRESETS)}")
+        controls = PRESETS[controls]
+    unknown = [c for c in controls if c not in CONTROLS]
+    if unknown:
+        raise ValueError(f"controls: unknown control(s) {unknown}; allowed: {', '.join(CONTROLS)}")
+    return list(dict.fromkeys(controls))
+

@@ -10,23 +10,15 @@ import ipywidgets as W
 
 from mtlib.config import PHASE_KEYS, REPO_ROOT, RunConfig
 from mtlib.rundir import read_history, read_metrics
-from mtlib.study.experiments import anchors, get_row, load_experiments
+from mtlib.study.experiments import get_row
 from mtlib.study.resolve import resolve_config
 from mtlib.study.widgets.controls import (
-    BASELINE_CONTROLS, CONTROLS, PAL_FINETUNE_ONLY, PAL_FROM_START, PHASE_TOGGLES, PRESETS, make_control,
+    CONTROLS, PAL_FINETUNE_ONLY, PAL_FROM_START, PHASE_TOGGLES, control_names, make_control,
 )
 from mtlib.study.widgets.jobs import WORKER, Job
+from mtlib.study.widgets.phases import phase_template
 from mtlib.study.widgets.render import describe_html, dev_curve_png, epoch_fraction, error_html, results_html
 from mtlib.study.widgets.target import Target, change_name, find_target
-
-# Fallbacks when experiments.yaml holds no such phase (it normally does: the `pretrain` anchor, the
-# `pal_only` phase of advanced_pal_finetune); profiles shorten both through `phase_overrides`.
-DEFAULT_PHASES = {
-    "pretrain": {"name": "pretrain", "freeze": "encoder", "lr": 1e-3, "sampler": "random",
-                 "gradient_method": "none", "compromise": False, "smart_weight": 0.0, "epochs": 1},
-    "pal_only": {"name": "pal_only", "freeze": "all_but_pals", "lr": 1e-4},
-}
-
 
 
 # ------------------------------------------------------------------ the panel
@@ -48,7 +40,7 @@ class AblationPanel:
         self.fixed["out_dir"] = str(out_dir) if out_dir is not None else str(REPO_ROOT / "outputs/runs")
         self.fixed.setdefault("progress", False)  # the panel draws its own progress bar and curve
         self._start_state()
-        names = self._control_names(controls)
+        names = control_names(controls, self.row)
         self.controls: dict[str, W.Widget] = {n: self._make_control(n) for n in names}
         self.last_run_dir: Path | None = None
         self.last_error: BaseException | None = None
@@ -70,32 +62,11 @@ class AblationPanel:
         main = next((ph for ph in phases if ph.get("name") == "finetune"), None)
         main = main or next((ph for ph in phases if ph.get("name") not in ("pretrain", "pal_only")), None)
         self.main_phase = dict(main or {"name": "finetune"})
-        self.templates = {n: self._phase_template(n, phases) for n in ("pretrain", "pal_only")}
+        self.templates = {n: phase_template(n, phases) for n in ("pretrain", "pal_only")}
         cfg = full.replace(phases=[])
         self.start = {**cfg.to_dict(), **{k: v for k, v in self.main_phase.items() if k != "name"}}
         self.start["pretrain"] = "pretrain" in names
         self.start["pal_mode"] = PAL_FINETUNE_ONLY if "pal_only" in names else PAL_FROM_START
-
-    def _phase_template(self, name: str, row_phases: list[dict]) -> dict:
-        found = next((ph for ph in row_phases if ph.get("name") == name), None)
-        if found is None:
-            found = anchors().get(name)
-        if found is None:
-            found = next((ph for r in load_experiments() for ph in r["config"].get("phases", [])
-                          if ph.get("name") == name), None)
-        return dict(found or DEFAULT_PHASES[name])
-
-    def _control_names(self, controls: list[str] | str | None) -> list[str]:
-        if controls is None:
-            controls = self.row["notebook"] if self.row and self.row["notebook"] in PRESETS else BASELINE_CONTROLS
-        if isinstance(controls, str):
-            if controls not in PRESETS:
-                raise ValueError(f"controls: unknown preset {controls!r}; presets: {', '.join(PRESETS)}")
-            controls = PRESETS[controls]
-        unknown = [c for c in controls if c not in CONTROLS]
-        if unknown:
-            raise ValueError(f"controls: unknown control(s) {unknown}; allowed: {', '.join(CONTROLS)}")
-        return list(dict.fromkeys(controls))
 
     def _make_control(self, name: str) -> W.Widget:
         return make_control(name, self.start[name])
