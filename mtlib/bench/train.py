@@ -191,7 +191,7 @@ def bench_train(backbone: str = "minilm-l6", precisions: tuple[str, ...] = ("aut
         print(f"  repetition {rep + 1}/{repeats} (examples/s): {done}", flush=True)
     s.peaks = {p: statistics.median(v) for p, v in peaks.items()}
     print("matmul peak: " + ", ".join(f"{p} {v:,.0f} GFLOP/s" for p, v in s.peaks.items())
-          + " (best of the encoder's feed-forward shapes at 1,024 tokens and a 2048 square; median over repetitions)")
+          + " (best of the encoder's feed-forward shapes at 1,024 tokens and a large square; median over repetitions)")
     results = {key: summarize(reps, s.peaks[key[0]]) for key, reps in runs.items()}
     print_table(results, rows, resolved)
     return {"rows": results, "peaks": s.peaks}
