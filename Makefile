@@ -2,6 +2,8 @@
 PY      := .venv/bin/python
 PROFILE ?= quick
 ONLY    ?=
+# processes that train the notebooks' runs before the notebooks execute (empty: 1 on a GPU, one per core up to 4)
+WORKERS ?=
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -21,7 +23,7 @@ data: setup
 	$(PY) -m mtlib data fetch
 
 workbook: data
-	$(PY) -m mtlib workbook --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
+	$(PY) -m mtlib workbook --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(WORKERS),--workers $(WORKERS))
 
 test: data
 	$(PY) -m pytest -q

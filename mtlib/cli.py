@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--only", nargs="*", default=None, help="notebook names or prefixes (e.g. 01 02_baselines)")
     w.add_argument("--out", default="outputs/notebooks")
     w.add_argument("--dry-run", action="store_true", help="list what would run")
+    w.add_argument("--workers", metavar="N", help="processes that train the notebooks' runs before the notebooks "
+                                                  "execute (default: 1 on a GPU, one per core up to 4 on a CPU)")
 
     pr = command(sub, "predict", help="score a run's saved model: course-format predictions (dev: the scores)")
     pr.add_argument("run_dir", help="a run directory (outputs/runs/<name>-<run id>/seed<k>)")
@@ -76,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--method", default="pcgrad", choices=["pcgrad", "gradvac"], help="comm: the gradient method")
 
     sw = command(sub, "sweep", help="many runs (rows x seeds, parents first) on an engine: local or a Ray cluster")
-    sw.add_argument("--engine", choices=["local", "ray"], default="local", help="local: in this process (default)")
+    sw.add_argument("--engine", choices=["local", "ray"], default="local",
+                    help="local: this machine (default), in this process or on --workers N processes")
     sw.add_argument("--profile", default="quick")
     sw.add_argument("--rows", nargs="*", default=[], metavar="ROW", help="rows of params/experiments.yaml")
     sw.add_argument("--notebooks", nargs="*", default=[], metavar="NB", help="every row of these notebooks (or prefixes)")
@@ -87,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--cpus-per-run", type=float, help="ray: CPUs a run declares (default: its threads, else 1)")
     sw.add_argument("--gpus-per-run", type=float, help="ray: GPUs a run declares (default: 1 where there are GPUs)")
     sw.add_argument("--max-retries", type=int, default=3, help="ray: retries of a run whose worker was lost")
+    sw.add_argument("--workers", metavar="N", help="local: N worker processes, each with cores // N threads "
+                                                   "(default: one run after another in this process)")
     return p
 
 
@@ -148,7 +153,7 @@ def _dispatch(args) -> int:
     if args.command == "workbook":
         from mtlib.study.workbook import run_workbook
 
-        return run_workbook(args.profile, only=args.only, out_dir=args.out, dry_run=args.dry_run)
+        return run_workbook(args.profile, only=args.only, out_dir=args.out, dry_run=args.dry_run, workers=args.workers)
     if args.command == "predict":
         from mtlib.train.rescore import predict_run, report_lines
 

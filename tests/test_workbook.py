@@ -2,6 +2,7 @@
 noise, and a summary table (mtlib.study.workbook, mtlib.study.progress)."""
 
 import json
+import tempfile
 
 import nbformat
 import pytest
@@ -37,24 +38,52 @@ def test_run_reported_writes_start_epochs_and_end(tmp_path, monkeypatch, small_d
     assert got[2]["epochs_done"] == got[2]["epochs_total"] == 2 and isinstance(got[3]["mean"], float)
 
 
+def _notebook(path, *cells: str) -> None:
+    params = nbformat.v4.new_code_cell('profile = "quick"\nout_dir = "x"\ndata_dir = None\noverrides = {}')
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[params, *map(nbformat.v4.new_code_cell, cells)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
 @pytest.mark.slow
-def test_workbook_prints_runs_and_a_summary_without_kernel_noise(tmp_path, capfd, small_data_dir):
+def test_workbook_prints_runs_and_a_summary_without_kernel_noise(tmp_path, capfd, small_data_dir, monkeypatch):
+    """01 asks for base (the pre-run trains it) and gradvac in a way the pre-run cannot read (it trains in the
+    notebook, as before); 02's run fails in the pre-run and again in its notebook, which reports it."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the failed pre-run's worker logs stay here
     folder = tmp_path / "nbs"
     folder.mkdir()
-    params = nbformat.v4.new_code_cell('profile = "quick"\nout_dir = "x"\ndata_dir = None')
-    params.metadata["tags"] = ["parameters"]
-    train = nbformat.v4.new_code_cell("from mtlib.study import runs\n"
-                                      "runs.run_ids(['base'], profile, out_dir=out_dir, data_dir=data_dir)")
-    nb = nbformat.v4.new_notebook(cells=[params, train])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, folder / "01_tiny.ipynb")
-    code = run_workbook("smoke", out_dir=tmp_path / "out", folder=folder,
+    _notebook(folder / "01_tiny.ipynb", "%matplotlib inline\nfrom mtlib.study import runs",
+              "runs.run_ids(['base'], profile, out_dir=out_dir, data_dir=data_dir)",
+              "runs.run_ids(['gradvac'], profile, out_dir=out_dir + '', data_dir=data_dir)")
+    _notebook(folder / "02_bad.ipynb", "from mtlib.study import runs",
+              "runs.run_rows('02_baselines', profile, only=['concat_embed'], out_dir=out_dir, data_dir=data_dir, "
+              "init_checkpoint='/nonexistent/best.pt')")
+    code = run_workbook("smoke", out_dir=tmp_path / "out", folder=folder, workers="2",
                         parameters={"out_dir": str(tmp_path / "runs"), "data_dir": str(small_data_dir)})
     out, err = capfd.readouterr()
-    assert code == 0, out + err
-    assert "[workbook] 01_tiny base seed 11711: run 1 started" in out
-    assert "finetune epoch 2 (2/2), dev mean" in out or "epoch 2 (2/2), dev mean" in out
-    assert "[workbook] 01_tiny base seed 11711: done, dev mean" in out
-    summary = out[out.index("[workbook] summary"):]
-    assert "01_tiny" in summary and " ok " in summary and "1 passed, 0 failed" in summary
+    assert code == 1, out + err
+    assert ("[workbook] pre-run: 2 training run(s) of these notebooks on 2 worker process(es) x 1 thread(s) "
+            "(--workers; ") in out
+    assert "[workbook] pre-run base seed 11711: run " in out and " of 2 started" in out
+    assert "epoch 2 (2/2), dev mean" in out
+    assert "[workbook] pre-run base seed 11711: done, dev mean" in out
+    assert "[workbook] pre-run: concat_embed seed11711 failed: " in out and "init_checkpoint" in out
+    assert "[workbook] pre-run: 1 of 2 run(s) finished in " in out
+    assert "[workbook] 01_tiny base seed 11711: already finished, dev mean" in out  # loaded, not trained again
+    assert "[workbook] 01_tiny gradvac seed 11711: done, dev mean" in out  # trained in the notebook
+    assert "[workbook] FAILED 02_bad.ipynb" in out
+    summary = out[out.index("[workbook] summary"):].splitlines()
+    assert summary[2].split()[:7] == ["pre-run", "(2", "workers", "x", "1", "thr)", "1"]  # + "fail", runs, time
+    assert summary[3].split()[:3] == ["01_tiny", "ok", "2"] and summary[4].split()[:2] == ["02_bad", "FAILED"]
+    assert "1 passed, 1 failed" in summary[5]
     assert "without encryption" not in out + err
+
+
+def test_a_bad_workers_value_stops_the_workbook_before_anything_runs(tmp_path, capsys):
+    from mtlib.cli import main
+
+    assert main(["workbook", "--profile", "smoke", "--workers", "-1", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == ("error: workers: got '-1'; expected a whole number of "
+                                                       "worker processes, 1 or more")
+    assert not list(tmp_path.iterdir())

@@ -1,6 +1,7 @@
 """Many runs: every (row, seed) of a study, parents (``init_from``) before their children, on an engine.
 
-- ``local``: one after another in this process (what ``run_ids`` always did).
+- ``local``: one after another in this process (what ``run_ids`` always did); with ``workers=N``, on N worker
+  processes of this machine, each with cores // N threads (``mtlib.study.sweep_pool``).
 - ``ray``: each run is a Ray task with declared resources (a GPU per run where the cluster has GPUs, else
   CPUs), on a local Ray cluster (127.0.0.1 only, no dashboard) or on an existing one (``address``). A child is
   submitted when its parent is done. A worker that dies (SIGKILL, a lost node) is retried up to
@@ -117,12 +118,23 @@ def plan(profile: str, rows: list[str], seeds: list[int] | None = None, **overri
 def run_sweep(runs: list[SweepRun], engine: str = "local", *, address: str | None = None,
               cpus_per_run: float | None = None, gpus_per_run: float | None = None, max_retries: int = 3,
               num_cpus: int | None = None, on_update: Callable[[Sweep], None] | None = None,
-              show: bool = True) -> Sweep:
-    """Run every run of ``runs`` (parents listed before children) on ``engine``; returns the finished Sweep."""
+              show: bool = True, workers: int | None = None) -> Sweep:
+    """Run every run of ``runs`` (parents listed before children) on ``engine``; returns the finished Sweep.
+    ``workers`` (local only): None runs them in this process, N on N worker processes."""
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    if workers is not None:
+        from mtlib.study.sweep_pool import check_workers
+
+        workers = check_workers(workers)  # before anything runs
+        if engine != "local":
+            raise ValueError("workers: only the local engine has worker processes (ray: --cpus-per-run)")
     sweep = Sweep(runs, on_update, show)
-    if engine == "local":
+    if engine == "local" and workers is not None:
+        from mtlib.study.sweep_pool import run_in_workers
+
+        run_in_workers(sweep, workers)
+    elif engine == "local":
         _run_local(sweep)
     else:
         from mtlib.study.sweep_ray import run_on_ray
@@ -159,9 +171,14 @@ def sweep_command(args) -> int:
         raise ValueError("sweep: name rows (--rows ROW ...) or notebooks (--notebooks 03 ...)")
     if args.out:
         overrides["out_dir"] = str(Path(args.out).resolve())
+    workers = None
+    if args.workers is not None:
+        from mtlib.study.sweep_pool import check_workers
+
+        workers = check_workers(args.workers)  # a bad value is reported before the runs are planned
     runs = plan(args.profile, rows, args.seeds, **overrides)
     sweep = run_sweep(runs, args.engine, address=args.address, cpus_per_run=args.cpus_per_run,
-                      gpus_per_run=args.gpus_per_run, max_retries=args.max_retries)
+                      gpus_per_run=args.gpus_per_run, max_retries=args.max_retries, workers=workers)
     return 1 if sweep.failed else 0
 
 

@@ -1,4 +1,9 @@
-"""The papermill driver: run the workbook's notebooks in batch under a profile, report what passed."""
+"""The papermill driver: run the workbook's notebooks in batch under a profile, report what passed.
+
+Before the first notebook starts, every training run the selected notebooks will ask for is trained on worker
+processes (the pre-run: ``mtlib.study.notebook_runs`` finds the runs, ``mtlib.study.sweep_pool`` trains them):
+on this 2-core CPU two runs side by side with a thread each take ~0.8x the time of one after another with two
+threads each (README "Workbook time"). The notebooks then find their runs finished and load and plot them."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from mtlib.config import REPO_ROOT
 from mtlib.study.resolve import load_profile
 
 RESULTS_NOTEBOOK = "07_results"
+PRE_RUN = "pre-run"
 
 
 def list_notebooks(only: list[str] | None = None, folder: Path | None = None) -> list[Path]:
@@ -31,18 +37,23 @@ def list_notebooks(only: list[str] | None = None, folder: Path | None = None) ->
 
 
 def run_workbook(profile: str, only: list[str] | None = None, out_dir: str | Path = "outputs/notebooks",
-                 dry_run: bool = False, folder: Path | None = None, parameters: dict | None = None) -> int:
-    """Execute notebooks with papermill; keep going past failures; report and return non-zero if any failed.
+                 dry_run: bool = False, folder: Path | None = None, parameters: dict | None = None,
+                 workers: int | str | None = None) -> int:
+    """Train the notebooks' runs on ``workers`` processes (None: ``default_workers``), then execute the
+    notebooks with papermill; keep going past failures; report and return non-zero if any notebook failed.
 
     The terminal gets a line per run as it starts, after each epoch and as it ends (``mtlib.study.progress``),
     and a summary table at the end; the kernel's own log (e.g. its TCP warning) is kept out."""
     import papermill as pm
 
-    load_profile(profile)  # a bad profile fails here, before any notebook starts
+    from mtlib.study.sweep_pool import check_workers
+
+    load_profile(profile)  # a bad profile or workers value fails here, before anything runs
+    workers = check_workers(workers) if workers is not None else None
     notebooks = list_notebooks(only, folder)
     out_dir = Path(out_dir) / profile
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
+    results = [pre_run(notebooks, profile, parameters, workers, dry_run)]
     for nb in notebooks:
         target = out_dir / nb.name
         planned = _planned_runs(nb.stem, profile)
@@ -67,20 +78,60 @@ def run_workbook(profile: str, only: list[str] | None = None, out_dir: str | Pat
         return 0
     print("\n[workbook] summary")
     print(f"  {'notebook':28s} {'status':7s} {'runs':>5s} {'time':>9s}")
-    for name, status, runs, secs, reason in results:
+    for name, status, runs, secs, reason in [r for r in results if r is not None]:
         print(f"  {name:28s} {status:7s} {runs:5d} {_hms(secs):>9s}  {reason}")
-    total = sum(r[3] for r in results)
-    failed = [r for r in results if r[1] != "ok"]
-    print(f"  {len(results) - len(failed)} passed, {len(failed)} failed, {_hms(total)} in all")
+    total = sum(r[3] for r in results if r is not None)
+    notebooks_run = results[1:]  # the pre-run's failures are its notebooks' to report: they try those runs again
+    failed = [r for r in notebooks_run if r[1] != "ok"]
+    print(f"  {len(notebooks_run) - len(failed)} passed, {len(failed)} failed, {_hms(total)} in all")
     return 1 if failed else 0
 
 
-class RunLines:
-    """Prints one line per run event of one notebook: run k of n, row, seed, phase and epoch, dev mean,
-    elapsed and an estimate of what is left (this run: by its epochs; the notebook: by the runs so far)."""
+def pre_run(notebooks: list[Path], profile: str, parameters: dict | None, workers: int | None,
+            dry_run: bool) -> tuple | None:
+    """Train every run the notebooks will ask for on worker processes; a summary row (None: nothing to train).
+    A run that fails here is tried again by its notebook, which reports it."""
+    from mtlib.study.notebook_runs import notebook_runs
+    from mtlib.study.sweep import run_sweep
+    from mtlib.study.sweep_pool import default_workers, default_workers_reason, threads_per_worker, usable_cores
 
-    def __init__(self, notebook: str, planned: int):
+    runs = notebook_runs(notebooks, profile, parameters)
+    if not runs:
+        return None
+    device = runs[0].cfg.device
+    why = "--workers" if workers is not None else default_workers_reason(device)
+    workers = workers or default_workers(device)
+    threads = runs[0].cfg.threads or threads_per_worker(workers)
+    name = f"{PRE_RUN} ({workers} workers x {threads} thr)"
+    print(f"[workbook] pre-run: {len(runs)} training run(s) of these notebooks on {workers} worker process(es) x "
+          f"{threads} thread(s) ({why}; {usable_cores()} cores); the notebooks then load them", flush=True)
+    if dry_run:
+        return None
+    t0 = time.perf_counter()
+    printer = RunLines(PRE_RUN, len(runs), workers)
+    try:
+        with _progress_file() as events, _following(events, printer):
+            sweep = run_sweep(runs, workers=workers, show=False)
+    except Exception as e:  # noqa: BLE001 - e.g. no process could start: the notebooks train their own runs
+        print(f"[workbook] pre-run FAILED: {_failure_reason(e)}; the notebooks train their runs themselves", flush=True)
+        return (name, "FAILED", printer.runs, time.perf_counter() - t0, _failure_reason(e))
+    for r in sweep.failed:
+        print(f"[workbook] pre-run: {r.key} failed: {r.error} (its notebook tries it again)", flush=True)
+    secs = time.perf_counter() - t0
+    print(f"[workbook] pre-run: {len(runs) - len(sweep.failed)} of {len(runs)} run(s) finished in {_hms(secs)}",
+          flush=True)
+    status = "ok" if not sweep.failed else f"{len(sweep.failed)} fail"
+    return (name, status, printer.runs, secs, "")
+
+
+class RunLines:
+    """Prints one line per run event of one notebook (or the pre-run): run k of n, row, seed, phase and epoch,
+    dev mean, elapsed and an estimate of what is left (this run: by its epochs; the notebook: by the runs so
+    far, ``workers`` of them at a time)."""
+
+    def __init__(self, notebook: str, planned: int, workers: int = 1):
         self.notebook, self.planned, self.runs, self.started, self.took = notebook, planned, 0, {}, []
+        self.workers, self.whole = workers, "the pre-run" if notebook == PRE_RUN else "the notebook"
 
     def __call__(self, ev: dict) -> None:
         key = (ev["name"], ev["seed"])
@@ -107,7 +158,8 @@ class RunLines:
         later = self.planned - self.runs
         if later <= 0 or not self.took:
             return ""
-        return f"; ~{_hms(run_left + later * sum(self.took) / len(self.took))} left in the notebook"
+        left = run_left + later * sum(self.took) / len(self.took) / self.workers
+        return f"; ~{_hms(left)} left in {self.whole}"
 
 
 def _planned_runs(notebook: str, profile: str) -> int:

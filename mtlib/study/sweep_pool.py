@@ -1,0 +1,189 @@
+"""The local engine's worker processes (``run_sweep(..., workers=N)``, ``python -m mtlib sweep --workers N``).
+
+Why: on a CPU a small model's kernels do not keep every core busy, so two runs side by side with one thread
+each finish sooner than the same runs one after another with two threads each (README "Workbook time").
+
+- N worker processes (``python -m mtlib.study.sweep_worker``: fresh interpreters, so the caller's script or
+  notebook is never imported again); each trains one run after another (torch is imported once per worker,
+  ~4 s) with ``threads = cores // N`` unless the run's config sets ``threads`` itself.
+- A run is handed out when its parents (``init_from``) are done; a run whose parent failed fails unstarted.
+- A run that raises is reported in one line and the others go on. A worker that dies (SIGKILL, out of
+  memory) fails its run, naming the exit code; the run's ``last.pt`` stays, so the next sweep resumes it.
+  A fresh worker takes the next run. Finished runs are skipped by the trainer itself.
+- A worker's output (the trainer's prints, library warnings, a traceback) goes to its own log file, so the
+  terminal keeps the sweep's lines; the folder is removed at the end unless a run failed.
+- Workers inherit ``$MTLIB_PROGRESS_FILE``: ``make workbook`` prints every worker's run events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from mtlib.study.sweep import Sweep, SweepRun, blocked_by, finish
+
+MAX_CPU_WORKERS = 4  # beyond this a CPU box is better served by more threads per run (and less memory)
+
+
+def check_workers(value) -> int:
+    """``value`` as a number of worker processes (a whole number, 1 or more); else ValueError in one line."""
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text.lstrip("+").isdigit():
+        text = int(text)
+    if isinstance(text, bool) or not isinstance(text, int) or text < 1:
+        raise ValueError(f"workers: got {value!r}; expected a whole number of worker processes, 1 or more")
+    return text
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_workers(device: str = "auto", cores: int | None = None) -> int:
+    """1 where the runs go to a GPU (one process owns it); on a CPU one worker per core, at most 4."""
+    from mtlib.train.runtime import resolve_device
+
+    if resolve_device(device).type != "cpu":
+        return 1
+    return max(1, min(MAX_CPU_WORKERS, cores or usable_cores()))
+
+
+def default_workers_reason(device: str = "auto") -> str:
+    from mtlib.train.runtime import resolve_device
+
+    return "on a CPU: one per core, at most 4" if resolve_device(device).type == "cpu" else "one process owns the GPU"
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    return max(1, (cores or usable_cores()) // workers)
+
+
+@dataclasses.dataclass
+class Worker:
+    process: subprocess.Popen  # runs go out on its stdin, answers come back on its stdout (sweep_worker)
+    log: Path
+    run: SweepRun | None = None
+
+
+def run_in_workers(sweep: Sweep, workers: int, threads: int | None = None) -> None:
+    """Run every run of ``sweep`` on ``workers`` processes, parents before children; states land in ``sweep``."""
+    workers = check_workers(workers)
+    threads = threads or threads_per_worker(workers)
+    logs = Path(tempfile.mkdtemp(prefix="mtlib-sweep-"))
+    answers: queue.Queue = queue.Queue()  # (worker, message), message None when the worker's stdout closed
+    pending, pool, started = list(sweep.runs.values()), [], 0
+    try:
+        while pending or any(w.run for w in pool):
+            for r in [r for r in pending if blocked_by(sweep, r)]:
+                r.state, r.error = "failed", blocked_by(sweep, r)
+                pending.remove(r)
+                sweep.changed()
+            for r in [r for r in pending if all(sweep.runs[p].state == "done" for p in r.parents)]:
+                idle = [w for w in pool if w.run is None]
+                if not idle and len(pool) < workers:
+                    started += 1
+                    idle = [_start_worker(logs / f"worker{started}.log", threads, answers)]
+                    pool.append(idle[0])
+                if not idle:
+                    break
+                _hand_out(sweep, idle[0], r, threads)
+                pending.remove(r)
+            if not any(w.run for w in pool):
+                for r in pending:  # parents that are not in the sweep: nothing will ever start them
+                    r.state, r.error = "failed", "a parent is not part of the sweep"
+                    sweep.changed()
+                break
+            w, message = answers.get()
+            if message is None:
+                w.process.wait()
+                pool.remove(w)
+                if w.run is not None:
+                    _lost(sweep, w)
+            else:
+                _apply(sweep, w, message)
+    finally:
+        _stop(pool)
+        if not sweep.failed:
+            shutil.rmtree(logs, ignore_errors=True)
+
+
+def _start_worker(log: Path, threads: int, answers: queue.Queue) -> Worker:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                       os.environ.get("PYTHONPATH")]))}
+    with open(log, "ab") as err:
+        process = subprocess.Popen([sys.executable, "-m", "mtlib.study.sweep_worker"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=err, env=env, text=True, bufsize=1)
+    w = Worker(process, log)
+
+    def read() -> None:  # one thread per worker: a blocking readline each, the main loop waits on the queue
+        for line in process.stdout:
+            answers.put((w, json.loads(line)))
+        answers.put((w, None))
+
+    threading.Thread(target=read, daemon=True, name=f"sweep-{log.stem}").start()
+    return w
+
+
+def _hand_out(sweep: Sweep, w: Worker, r: SweepRun, threads: int) -> None:
+    cfg = r.cfg if r.cfg.threads else r.cfg.replace(threads=threads)  # threads are not part of a run's identity
+    w.run = r
+    r.state, r.attempts, r.pid, r.progress = "running", r.attempts + 1, w.process.pid, ""
+    try:
+        w.process.stdin.write(json.dumps(cfg.to_dict()) + "\n")
+        w.process.stdin.flush()
+    except (BrokenPipeError, OSError):
+        pass  # the worker is gone: its closed stdout reports it, and the run fails as lost
+    sweep.changed()
+
+
+def _apply(sweep: Sweep, w: Worker, message: dict) -> None:
+    r = w.run
+    if r is None:
+        return
+    if "progress" in message:
+        r.progress = message["progress"]
+    elif "done" in message:
+        finish(r, message["done"])
+        w.run = None
+    else:
+        r.state, r.error = "failed", f"{message['failed']} (traceback: {w.log})"
+        w.run = None
+    sweep.changed()
+
+
+def _lost(sweep: Sweep, w: Worker) -> None:
+    r, w.run = w.run, None
+    r.state = "failed"
+    r.error = (f"worker exited with code {w.process.returncode} during the run (its output: {w.log}); its last "
+               "epoch's checkpoint is kept: run the sweep again to resume it")
+    sweep.changed()
+
+
+def _stop(pool: list[Worker]) -> None:
+    """Idle workers see their input end; busy ones (an interrupted sweep) are terminated: their runs resume later."""
+    for w in pool:
+        if w.run is not None:
+            w.process.terminate()
+        try:
+            w.process.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+    for w in pool:
+        try:
+            w.process.wait(10)
+        except subprocess.TimeoutExpired:
+            w.process.kill()
+            w.process.wait()

@@ -1,0 +1,42 @@
+"""One worker process of the local engine's pool (``mtlib.study.sweep_pool``): trains the runs it is sent.
+
+Started as ``python -m mtlib.study.sweep_worker``: a fresh interpreter, so the caller's script, notebook or
+``__main__`` is never imported again. Protocol, one JSON object a line: the pool writes a run's config
+(``RunConfig.to_dict()``) to stdin, the worker answers on its stdout with ``{"progress": text}`` after each
+dev evaluation and one ``{"done": run_dir}`` or ``{"failed": one line}``; end of stdin ends it. Everything
+else the run prints (the trainer's lines, library warnings, a traceback) goes to stderr, the worker's log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+
+def main() -> None:
+    answers = os.fdopen(os.dup(1), "w", buffering=1)  # the protocol keeps the real stdout ...
+    os.dup2(2, 1)  # ... and every print of the run goes to the log
+    from mtlib.config import RunConfig
+    from mtlib.study.progress import run_reported  # reports to `make workbook` when it asks
+    from mtlib.study.sweep import eval_progress, one_line
+
+    def send(message: dict) -> None:
+        answers.write(json.dumps(message) + "\n")
+
+    def report(row: dict) -> None:
+        text = eval_progress(row)
+        if text:
+            send({"progress": text})
+
+    for line in sys.stdin:
+        try:
+            send({"done": str(run_reported(RunConfig.from_dict(json.loads(line)), callback=report))})
+        except Exception as err:  # noqa: BLE001 - one run's failure is reported; the worker takes the next run
+            traceback.print_exc()
+            send({"failed": one_line(err)})
+
+
+if __name__ == "__main__":
+    main()
