@@ -26,6 +26,7 @@ from mtlib.data.tokens import cached_encodings
 from mtlib.model.backbones import load_backbone, load_tokenizer
 from mtlib.model.multitask import ModelConfig, MultitaskModel
 from mtlib.study.resolve import resolve_config
+from mtlib.train.accel import configure_backends
 from mtlib.train.capability import cpu_flags, cpu_model
 from mtlib.train.phase import build_phase
 from mtlib.train.runtime import precision_reason, resolve_device, resolve_precision
@@ -87,6 +88,7 @@ def build(backbone: str, batch_size: dict, batches_per_task: int, device: str, d
     else:
         encoder, tokenizer = load_backbone(backbone, seed=cfg.seed)
     dev = resolve_device(cfg.device)
+    configure_backends(dev)  # what a run does: TF32 for the fp32 matmuls on CUDA
     model = MultitaskModel(ModelConfig.of(cfg), encoder, tokenizer).to(dev).train()
     train = {t: parse.filter_by_length(parse.load_split(t, "train", cfg.data_dir, quora_train=cfg.quora_train),
                                        cfg.max_chars) for t in cfg.tasks}
