@@ -1,7 +1,9 @@
 """The local engine's worker processes (``run_sweep(..., workers=N)``, ``python -m mtlib sweep --workers N``).
 
-Why: on a CPU a small model's kernels do not keep every core busy, so two runs side by side with one thread
-each finish sooner than the same runs one after another with two threads each (README "Workbook time").
+Why: torch's threads scale below 2x on 2 cores for this small model (a quick row trains at ~55 examples/s
+on one thread, ~80 on two), so on a CPU two runs side by side with a thread each finish sooner than the same
+runs one after another with two threads each: four quick rows took 240 s against 286 s on this 2-core machine
+(README "Workbook time").
 
 - N worker processes (``python -m mtlib.study.sweep_worker``: fresh interpreters, so the caller's script or
   notebook is never imported again); each trains one run after another (torch is imported once per worker,
@@ -30,7 +32,9 @@ from pathlib import Path
 
 from mtlib.study.sweep import Sweep, SweepRun, blocked_by, finish
 
-MAX_CPU_WORKERS = 4  # beyond this a CPU box is better served by more threads per run (and less memory)
+# each worker holds a model, its optimizer and the data (~1 GB for MiniLM); measured on 2 cores only: beyond 4
+# processes a wide CPU is left to more threads per run
+MAX_CPU_WORKERS = 4
 
 
 def check_workers(value) -> int:
