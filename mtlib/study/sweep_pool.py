@@ -32,8 +32,8 @@ from pathlib import Path
 
 from mtlib.study.sweep import Sweep, SweepRun, blocked_by, finish
 
-# each worker holds a model, its optimizer and the data (~1 GB for MiniLM); measured on 2 cores only: beyond 4
-# processes a wide CPU is left to more threads per run
+# each worker holds a model, its optimizer and the data (~1.7 GB resident in a quick row); measured on 2 cores
+# only: beyond 4 processes a wide CPU is left to more threads per run
 MAX_CPU_WORKERS = 4
 
 
