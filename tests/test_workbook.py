@@ -24,6 +24,9 @@ def test_run_lines_say_where_a_run_is_and_what_is_left(capsys):
     assert "finetune epoch 1 (1/4), dev mean 0.412" in out[1] and "elapsed" in out[1] and "left in this run" in out[1]
     assert out[2].startswith("[workbook] 02_baselines base seed 1: done, dev mean 0.500, 1:30")
     assert "~1:30 left in the notebook" in out[2]  # one more run planned, as long as this one
+    lines({"event": "found", "name": "pcgrad", "seed": 1, "epochs_total": 4, "mean": 0.61})
+    assert capsys.readouterr().out == ("[workbook] 02_baselines pcgrad seed 1: run 2 of 2 already finished, "
+                                       "dev mean 0.610\n")
 
 
 def test_run_reported_writes_start_epochs_and_end(tmp_path, monkeypatch, small_data_dir):
@@ -33,8 +36,8 @@ def test_run_reported_writes_start_epochs_and_end(tmp_path, monkeypatch, small_d
     progress.run_reported(cfg)
     progress.run_reported(cfg)  # finished: reported as such, not trained again
     got = [json.loads(line) for line in events.read_text().splitlines()]
-    assert [e["event"] for e in got] == ["start", "epoch", "epoch", "end", "start", "end"]
-    assert got[3]["status"] == "done" and got[5]["status"] == "already finished"
+    assert [e["event"] for e in got] == ["start", "epoch", "epoch", "end", "found"]  # finished: one line
+    assert got[3]["status"] == "done" and got[4]["mean"] == got[3]["mean"]
     assert got[2]["epochs_done"] == got[2]["epochs_total"] == 2 and isinstance(got[3]["mean"], float)
 
 
@@ -70,7 +73,7 @@ def test_workbook_prints_runs_and_a_summary_without_kernel_noise(tmp_path, capfd
     assert "[workbook] pre-run base seed 11711: done, dev mean" in out
     assert "[workbook] pre-run: concat_embed seed11711 failed: " in out and "init_checkpoint" in out
     assert "[workbook] pre-run: 1 of 2 run(s) finished in " in out
-    assert "[workbook] 01_tiny base seed 11711: already finished, dev mean" in out  # loaded, not trained again
+    assert "[workbook] 01_tiny base seed 11711: run 1 already finished, dev mean" in out  # loaded, not trained again
     assert "[workbook] 01_tiny gradvac seed 11711: done, dev mean" in out  # trained in the notebook
     assert "[workbook] FAILED 02_bad.ipynb" in out
     summary = out[out.index("[workbook] summary"):].splitlines()

@@ -2,8 +2,9 @@
 ``make workbook`` terminal.
 
 The papermill driver names a file in ``$MTLIB_PROGRESS_FILE``; ``run_reported`` (what ``runs.run_ids`` calls)
-appends one JSON line per event to it, and the driver prints them as they come (``follow``). Without the
-variable (JupyterLab, the CLI, tests) it is a plain ``trainer.run``.
+appends one JSON line per event to it (start, epochs, end; one ``found`` for a run already finished), and the
+driver prints them as they come (``follow``). Without the variable (JupyterLab, the CLI, tests) it is a plain
+``trainer.run``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def run_reported(cfg: RunConfig, callback: Callable[[dict], None] | None = None)
         return run(cfg, callback=callback)
     total = sum(p.epochs for p in cfg.phase_configs())
     base = {"name": cfg.name, "seed": cfg.seed, "epochs_total": total}
+    finished = _finished_metrics(cfg)
+    if finished is not None:  # one event, not start and end: after the workbook's pre-run most runs are found
+        run_dir = run(cfg, callback=callback)
+        _emit(path, {**base, "event": "found", "mean": finished["dev"].get("mean")})
+        return run_dir
     done = 0
 
     def on_row(row: dict) -> None:
@@ -51,6 +57,16 @@ def run_reported(cfg: RunConfig, callback: Callable[[dict], None] | None = None)
     _emit(path, {**base, "event": "end", "status": "done" if done else "already finished",
                  "mean": metrics["dev"].get("mean"), "seconds": time.time() - t0})
     return run_dir
+
+
+def _finished_metrics(cfg: RunConfig) -> dict | None:
+    from mtlib.train.identity import run_dir_for  # data checksums are cached: the trainer's own look-up is free
+
+    metrics = run_dir_for(cfg) / "metrics.json"
+    try:
+        return json.loads(metrics.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _emit(path: str, event: dict) -> None:

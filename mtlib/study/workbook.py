@@ -137,14 +137,15 @@ class RunLines:
         key = (ev["name"], ev["seed"])
         now = time.time()
         head = f"[workbook] {self.notebook} {ev['name']} seed {ev['seed']}"
-        if ev["event"] == "start":
+        mean = f"dev mean {ev['mean']:.3f}" if isinstance(ev.get("mean"), (int, float)) else "dev mean -"
+        if ev["event"] in ("start", "found"):
             self.runs += 1
-            self.started[key] = ev["t"]
+            self.started[key] = ev.get("t", now)
             of = f" of {self.planned}" if self.planned >= self.runs else ""
-            print(f"{head}: run {self.runs}{of} started", flush=True)
+            what = "started" if ev["event"] == "start" else f"already finished, {mean}"
+            print(f"{head}: run {self.runs}{of} {what}", flush=True)
             return
         elapsed = now - self.started.get(key, now)
-        mean = f"dev mean {ev['mean']:.3f}" if isinstance(ev.get("mean"), (int, float)) else "dev mean -"
         if ev["event"] == "epoch":
             done, total = ev["epochs_done"], max(ev["epochs_total"], 1)
             left = elapsed / done * (total - done) if done else 0.0
