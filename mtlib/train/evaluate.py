@@ -25,13 +25,38 @@ def predict(model: MultitaskModel, task: str, examples, batch_size: int, device,
     return preds
 
 
-def evaluate(model: MultitaskModel, dev: dict, batch_size: int, device, precision: str) -> tuple[dict, dict]:
-    """({task: score, 'mean': ...}, {task: predictions}) on the given dev examples."""
+def evaluate(model: MultitaskModel, dev: dict, batch_size: int, device, precision: str, dev_sub: dict | None = None,
+             known: dict | None = None) -> tuple[dict, dict]:
+    """({task: score, 'mean': ...}, {task: predictions}) on the given dev examples.
+
+    With ``dev_sub`` (the final evaluation), each task's dev examples are predicted in two groups: those of the
+    dev subsample, batched as every epoch's evaluation batches them, then the rest. That part is then what the
+    best epoch's evaluation already predicted with the same weights in the same batches, bit for bit, and
+    ``known`` ({task: the best epoch's predictions of ``dev_sub[task]``}) is used instead of predicting it
+    again (without it, it is predicted: the same values)."""
     scores, preds = {}, {}
     for task, examples in dev.items():
-        p = predict(model, task, examples, batch_size, device, precision)
+        if dev_sub is None:
+            preds[task] = predict(model, task, examples, batch_size, device, precision)
+        else:
+            preds[task] = _final_predictions(model, task, examples, dev_sub.get(task, []), batch_size, device,
+                                             precision, (known or {}).get(task))
         gold = np.array([ex.label for ex in examples], dtype=np.float64)
-        scores[task] = score(task, p, gold)
-        preds[task] = p
+        scores[task] = score(task, preds[task], gold)
     scores["mean"] = float(np.mean([scores[t] for t in dev]))
     return scores, preds
+
+
+def _final_predictions(model, task, examples, sub, batch_size, device, precision, known) -> np.ndarray:
+    position = {ex.id: i for i, ex in enumerate(examples)}
+    sub_at = [position.get(ex.id) for ex in sub]
+    if not sub or len(position) < len(examples) or None in sub_at or len(set(sub_at)) < len(sub):
+        # repeated ids, or a subsample that is not part of dev: one group
+        return predict(model, task, examples, batch_size, device, precision)
+    in_sub = set(sub_at)
+    rest = [i for i in range(len(examples)) if i not in in_sub]
+    out = np.zeros(len(examples), dtype=np.float64)
+    out[sub_at] = known if known is not None else predict(model, task, sub, batch_size, device, precision)
+    if rest:
+        out[rest] = predict(model, task, [examples[i] for i in rest], batch_size, device, precision)
+    return out

@@ -40,6 +40,11 @@ def final_dev_examples(cfg: RunConfig, task: str) -> list:
     return fixed_subset(dev, cfg.final_dev_max if cfg.final_dev == "full" else cfg.dev_subsample, seed=0)
 
 
+def dev_subsample_examples(cfg: RunConfig, task: str) -> list:
+    """The dev rows every epoch's evaluation scores (``load_run_data``'s dev_sub)."""
+    return fixed_subset(parse.load_split(task, "dev", cfg.data_dir), cfg.dev_subsample, seed=0)
+
+
 def checkpoint_path(run_dir: Path, checkpoint: str | None) -> Path:
     """``best.pt`` of the run by default; a relative name is looked up in the run directory first."""
     if checkpoint is None:
@@ -94,7 +99,8 @@ def predict_run(run_dir: str | Path, split: str = "dev", checkpoint: str | None 
               "checkpoint": str(path)}
     if split == "dev":
         examples = {t: final_dev_examples(cfg, t) for t in cfg.tasks}
-        result["scores"], preds = evaluate(model, examples, cfg.eval_batch_size, device, precision)
+        sub = {t: dev_subsample_examples(cfg, t) for t in cfg.tasks}  # grouped as the trainer's final evaluation
+        result["scores"], preds = evaluate(model, examples, cfg.eval_batch_size, device, precision, dev_sub=sub)
     else:
         examples, preds = {}, {}
         for task in cfg.tasks:

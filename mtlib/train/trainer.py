@@ -154,6 +154,7 @@ class Trainer:
         phase = build_phase(pi, names[pi], pcfg, pi == len(names) - 1, model, self.streams, sizes, self.device,
                             self.precision, cfg.seed)
         attach(phase, model, cfg.seed)  # N processes: sharded batches, gradients summed over ranks
+        self.best_sub_predictions = None  # the phase's best epoch's dev-subsample predictions (final evaluation)
         phase.step.batch_loss.examples = self.examples_seen
         if resume is not None:
             self._restore(phase, resume)
@@ -216,6 +217,7 @@ class Trainer:
         progress.epoch = epoch
         if improved:
             progress.best, progress.best_epoch, progress.bad_epochs = mean, epoch, 0
+            self.best_sub_predictions = preds
             self.dir.save_checkpoint(self.dir.phase_best(phase.index, phase.last), {"model": self.model.state_dict()})
             fault_point("best")
         else:
@@ -271,7 +273,8 @@ class Trainer:
         cfg, model = self.cfg, self.model  # the last phase has already loaded its best.pt
         dev = self.data["dev"] if cfg.final_dev == "full" else self.data["dev_sub"]
         t = time.perf_counter()
-        scores, preds = evaluate(model, dev, cfg.eval_batch_size, self.device, self.precision)
+        scores, preds = evaluate(model, dev, cfg.eval_batch_size, self.device, self.precision,
+                                 dev_sub=self.data["dev_sub"], known=self.best_sub_predictions)
         eval_s = time.perf_counter() - t
         self.dir.predictions.mkdir(exist_ok=True)
         for task, p in preds.items():
