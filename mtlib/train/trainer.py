@@ -25,6 +25,7 @@ from mtlib.model.backbones import load_backbone
 from mtlib.model.multitask import ModelConfig, MultitaskModel
 from mtlib.rundir import CheckpointError, RunLocked, load_checkpoint, model_state
 from mtlib.rundir.files import fault_point
+from mtlib.train import shared_phases
 from mtlib.train.distributed import attach, on_this_rank, rank_device, restore_rng, rng_state, run_directory
 from mtlib.train.accel import prepare_model
 from mtlib.train.evaluate import evaluate, predict
@@ -61,7 +62,7 @@ class Trainer:
             self._build(resume)
             try:
                 phases = self.cfg.phase_configs()
-                start = resume["phase"]["index"] if resume else 0
+                start = resume["phase"]["index"] if resume else shared_phases.adopt(self, len(phases))
                 for pi in range(start, len(phases)):
                     self._run_phase(pi, phases[pi], resume if pi == start else None)
                 return self._finish()
@@ -96,10 +97,11 @@ class Trainer:
             self.dir.write_text("config.yaml", self.cfg.to_yaml())
             self.dir.write_json("identity.json", {"run_id": run_id(self.identity), **self.identity})
             self.dir.truncate_history(0)
-            self.wall_before, self.examples_seen, self.resumed = 0.0, 0, []
+            self.wall_before, self.examples_seen, self.resumed, self.shared = 0.0, 0, [], None
         else:
             self.history_lines = self.dir.truncate_history(resume["history_lines"])
             self.wall_before, self.examples_seen = resume["wall"], resume["examples_seen"]
+            self.shared = resume.get("shared")
             self.resumed = [*resume["resumed"], {"phase": resume["phase"]["index"],
                                                  "epoch": resume["phase"]["progress"]["epoch"]}]
         self.t0 = time.perf_counter()
@@ -185,6 +187,8 @@ class Trainer:
         model.load_state_dict(self.dir.model_state(best, self.device, remedy=self._restart_hint()))
         self.last_progress = phase.progress
         fault_point("handover")
+        if not phase.last:
+            shared_phases.share(self, pi + 1)
 
     def _update(self, phase: Phase, epoch: int, step: int, counts: dict, running: dict) -> None:
         phase.optimizer.zero_grad(set_to_none=True)
@@ -242,7 +246,7 @@ class Trainer:
             "streams": {t: s.state_dict() for t, s in self.streams.items()},
             "rng": rng_state(self.device),  # every rank's, on N processes
             "history_lines": self.history_lines, "examples_seen": self.examples_seen, "wall": self.wall(),
-            "resumed": self.resumed, "speed": self.speed.state_dict()})
+            "resumed": self.resumed, "shared": self.shared, "speed": self.speed.state_dict()})
 
     def _restore(self, phase: Phase, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -290,7 +294,8 @@ class Trainer:
                    "examples_seen": self.examples_seen, "train_seconds": round(self.wall(), 1),
                    "final_eval_seconds": round(eval_s, 1), "device": str(self.device), "precision": self.precision,
                    "data": self.data["provenance"], "data_sha256": self.identity["data"],
-                   "params": model.parameter_counts(), "resumed": self.resumed, "speed": self.speed.report(),
+                   "params": model.parameter_counts(), "resumed": self.resumed, "shared_phases": self.shared,
+                   "speed": self.speed.report(),
                    "precision_reason": precision_reason(cfg.precision, self.device)}
         self.log({"type": "final", **metrics["dev"]})
         fault_point("before_metrics")

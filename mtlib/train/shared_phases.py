@@ -1,0 +1,114 @@
+"""Leading phases shared between runs: a run whose first phases are, setting for setting, another run's starts
+where that run handed over to its next phase, instead of training them again.
+
+Most rows of the study begin with the same individual-pretraining phase (the heads on a frozen encoder, one
+seed, the same data): 19 of the quick workbook's 31 runs. What a later phase reads of the ones before it is
+the state at the hand-over: the model the last of them handed on, the batch streams, the RNG, the counters,
+and the history rows they wrote. A run that finishes a phase with more to come stores that state under a key
+hashed from exactly what produced it (the run identity with only those phases' settings, and the seed); a run
+with the same key adopts it and trains on from there, as it would have after training those phases itself
+(tests/test_shared_phases.py compares the two bit for bit). Like a resumed run's, the state does not record
+the thread count that produced it (``threads`` is not a result setting).
+
+The states live beside the outputs (``<out_dir>/../cache/phases/<key>.pt``, one model each); deleting them
+only costs the phases' time again. Runs on N processes (torchrun) neither store nor adopt them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from mtlib.config import RunConfig, resolve_path
+from mtlib.rundir import CheckpointError, check_fits, load_checkpoint, save_checkpoint
+from mtlib.train.distributed import restore_rng, rng_state, world_size
+from mtlib.train.speed import SpeedMeter
+
+
+def phases_key(identity: dict, seed: int, done: int) -> str:
+    """The key of the state after the run's first ``done`` phases (of more): the identity with only their
+    settings (the later phases cannot have changed them), and the seed."""
+    settings = {**identity["settings"], "phases": identity["settings"]["phases"][:done]}
+    shared = {**identity, "settings": settings, "seed": seed, "phases_done": done}
+    return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def state_path(cfg: RunConfig, key: str) -> Path:
+    return resolve_path(cfg.out_dir).parent / "cache" / "phases" / f"{key}.pt"
+
+
+def store(path: Path, key: str, state: dict) -> None:
+    """Write a hand-over state once (atomically: two runs finishing the same phases at once both write whole
+    files, and either is the same state)."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(path, {"key": key, **state})
+
+
+def load(path: Path, key: str) -> tuple[dict | None, str]:
+    """(the state, "") when there is a usable one; (None, why not) for a damaged or foreign file, (None, "")
+    when there is none."""
+    if not path.is_file():
+        return None, ""
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as err:
+        return None, str(err)
+    if state.get("key") != key:
+        return None, f"{path} holds the state of other phases (key {state.get('key')!r}, not {key!r})"
+    return state, ""
+
+
+# ------------------------------------------------------------------ the trainer's side (mtlib.train.trainer)
+def _where(trainer, done: int) -> tuple[str, Path] | None:
+    if world_size() > 1:  # every rank's RNG would have to travel: N-process runs train their own
+        return None
+    key = phases_key(trainer.identity, trainer.cfg.seed, done)
+    return key, state_path(trainer.cfg, key)
+
+
+def share(trainer, done: int) -> None:
+    """At a hand-over: store the state after the first ``done`` phases for runs that start with the same ones."""
+    where = _where(trainer, done)
+    if where is None:
+        return
+    rows = [json.loads(line) for line in trainer.dir.history.read_text(encoding="utf-8").splitlines()]
+    store(where[1], where[0], {
+        "model": trainer.model.state_dict(), "streams": {t: s.state_dict() for t, s in trainer.streams.items()},
+        "rng": rng_state(trainer.device), "examples_seen": trainer.examples_seen, "wall": trainer.wall(),
+        "speed": trainer.speed.state_dict(), "history": rows[1:trainer.history_lines],  # not the run's start row
+        "source": f"{trainer.run_dir.parent.name}/{trainer.run_dir.name}", "phases": trainer.cfg.phase_names()[:done]})
+
+
+def adopt(trainer, n_phases: int) -> int:
+    """At a fresh start: the first phase to train, after the most leading phases another run has handed over
+    from (their state loaded into the trainer, their history rows appended); 0 when there is none."""
+    for done in range(n_phases - 1, 0, -1):
+        where = _where(trainer, done)
+        if where is None:
+            return 0
+        state, problem = load(where[1], where[0])
+        if problem:
+            print(f"[{trainer.cfg.name}] not using a shared phase state: {problem}")
+        if state is None:
+            continue
+        check_fits(state["model"], trainer.model.state_dict(), where[1], "this run's model")
+        trainer.model.load_state_dict(state["model"])
+        for t, s in state["streams"].items():
+            trainer.streams[t].load_state_dict(s)
+        restore_rng(state["rng"], trainer.device, where[1])
+        trainer.examples_seen, trainer.speed = state["examples_seen"], SpeedMeter(state["speed"])
+        trainer.wall_before, trainer.t0 = state["wall"], time.perf_counter()  # the run's time includes theirs
+        for row in state["history"]:
+            trainer.dir.append_history(row)
+            trainer.history_lines += 1
+            if trainer.callback:
+                trainer.callback(row)
+        trainer.shared = {"phases": state["phases"], "from": state["source"], "seconds": round(state["wall"], 1)}
+        if trainer.cfg.progress:
+            print(f"[{trainer.cfg.name}] {', '.join(state['phases'])}: trained once by {state['source']} with the "
+                  f"same settings and seed; going on from its hand-over")
+        return done
+    return 0
