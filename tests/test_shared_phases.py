@@ -49,7 +49,7 @@ def test_a_run_adopting_anothers_pretrain_ends_as_if_it_had_trained_it(small_dat
     adopted = run(b)
     assert "pretrain: trained once by " in capsys.readouterr().out
     shared = json.loads((adopted / "metrics.json").read_text())["shared_phases"]
-    assert shared["phases"] == ["pretrain"] and shared["from"] == f"{first.parent.name}/{first.name}"
+    assert shared["phases"] == ["pretrain"] and shared["from"] == f"runs/{first.parent.name}/{first.name}"
     assert json.loads((alone / "metrics.json").read_text())["shared_phases"] is None
     assert_same(adopted, alone)
     # a row whose first phase differs trains its own
@@ -67,6 +67,16 @@ def test_a_damaged_state_is_said_and_the_phases_are_trained(small_data_dir, tmp_
     assert f"not using a shared phase state: checkpoint {state} is damaged" in capsys.readouterr().out
     assert json.loads((got / "metrics.json").read_text())["shared_phases"] is None
     assert_same(got, alone)
+
+
+def test_a_state_whose_run_is_gone_is_not_adopted(small_data_dir, tmp_path, capsys):
+    import shutil
+
+    first = run(cfg(small_data_dir, tmp_path, "a", {"lr": 3e-4}))
+    shutil.rmtree(first.parent)  # deleted to be trained again, e.g. after a change in the code
+    got = run(cfg(small_data_dir, tmp_path, "b", {}))
+    assert f"came from {first}, which is gone" in capsys.readouterr().out
+    assert json.loads((got / "metrics.json").read_text())["shared_phases"] is None
 
 
 def test_the_key_covers_the_phases_done_and_the_seed_not_the_later_phases():

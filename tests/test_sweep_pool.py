@@ -119,7 +119,7 @@ def test_a_bad_workers_value_is_one_error_line_before_anything_runs(tmp_path, ca
         run_sweep([], "ray", workers=2)
 
 
-def test_default_workers_one_on_a_gpu_one_per_core_up_to_four_on_a_cpu(monkeypatch):
+def test_default_workers_by_cores_on_a_cpu_and_by_memory_and_cores_on_a_gpu(monkeypatch):
     import torch
 
     from mtlib.train import runtime
@@ -128,4 +128,7 @@ def test_default_workers_one_on_a_gpu_one_per_core_up_to_four_on_a_cpu(monkeypat
     assert threads_per_worker(2, cores=2) == 1 and threads_per_worker(4, cores=16) == 4
     assert threads_per_worker(3, cores=2) == 1
     monkeypatch.setattr(runtime, "resolve_device", lambda name: torch.device("cuda"))
-    assert default_workers("auto", cores=16) == 1
+    # a 16 GB card on 2 cores (a notebook service), a 40 GB one, an 80 GB H100 on 16 cores, 141 GB on 64
+    assert [default_workers("auto", cores=c, gpu_gb=g) for c, g in ((2, 15.9), (8, 40), (16, 79.2), (64, 141))] \
+        == [1, 4, 7, 8]
+    assert default_workers("auto", cores=4, gpu_gb=141) == 2

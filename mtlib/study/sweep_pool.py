@@ -35,6 +35,9 @@ from mtlib.study.sweep import Sweep, SweepRun, blocked_by, finish
 # each worker holds a model, its optimizer and the data (~1.7 GB resident in a quick row); measured on 2 cores
 # only: beyond 4 processes a wide CPU is left to more threads per run
 MAX_CPU_WORKERS = 4
+# a gpu-profile MiniLM run holds ~2-3 GB of GPU memory, a bert-base one up to ~5 GB (README "On a GPU")
+GPU_GB_PER_WORKER = 10
+MAX_GPU_WORKERS = 8
 
 
 def check_workers(value) -> int:
@@ -55,19 +58,32 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_workers(device: str = "auto", cores: int | None = None) -> int:
-    """1 where the runs go to a GPU (one process owns it); on a CPU one worker per core, at most 4."""
+def default_workers(device: str = "auto", cores: int | None = None, gpu_gb: float | None = None) -> int:
+    """On a CPU one worker per core, at most 4. On a GPU several runs share it: a quick or gpu-profile step is
+    too small to fill one (an H200 ran 7 gpu-profile rows side by side at 3.5x the examples/s of one alone,
+    README "On a GPU"), so one worker per GPU_GB_PER_WORKER of its memory and per 2 cores, at most 8."""
     from mtlib.train.runtime import resolve_device
 
-    if resolve_device(device).type != "cpu":
+    cores = cores or usable_cores()
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        return max(1, min(MAX_CPU_WORKERS, cores))
+    if dev.type != "cuda":
         return 1
-    return max(1, min(MAX_CPU_WORKERS, cores or usable_cores()))
+    if gpu_gb is None:
+        import torch
+
+        gpu_gb = torch.cuda.get_device_properties(dev).total_memory / 2**30
+    return max(1, min(MAX_GPU_WORKERS, cores // 2, int(gpu_gb // GPU_GB_PER_WORKER)))
 
 
 def default_workers_reason(device: str = "auto") -> str:
     from mtlib.train.runtime import resolve_device
 
-    return "on a CPU: one per core, at most 4" if resolve_device(device).type == "cpu" else "one process owns the GPU"
+    kind = resolve_device(device).type
+    return {"cpu": "on a CPU: one per core, at most 4",
+            "cuda": f"on a GPU: one per {GPU_GB_PER_WORKER} GB of its memory and per 2 cores, at most "
+                    f"{MAX_GPU_WORKERS}"}.get(kind, "one process owns the device")
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:

@@ -11,7 +11,9 @@ with the same key adopts it and trains on from there, as it would have after tra
 the thread count that produced it (``threads`` is not a result setting).
 
 The states live beside the outputs (``<out_dir>/../cache/phases/<key>.pt``, one model each); deleting them
-only costs the phases' time again. Runs on N processes (torchrun) neither store nor adopt them.
+only costs the phases' time again. A state is adopted only while the run that stored it exists: deleting
+runs to train them again (after a change in the code, say) retrains their phases too. Runs on N processes
+(torchrun) neither store nor adopt them.
 """
 
 from __future__ import annotations
@@ -35,8 +37,12 @@ def phases_key(identity: dict, seed: int, done: int) -> str:
     return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def outputs_root(cfg: RunConfig) -> Path:
+    return resolve_path(cfg.out_dir).parent
+
+
 def state_path(cfg: RunConfig, key: str) -> Path:
-    return resolve_path(cfg.out_dir).parent / "cache" / "phases" / f"{key}.pt"
+    return outputs_root(cfg) / "cache" / "phases" / f"{key}.pt"
 
 
 def store(path: Path, key: str, state: dict) -> None:
@@ -47,9 +53,10 @@ def store(path: Path, key: str, state: dict) -> None:
         save_checkpoint(path, {"key": key, **state})
 
 
-def load(path: Path, key: str) -> tuple[dict | None, str]:
-    """(the state, "") when there is a usable one; (None, why not) for a damaged or foreign file, (None, "")
-    when there is none."""
+def load(path: Path, key: str, root: Path) -> tuple[dict | None, str]:
+    """(the state, "") when there is a usable one; (None, why not) for a damaged or foreign file, or one whose
+    run is gone (deleting the runs that trained some phases, e.g. after changing the code, retrains them);
+    (None, "") when there is none."""
     if not path.is_file():
         return None, ""
     try:
@@ -58,6 +65,8 @@ def load(path: Path, key: str) -> tuple[dict | None, str]:
         return None, str(err)
     if state.get("key") != key:
         return None, f"{path} holds the state of other phases (key {state.get('key')!r}, not {key!r})"
+    if not (root / state["source"]).is_dir():
+        return None, f"{path} came from {root / state['source']}, which is gone; training those phases again"
     return state, ""
 
 
@@ -79,7 +88,14 @@ def share(trainer, done: int) -> None:
         "model": trainer.model.state_dict(), "streams": {t: s.state_dict() for t, s in trainer.streams.items()},
         "rng": rng_state(trainer.device), "examples_seen": trainer.examples_seen, "wall": trainer.wall(),
         "speed": trainer.speed.state_dict(), "history": rows[1:trainer.history_lines],  # not the run's start row
-        "source": f"{trainer.run_dir.parent.name}/{trainer.run_dir.name}", "phases": trainer.cfg.phase_names()[:done]})
+        "source": _relative(trainer.run_dir, outputs_root(trainer.cfg)), "phases": trainer.cfg.phase_names()[:done]})
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
 def adopt(trainer, n_phases: int) -> int:
@@ -89,7 +105,7 @@ def adopt(trainer, n_phases: int) -> int:
         where = _where(trainer, done)
         if where is None:
             return 0
-        state, problem = load(where[1], where[0])
+        state, problem = load(where[1], where[0], outputs_root(trainer.cfg))
         if problem:
             print(f"[{trainer.cfg.name}] not using a shared phase state: {problem}")
         if state is None:
