@@ -31,7 +31,7 @@ ALLOWED = {
                           "mtlib.train.gradients", "mtlib.config"),
     "mtlib.study": ("mtlib.config", "mtlib.configtypes", "mtlib.data", "mtlib.rundir", "mtlib.study",
                     "mtlib.train.identity", "mtlib.train.trainer", "mtlib.train.samplers", "mtlib.train.gradients",
-                    "mtlib.train.stop", "mtlib.train.runtime"),
+                    "mtlib.train.stop", "mtlib.train.runtime", "mtlib.train.shared_phases"),
 }
 READ_ONLY = ("mtlib.study.results", "mtlib.study.tables", "mtlib.study.plots")  # read run directories, never train
 

@@ -132,3 +132,23 @@ def test_default_workers_by_cores_on_a_cpu_and_by_memory_and_cores_on_a_gpu(monk
     assert [default_workers("auto", cores=c, gpu_gb=g) for c, g in ((2, 15.9), (8, 40), (16, 79.2), (64, 141))] \
         == [1, 4, 7, 8]
     assert default_workers("auto", cores=4, gpu_gb=141) == 2
+
+
+def test_runs_start_longest_first_and_a_phase_in_training_is_not_trained_beside_it(smoke_cfg):
+    from mtlib.study.sweep_pool import planned_updates, start_order
+    from mtlib.train import shared_phases
+
+    pretrain = {"name": "pretrain", "freeze": "encoder", "lr": 1e-3}
+    one = SweepRun("one seed1", smoke_cfg.replace(name="one"), [])
+    two_a = SweepRun("a seed1", smoke_cfg.replace(name="a", phases=[pretrain, {"name": "finetune"}]), [])
+    two_b = SweepRun("b seed1", smoke_cfg.replace(name="b", phases=[pretrain, {"name": "finetune", "lr": 3e-4}]), [])
+    short = SweepRun("short seed1", smoke_cfg.replace(name="short", epochs=1), [])
+    assert planned_updates(two_a.cfg) > planned_updates(one.cfg) > planned_updates(short.cfg)
+    keys: dict = {}
+    assert start_order([short, one, two_a, two_b], [], keys) == [two_a, two_b, one, short]
+    # a is training the pretrain phase b starts with: b waits behind the others until a hands over
+    assert start_order([short, one, two_b], [two_a], keys) == [one, short, two_b]
+    state = shared_phases.state_path(two_a.cfg, keys["a seed1"])
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"handed over")
+    assert start_order([short, one, two_b], [two_a], keys) == [two_b, one, short]

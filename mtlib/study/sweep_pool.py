@@ -31,6 +31,7 @@ import threading
 from pathlib import Path
 
 from mtlib.study.sweep import Sweep, SweepRun, blocked_by, finish
+from mtlib.train.shared_phases import phases_key, state_path
 
 # each worker holds a model, its optimizer and the data (~1.7 GB resident in a quick row); measured on 2 cores
 # only: beyond 4 processes a wide CPU is left to more threads per run
@@ -103,14 +104,15 @@ def run_in_workers(sweep: Sweep, workers: int, threads: int | None = None) -> No
     threads = threads or threads_per_worker(workers)
     logs = Path(tempfile.mkdtemp(prefix="mtlib-sweep-"))
     answers: queue.Queue = queue.Queue()  # (worker, message), message None when the worker's stdout closed
-    pending, pool, started = list(sweep.runs.values()), [], 0
+    pending, pool, started, keys = list(sweep.runs.values()), [], 0, {}
     try:
         while pending or any(w.run for w in pool):
             for r in [r for r in pending if blocked_by(sweep, r)]:
                 r.state, r.error = "failed", blocked_by(sweep, r)
                 pending.remove(r)
                 sweep.changed()
-            for r in [r for r in pending if all(sweep.runs[p].state == "done" for p in r.parents)]:
+            ready = [r for r in pending if all(sweep.runs[p].state == "done" for p in r.parents)]
+            for r in start_order(ready, [w.run for w in pool if w.run is not None], keys):
                 idle = [w for w in pool if w.run is None]
                 if not idle and len(pool) < workers:
                     started += 1
@@ -137,6 +139,32 @@ def run_in_workers(sweep: Sweep, workers: int, threads: int | None = None) -> No
         _stop(pool)
         if not sweep.failed:
             shutil.rmtree(logs, ignore_errors=True)
+
+
+def start_order(ready: list[SweepRun], running: list[SweepRun], keys: dict) -> list[SweepRun]:
+    """The ready runs in the order to start them: the most planned updates first, so a sweep does not end on a
+    long run while the other workers idle; but a run whose first phase a running run is training, and has not
+    handed over yet, after the others: it then adopts that run's state (``mtlib.train.shared_phases``) instead
+    of training the same phase beside it. ``keys`` caches each run's first-phase key."""
+    def first_phase(r: SweepRun) -> str | None:
+        if r.key not in keys:
+            keys[r.key] = _first_phase_key(r.cfg)
+        return keys[r.key]
+
+    busy = {k for r in running if (k := first_phase(r)) and not state_path(r.cfg, k).is_file()}
+    return sorted(ready, key=lambda r: (first_phase(r) in busy, -planned_updates(r.cfg)))
+
+
+def planned_updates(cfg) -> int:
+    return sum(p.epochs * p.batches_per_epoch for p in cfg.phase_configs())
+
+
+def _first_phase_key(cfg) -> str | None:
+    if len(cfg.phase_configs()) < 2:
+        return None
+    from mtlib.train.identity import run_identity
+
+    return phases_key(run_identity(cfg), cfg.seed, 1)
 
 
 def _start_worker(log: Path, threads: int, answers: queue.Queue) -> Worker:

@@ -3,7 +3,8 @@
 Before the first notebook starts, every training run the selected notebooks will ask for is trained on worker
 processes (the pre-run: ``mtlib.study.notebook_runs`` finds the runs, ``mtlib.study.sweep_pool`` trains them):
 on this 2-core CPU two runs side by side with a thread each take ~0.8x the time of one after another with two
-threads each (README "Workbook time"). The notebooks then find their runs finished and load and plot them."""
+threads each (README "Workbook time"). The notebooks then find their runs finished and load and plot them,
+several side by side (each kernel gets its own run-events file), the results notebook last."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import traceback
 from pathlib import Path
 
 from mtlib.config import REPO_ROOT
+from mtlib.study.progress import ENV as PROGRESS_ENV
 from mtlib.study.resolve import load_profile
 
 RESULTS_NOTEBOOK = "07_results"
+MAX_NOTEBOOKS_AT_ONCE = 4
 PRE_RUN = "pre-run"
 
 
@@ -44,47 +47,79 @@ def run_workbook(profile: str, only: list[str] | None = None, out_dir: str | Pat
 
     The terminal gets a line per run as it starts, after each epoch and as it ends (``mtlib.study.progress``),
     and a summary table at the end; the kernel's own log (e.g. its TCP warning) is kept out."""
-    import papermill as pm
-
-    from mtlib.study.sweep_pool import check_workers
+    from mtlib.study.sweep_pool import check_workers, usable_cores
 
     load_profile(profile)  # a bad profile or workers value fails here, before anything runs
     workers = check_workers(workers) if workers is not None else None
     notebooks = list_notebooks(only, folder)
     out_dir = Path(out_dir) / profile
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = [pre_run(notebooks, profile, parameters, workers, dry_run)]
-    for nb in notebooks:
-        target = out_dir / nb.name
-        planned = _planned_runs(nb.stem, profile)
-        print(f"[workbook] {nb.name}: started ({planned or 'no'} training run(s) planned) -> {target}", flush=True)
-        if dry_run:
-            continue
-        t0 = time.perf_counter()
-        printer = RunLines(nb.stem, planned)
-        try:
-            with _progress_file() as events, _following(events, printer):
-                pm.execute_notebook(str(nb), str(target), parameters={"profile": profile, **(parameters or {})},
-                                    kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT),
-                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])
-            results.append((nb.stem, "ok", printer.runs, time.perf_counter() - t0, ""))
-        except Exception as e:  # noqa: BLE001 - report every failure, then go on
-            reason = _failure_reason(e)
-            results.append((nb.stem, "FAILED", printer.runs, time.perf_counter() - t0, reason))
-            print(f"[workbook] FAILED {nb.name}: {reason}", flush=True)
-        else:
-            print(f"[workbook] {nb.stem}: ok in {_hms(results[-1][3])}", flush=True)
+    t0 = time.perf_counter()
+    first = pre_run(notebooks, profile, parameters, workers, dry_run)
     if dry_run:
+        for nb in notebooks:
+            print(f"[workbook] {nb.name}: started ({_planned_runs(nb.stem, profile) or 'no'} training run(s) "
+                  f"planned) -> {out_dir / nb.name}", flush=True)
         return 0
+    # With every run trained, the notebooks only load and plot: a few side by side (results last, it reads
+    # every run). After a failed pre-run they train runs themselves, and may share parents: one at a time.
+    side_by_side = (workers or min(MAX_NOTEBOOKS_AT_ONCE, usable_cores())) if first is None or first[1] == "ok" else 1
+    results = [first, *_execute(notebooks, profile, parameters, out_dir, side_by_side)]
     print("\n[workbook] summary")
     print(f"  {'notebook':28s} {'status':7s} {'runs':>5s} {'time':>9s}")
     for name, status, runs, secs, reason in [r for r in results if r is not None]:
         print(f"  {name:28s} {status:7s} {runs:5d} {_hms(secs):>9s}  {reason}")
-    total = sum(r[3] for r in results if r is not None)
+    total = time.perf_counter() - t0  # wall time: notebooks ran side by side
     notebooks_run = results[1:]  # the pre-run's failures are its notebooks' to report: they try those runs again
     failed = [r for r in notebooks_run if r[1] != "ok"]
     print(f"  {len(notebooks_run) - len(failed)} passed, {len(failed)} failed, {_hms(total)} in all")
     return 1 if failed else 0
+
+
+def _execute(notebooks: list[Path], profile: str, parameters: dict | None, out_dir: Path, at_once: int) -> list:
+    """Execute the notebooks, ``at_once`` at a time but the results notebook after all others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    last = [nb for nb in notebooks if nb.stem == RESULTS_NOTEBOOK]
+    rest = [nb for nb in notebooks if nb.stem != RESULTS_NOTEBOOK]
+    with ThreadPoolExecutor(max_workers=max(1, min(at_once, len(rest) or 1))) as pool:
+        done = list(pool.map(lambda nb: _execute_one(nb, profile, parameters, out_dir), rest))
+    return done + [_execute_one(nb, profile, parameters, out_dir) for nb in last]
+
+
+def _execute_one(nb: Path, profile: str, parameters: dict | None, out_dir: Path) -> tuple:
+    import papermill as pm
+
+    target = out_dir / nb.name
+    planned = _planned_runs(nb.stem, profile)
+    print(f"[workbook] {nb.name}: started ({planned or 'no'} training run(s) planned) -> {target}", flush=True)
+    t0 = time.perf_counter()
+    printer = RunLines(nb.stem, planned)
+    try:
+        with _progress_file(set_environ=False) as events, _following(events, printer):
+            pm.execute_notebook(str(nb), str(target), parameters={"profile": profile, **(parameters or {})},
+                                kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT),
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                                kernel_manager_class=_kernel_manager({PROGRESS_ENV: str(events)}))
+    except Exception as e:  # noqa: BLE001 - report every failure, then go on
+        reason = _failure_reason(e)
+        print(f"[workbook] FAILED {nb.name}: {reason}", flush=True)
+        return (nb.stem, "FAILED", printer.runs, time.perf_counter() - t0, reason)
+    secs = time.perf_counter() - t0
+    print(f"[workbook] {nb.stem}: ok in {_hms(secs)}", flush=True)
+    return (nb.stem, "ok", printer.runs, secs, "")
+
+
+def _kernel_manager(env: dict):
+    """nbclient's kernel manager with ``env`` added to the kernel's environment: each notebook run side by side
+    writes its run events to its own file (os.environ is one for all threads)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class KernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            return await super().start_kernel(**{**kw, "env": {**os.environ, **kw.get("env", {}), **env}})
+
+    return KernelManager
 
 
 def pre_run(notebooks: list[Path], profile: str, parameters: dict | None, workers: int | None,
@@ -172,20 +207,21 @@ def _planned_runs(notebook: str, profile: str) -> int:
 
 
 @contextlib.contextmanager
-def _progress_file():
-    from mtlib.study.progress import ENV
-
+def _progress_file(set_environ: bool = True):
+    """A fresh events file; with ``set_environ`` in os.environ too, for the pre-run's worker processes (a
+    notebook's kernel gets it through ``_kernel_manager``)."""
     with tempfile.TemporaryDirectory(prefix="mtlib-workbook-") as tmp:
         path = Path(tmp) / "events.jsonl"
-        old = os.environ.get(ENV)
-        os.environ[ENV] = str(path)  # the kernel papermill starts inherits it
+        old = os.environ.get(PROGRESS_ENV)
+        if set_environ:
+            os.environ[PROGRESS_ENV] = str(path)
         try:
             yield path
         finally:
-            if old is None:
-                os.environ.pop(ENV, None)
-            else:
-                os.environ[ENV] = old
+            if set_environ and old is None:
+                os.environ.pop(PROGRESS_ENV, None)
+            elif set_environ:
+                os.environ[PROGRESS_ENV] = old
 
 
 @contextlib.contextmanager
