@@ -24,7 +24,10 @@ KILLED = "gradvac seed1"
 
 
 def _kw(tmp, data_dir, name):
-    return dict(out_dir=str(tmp / name), data_dir=str(data_dir), max_train_examples=32, progress=False, threads=1)
+    # each engine's runs in a folder of their own, with their own cache: a Ray run that adopted the local
+    # run's pretraining (mtlib.train.shared_phases) could finish before the kill lands
+    return dict(out_dir=str(tmp / name / "runs"), data_dir=str(data_dir), max_train_examples=32, progress=False,
+                threads=1)
 
 
 def _runs(tmp, data_dir, name):
