@@ -152,3 +152,18 @@ def test_runs_start_longest_first_and_a_phase_in_training_is_not_trained_beside_
     state.parent.mkdir(parents=True)
     state.write_bytes(b"handed over")
     assert start_order([short, one, two_b], [two_a], keys) == [two_b, one, short]
+
+
+def test_a_pool_trains_a_shared_first_phase_once(small_data_dir, tmp_path):
+    """pcgrad, gradvac and sum_all begin with the same pretraining: on worker processes too, one of them trains
+    it and the other two adopt its hand-over (the order that keeps two from training it side by side:
+    test_runs_start_longest_first_and_a_phase_in_training_is_not_trained_beside_it)."""
+    kw = _kw(tmp_path, small_data_dir, "pool", batches_per_epoch=20)
+    # the three plan 3 + 2 x 20 updates, base 2 x 20: they come first, and base outlasts the first one's
+    # 3-update pretraining, so the second worker must take base while it trains
+    runs = plan("smoke", ["pcgrad", "gradvac", "sum_all", "base"], [1], **kw)
+    pool = run_sweep(runs, workers=2, show=False)
+    shared = {k: read_metrics(r.run_dir)["shared_phases"] for k, r in pool.runs.items()}
+    assert shared["base seed1"] is None
+    trained = [k for k in ("pcgrad seed1", "gradvac seed1", "sum_all seed1") if shared[k] is None]
+    assert len(trained) == 1, shared

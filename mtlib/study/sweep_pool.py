@@ -111,8 +111,7 @@ def run_in_workers(sweep: Sweep, workers: int, threads: int | None = None) -> No
                 r.state, r.error = "failed", blocked_by(sweep, r)
                 pending.remove(r)
                 sweep.changed()
-            ready = [r for r in pending if all(sweep.runs[p].state == "done" for p in r.parents)]
-            for r in start_order(ready, [w.run for w in pool if w.run is not None], keys):
+            while ready := [r for r in pending if all(sweep.runs[p].state == "done" for p in r.parents)]:
                 idle = [w for w in pool if w.run is None]
                 if not idle and len(pool) < workers:
                     started += 1
@@ -120,6 +119,7 @@ def run_in_workers(sweep: Sweep, workers: int, threads: int | None = None) -> No
                     pool.append(idle[0])
                 if not idle:
                     break
+                r = start_order(ready, [w.run for w in pool if w.run is not None], keys)[0]  # after each hand-out
                 _hand_out(sweep, idle[0], r, threads)
                 pending.remove(r)
             if not any(w.run for w in pool):

@@ -62,8 +62,9 @@ def run_workbook(profile: str, only: list[str] | None = None, out_dir: str | Pat
                   f"planned) -> {out_dir / nb.name}", flush=True)
         return 0
     # With every run trained, the notebooks only load and plot: a few side by side (results last, it reads
-    # every run). After a failed pre-run they train runs themselves, and may share parents: one at a time.
-    side_by_side = (workers or min(MAX_NOTEBOOKS_AT_ONCE, usable_cores())) if first is None or first[1] == "ok" else 1
+    # every run). Otherwise they train runs themselves, and may share parents: one at a time.
+    trained = first is not None and first[1] == "ok"
+    side_by_side = (workers or min(MAX_NOTEBOOKS_AT_ONCE, usable_cores())) if trained else 1
     results = [first, *_execute(notebooks, profile, parameters, out_dir, side_by_side)]
     print("\n[workbook] summary")
     print(f"  {'notebook':28s} {'status':7s} {'runs':>5s} {'time':>9s}")
