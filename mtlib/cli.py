@@ -1,4 +1,4 @@
-"""python -m mtlib {data fetch, run, score, predict, tensorboard, workbook, sweep, bench}."""
+"""python -m mtlib {data fetch, run, score, predict, cache, tensorboard, workbook, sweep, bench}."""
 
 from __future__ import annotations
 
@@ -58,7 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run_dir", help="a run directory (outputs/runs/<name>-<run id>/seed<k>)")
     pr.add_argument("--split", choices=["dev", "test"], default="dev")
     pr.add_argument("--checkpoint", help="default: the run's best.pt (a name inside the run directory, or a path)")
-    pr.add_argument("--out", help="folder for the files (default: the run's predictions/, or predictions-<name>/)")
+    pr.add_argument("--out", help="folder for the files, outside the run (default: <outputs>/predict/<run>/seed<k>/<checkpoint name>/)")
+
+    ca = command(sub, "cache", help="list, verify or prune the outputs' cache (shared phase states, EDA sets)")
+    ca.add_argument("action", nargs="?", default="list", choices=["list", "verify", "prune"],
+                    help="list (default); verify each entry's content and source; prune what no run could use")
+    ca.add_argument("--outputs", default="outputs", help="the outputs folder whose cache/ to look at (default: outputs)")
+    ca.add_argument("--all", action="store_true", help="prune: remove every entry, not only unusable ones")
 
     tb = command(sub, "tensorboard", help="write TensorBoard event files of runs from their history.jsonl")
     tb.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them")
@@ -99,9 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     _offline_defaults()
     args = build_parser().parse_args(argv)
     from mtlib.rundir import RunLocked
+    from mtlib.study.interrupts import raised_on_signals
 
     try:
-        return _dispatch(args)
+        with raised_on_signals():  # SIGTERM too unwinds: locks released, workers stopped, temporary folders removed
+            return _dispatch(args)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM, after that clean-up
+        return _interrupted(args, e)
     except (ValueError, FileNotFoundError, KeyError, RunLocked, OSError, FloatingPointError) as e:
         if args.debug:
             raise
@@ -113,6 +123,42 @@ def main(argv: list[str] | None = None) -> int:
         if not args.debug and not getattr(e, "errors", None):
             print("(run with --debug for the traceback)", file=sys.stderr)
         return 1 if isinstance(e, (FloatingPointError, RunLocked)) or type(e) is OSError else 2
+
+
+def _interrupted(args, err: KeyboardInterrupt) -> int:
+    """One line on stderr (and the traceback with --debug): what was running and where the same command
+    resumes. 130 for SIGINT, 143 for SIGTERM (mtlib.study.interrupts)."""
+    import traceback
+
+    from mtlib.study.interrupts import RESUME, exit_code, message
+
+    if args.debug:
+        traceback.print_exception(err)
+    fallback = _interrupted_run(args) if args.command == "run" else f"{args.command}; {RESUME}"
+    print(message(err, fallback), file=sys.stderr, flush=True)
+    return exit_code(err)
+
+
+def _interrupted_run(args) -> str:
+    """Where ``run`` resumes: its run directory's last.pt, the end of its last finished epoch. The config is
+    resolved again (cheap): _dispatch keeps none, and the trainer's files say how far it got."""
+    from mtlib.config import parse_override
+    from mtlib.study.interrupts import RESUME
+    from mtlib.study.resolve import resolve_config
+    from mtlib.train.identity import run_dir_for
+
+    try:
+        overrides = dict(parse_override(text) for text in args.set)
+        if args.seed is not None:
+            overrides["seed"] = args.seed
+        run_dir = run_dir_for(resolve_config(args.config, row=args.row, **overrides))
+    except Exception:  # noqa: BLE001 - interrupted before the config resolved: nothing was written
+        return f"run {args.config} before it started; run the same command again to start it"
+    if (run_dir / "metrics.json").is_file():
+        return f"run {run_dir} after it finished; it is kept: the same command again only reports it"
+    if (run_dir / "last.pt").is_file():
+        return f"training {run_dir}; {RESUME} from {run_dir / 'last.pt'} (its last finished epoch)"
+    return f"training {run_dir} before its first epoch ended; run the same command again to start it over"
 
 
 def _dispatch(args) -> int:
@@ -158,6 +204,12 @@ def _dispatch(args) -> int:
         from mtlib.train.rescore import predict_run, report_lines
 
         print("\n".join(report_lines(predict_run(args.run_dir, args.split, args.checkpoint, args.out), args.split)))
+        return 0
+    if args.command == "cache":
+        from mtlib.config import resolve_path
+        from mtlib.train.caches import cache_command
+
+        print("\n".join(cache_command(args.action, resolve_path(args.outputs), everything=args.all)))
         return 0
     if args.command == "tensorboard":
         from mtlib.train.tensorboard_events import convert_runs

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1] / "mtlib"
 # module prefix -> the mtlib modules it may import (prefixes); "mtlib" alone is the package root (TASKS)
 ALLOWED = {
     "mtlib.rundir": ("mtlib.rundir",),
-    "mtlib.data": ("mtlib.data",),
+    "mtlib.data": ("mtlib.data", "mtlib.rundir"),  # atomic writes for caches
     "mtlib.model": ("mtlib.model",),
     # the leaf modules of training, whose allowed values config.py collects
     "mtlib.train.samplers": (),

@@ -38,11 +38,13 @@ def test_predict_cli_prints_the_three_scores_and_the_mean(finished_run, capsys):
     out = capsys.readouterr().out.splitlines()
     assert [line for line in out if line.startswith("dev ")] == [
         *(f"dev {t} {TASK_METRIC[t]} {own[t]:.4f}" for t in ("sst", "para", "sts")), f"dev mean {own['mean']:.4f}"]
-    assert f"wrote {finished_run / 'predictions' / 'sts-dev-output.csv'}" in out
+    out_dir = finished_run.parents[2] / "predict" / finished_run.parent.name / finished_run.name / "best"
+    assert f"wrote {out_dir / 'sts-dev-output.csv'}" in out
+    assert (out_dir / "sts-dev-output.csv").read_bytes() == (finished_run / "predictions" / "sts-dev-output.csv").read_bytes()
 
 
 def test_test_split_writes_the_files_it_has_data_for(finished_run):
-    result = predict_run(finished_run, split="test", checkpoint="best.pt", out_dir=finished_run / "test-preds")
+    result = predict_run(finished_run, split="test", checkpoint="best.pt", out_dir=finished_run.parent / "test-preds")
     assert result["scores"] is None
     assert sorted(p.rsplit("/", 1)[1] for p in result["files"]) == ["sst-test-output.csv", "sts-test-output.csv"]
     assert result["skipped"] == ["para: no test file in the data folder"]  # not in the shared data
@@ -57,7 +59,7 @@ def test_a_checkpoint_of_another_model_shape_is_refused(finished_run, capsys):
     assert main(["predict", str(finished_run), "--checkpoint", str(path)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and err[0].startswith(f"error: checkpoint {path} does not fit") and "--debug" in err[1]
-    assert not (finished_run / "predictions-other").exists()  # nothing written
+    assert not (finished_run.parents[2] / "predict").exists()  # nothing written
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from mtlib.rundir import read_history
+from mtlib.rundir import load_checkpoint, read_history
 from mtlib.study.resolve import resolve_config
 from mtlib.train import shared_phases
 from mtlib.train.trainer import run
@@ -33,7 +33,7 @@ def assert_same(got: Path, want: Path) -> None:
     assert metrics(got) == metrics(want)
     assert ([{k: v for k, v in r.items() if k != "wall"} for r in read_history(got)]
             == [{k: v for k, v in r.items() if k != "wall"} for r in read_history(want)])
-    a, b = (torch.load(d / "best.pt", weights_only=True)["model"] for d in (got, want))
+    a, b = (load_checkpoint(d / "best.pt")["model"] for d in (got, want))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
     for p in (want / "predictions").iterdir():
         assert (got / "predictions" / p.name).read_bytes() == p.read_bytes(), p.name

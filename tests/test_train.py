@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mtlib.data.metrics import PREDICTION_COLUMNS, read_predictions
-from mtlib.rundir import read_history
+from mtlib.rundir import load_checkpoint, read_history
 from mtlib.train.identity import run_dir_for, run_id, run_identity
 from mtlib.train.runtime import resolve_precision
 from mtlib.train.trainer import Trainer, run
@@ -162,7 +162,7 @@ def test_resume_reproduces_an_uninterrupted_run(smoke_cfg, tmp_path, case):
     got, want = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, reference))
     assert got["dev"] == want["dev"]
     assert (got["best_epoch"], got["examples_seen"]) == (want["best_epoch"], want["examples_seen"])
-    a, b = (torch.load(d / "best.pt", weights_only=True)["model"] for d in (run_dir, reference))
+    a, b = (load_checkpoint(d / "best.pt")["model"] for d in (run_dir, reference))
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 
@@ -240,8 +240,8 @@ def test_pals_train_and_all_but_pals_changes_only_pals(smoke_cfg, phase_states, 
                             init_checkpoint=str(base / "best.pt"),
                             phases=[{"name": "pal_only", "freeze": "all_but_pals", "lr": 1e-2}])
     run_dir = run(cfg)
-    init = torch.load(base / "best.pt", weights_only=True)["model"]
-    final = torch.load(run_dir / "best.pt", weights_only=True)["model"]
+    init = load_checkpoint(base / "best.pt")["model"]
+    final = load_checkpoint(run_dir / "best.pt")["model"]
     pal_keys = [k for k in final if ".pals." in f".{k}"]
     assert pal_keys and set(final) - set(pal_keys) == set(init)
     assert all(torch.equal(final[k], init[k]) for k in init)  # encoder and heads untouched

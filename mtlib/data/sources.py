@@ -7,6 +7,7 @@ this module's public names.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import os
@@ -72,6 +73,19 @@ def sha256_file(path: str | Path) -> str:
         while chunk := fp.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_file_cached(path: str | Path, digest=sha256_file) -> str:
+    """``digest(path)`` for large files looked up often (a backbone's weights, WordNet), computed again whenever
+    the file changed: the key holds the inode and the change time (ctime), which every write updates and no
+    program can set back, unlike the size and modification time."""
+    st = os.stat(path)
+    return _digest_cached(digest, str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _digest_cached(digest, path: str, *stat) -> str:
+    return digest(path)
 
 
 def _is_url(source: object) -> bool:

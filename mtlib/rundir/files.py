@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -62,7 +63,7 @@ def atomic_write(path: str | Path, data: bytes | str | None = None, *, writer=No
     ``path`` and fsync the folder: readers see the old file or the new one, never half of one. On any failure
     the temporary file is removed and the old file is left as it was; ``ENOSPC`` says "no space left"."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}{_TMP}{os.getpid()}@{socket.gethostname()}")
     try:
         with open(tmp, "wb") as f:
             if writer is not None:
@@ -88,6 +89,40 @@ def atomic_write(path: str | Path, data: bytes | str | None = None, *, writer=No
             raise _explain(cause, path) from err
         raise
     return path
+
+
+_TMP = ".tmp"
+
+
+def remove_dead_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files ``atomic_write`` left in ``folder`` when its process was killed mid-write
+    (``.<name>.tmp<pid>@<host>``, this host's, the process gone); returns what was removed. Files of live
+    processes and of other hosts (a shared filesystem) are left alone."""
+    removed = []
+    for p in Path(folder).glob(f".*{_TMP}*"):
+        if abandoned(p):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass  # gone already, or a read-only folder: nothing to clean there
+    return removed
+
+
+def abandoned(temporary: Path) -> bool:
+    """Whether an ``atomic_write`` temporary file's writer (this host's, by its name) is gone."""
+    pid, _, host = temporary.name.rpartition(_TMP)[2].partition("@")
+    return pid.isdigit() and host in ("", socket.gethostname()) and not _alive(int(pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 class RunLocked(RuntimeError):
@@ -150,6 +185,14 @@ class RunDirectory:
 
     def finished(self) -> bool:
         return self.metrics.is_file()
+
+    def instance(self) -> str | None:
+        """The token identity.json records for this training of the run (a run deleted and trained again gets
+        a new one); None when there is none (a run from before tokens were recorded)."""
+        try:
+            return json.loads(self.identity.read_text(encoding="utf-8")).get("instance")
+        except (OSError, ValueError, AttributeError):
+            return None
 
     # -- writing
     def write_text(self, name: str, text: str) -> Path:
@@ -218,6 +261,26 @@ class RunDirectory:
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
         self._lock_fd = fd
         return self
+
+    @contextlib.contextmanager
+    def reading(self):
+        """Hold the run's lock shared while reading it (``predict``): refused (``RunLocked``) while a process
+        trains the run, and a trainer cannot start on it meanwhile. A folder that cannot hold a lock file (a
+        read-only copy of someone's outputs) cannot be trained in either: it is read without one."""
+        try:
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            yield self
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunLocked(f"{self.path} is being trained by {_read_holder(fd)}; wait for that run to end "
+                                "(its files change until then)") from None
+            yield self
+        finally:
+            os.close(fd)  # the trainer removes the lock file when it ends; a reader leaves it
 
     def unlock(self) -> None:
         if self._lock_fd is None:

@@ -3,6 +3,9 @@
 The model is rebuilt from the run's config.yaml and must fit the checkpoint key for key and shape for shape;
 dev is the set the run's own final evaluation scored (all of dev, ``final_dev_max`` of it, or the per-epoch
 subsample), batched and scored by the same ``evaluate``, so a run's best.pt gives back its metrics.json.
+
+Predicting never modifies the run: the files go to a folder of their own (``default_out_dir``), the run's
+lock is held shared while its checkpoint is read, and a run that a process is still training is refused.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from mtlib.data.metrics import TASK_METRIC, write_predictions
 from mtlib.data.sources import sha256_file
 from mtlib.model.backbones import load_backbone
 from mtlib.model.multitask import ModelConfig, MultitaskModel
-from mtlib.rundir import check_fits, model_state, read_config
-from mtlib.rundir.files import BEST, IDENTITY, PREDICTIONS
+from mtlib.rundir import RunDirectory, check_fits, model_state, read_config
+from mtlib.rundir.files import BEST, IDENTITY
 from mtlib.train.evaluate import evaluate, predict
 from mtlib.train.run_data import fixed_subset
 from mtlib.train.runtime import resolve_device, resolve_precision
@@ -74,13 +77,19 @@ def data_changes(run_dir: Path, cfg: RunConfig, split: str) -> list[str]:
             for f in files if f.name in trained_on and sha256_file(f) != trained_on[f.name]]
 
 
+def default_out_dir(run_dir: Path, checkpoint: Path) -> Path:
+    """``<outputs>/predict/<name>-<run id>/seed<k>/<checkpoint name>/``, beside the runs folder, not in the run."""
+    run_dir = run_dir.resolve()
+    return run_dir.parents[2] / "predict" / run_dir.parent.name / run_dir.name / checkpoint.stem
+
+
 def predict_run(run_dir: str | Path, split: str = "dev", checkpoint: str | None = None,
                 out_dir: str | Path | None = None) -> dict:
-    """Predict ``split`` with a run's checkpoint; writes ``<task>-<split>-output.csv`` files.
+    """Predict ``split`` with a run's checkpoint; writes ``<task>-<split>-output.csv`` files into ``out_dir``
+    (default ``default_out_dir``), never into the run.
 
     Returns {"scores": {task: score, "mean": ...} (dev only, else None), "files": [...], "skipped": [...],
-    "warnings": [...], "checkpoint": path}. The run's own best.pt writes into its ``predictions/``; another
-    checkpoint into ``predictions-<checkpoint name>/`` unless ``out_dir`` says where.
+    "warnings": [...], "checkpoint": path}.
     """
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
@@ -89,12 +98,13 @@ def predict_run(run_dir: str | Path, split: str = "dev", checkpoint: str | None 
     path = checkpoint_path(run_dir, checkpoint)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    model = load_model(cfg, path, device, what=f"{run_dir / 'config.yaml'} (backbone {cfg.backbone}, "
-                                               f"pals {cfg.pals}, head {cfg.head}, pair_mode {cfg.pair_mode})")
-    if out_dir is None:
-        own = path.resolve() == (run_dir / BEST).resolve()
-        out_dir = run_dir / (PREDICTIONS if own else f"{PREDICTIONS}-{path.stem}")
-    out_dir = Path(out_dir)
+    with RunDirectory(run_dir).reading():  # refused while the run trains; the model is read whole under it
+        model = load_model(cfg, path, device, what=f"{run_dir / 'config.yaml'} (backbone {cfg.backbone}, "
+                                                   f"pals {cfg.pals}, head {cfg.head}, pair_mode {cfg.pair_mode})")
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(run_dir, path)
+    if out_dir.resolve() == run_dir.resolve() or run_dir.resolve() in out_dir.resolve().parents:
+        raise ValueError(f"--out {out_dir} is inside the run {run_dir}; predictions go elsewhere, so the run's own "
+                         "files keep matching its metrics.json")
     result = {"scores": None, "files": [], "skipped": [], "warnings": data_changes(run_dir, cfg, split),
               "checkpoint": str(path)}
     if split == "dev":

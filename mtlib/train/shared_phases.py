@@ -10,10 +10,13 @@ with the same key adopts it and trains on from there, as it would have after tra
 (tests/test_shared_phases.py compares the two bit for bit). Like a resumed run's, the state does not record
 the thread count that produced it (``threads`` is not a result setting).
 
-The states live beside the outputs (``<out_dir>/../cache/phases/<key>.pt``, one model each); deleting them
-only costs the phases' time again. A state is adopted only while the run that stored it exists: deleting
-runs to train them again (after a change in the code, say) retrains their phases too. Runs on N processes
-(torchrun) neither store nor adopt them.
+The states live beside the outputs (``<out_dir>/../cache/phases/<key>.pt``, one model each) and are a cache,
+never a source of truth: a state is adopted only when its digest matches its content, its source run exists,
+is not the adopting run itself, and is the same training of that run that stored it (identity.json's
+``instance``: a run deleted and trained again, after a change in the code say, hands over anew and replaces
+the state). A state that fails any of these is removed and its phases are trained again; one that cannot be
+written (a read-only or full disk) is skipped with a note. ``python -m mtlib cache`` lists, verifies and
+prunes them. Runs on N processes (torchrun) neither store nor adopt them.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import time
 from pathlib import Path
 
 from mtlib.config import RunConfig, resolve_path
-from mtlib.rundir import CheckpointError, check_fits, load_checkpoint, save_checkpoint
+from mtlib.rundir import CheckpointError, RunDirectory, check_fits, load_checkpoint, save_checkpoint
+from mtlib.rundir.files import remove_dead_temporaries
 from mtlib.train.distributed import restore_rng, rng_state, world_size
 from mtlib.train.speed import SpeedMeter
 
@@ -45,29 +49,50 @@ def state_path(cfg: RunConfig, key: str) -> Path:
     return outputs_root(cfg) / "cache" / "phases" / f"{key}.pt"
 
 
-def store(path: Path, key: str, state: dict) -> None:
-    """Write a hand-over state once (atomically: two runs finishing the same phases at once both write whole
-    files, and either is the same state)."""
-    if not path.is_file():
+def store(path: Path, key: str, state: dict) -> str:
+    """Write a hand-over state (atomically: two runs finishing the same phases at once both write whole files,
+    and either is the same state); an entry already there is replaced (it was not adoptable, or it would have
+    been adopted). Returns "" or, when the cache cannot be written, why not: the run goes on without it."""
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_temporaries(path.parent)
         save_checkpoint(path, {"key": key, **state})
+    except OSError as err:
+        return f"shared phase state not stored ({err}); the run goes on without it"
+    return ""
 
 
-def load(path: Path, key: str, root: Path) -> tuple[dict | None, str]:
+def load(path: Path, key: str, root: Path, adopter: Path | None = None) -> tuple[dict | None, str]:
     """(the state, "") when there is a usable one; (None, why not) for a damaged or foreign file, or one whose
-    run is gone (deleting the runs that trained some phases, e.g. after changing the code, retrains them);
-    (None, "") when there is none."""
+    source is gone, is ``adopter`` itself or was trained again since; (None, "") when there is none."""
     if not path.is_file():
         return None, ""
     try:
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, legacy=False)
     except CheckpointError as err:
         return None, str(err)
     if state.get("key") != key:
         return None, f"{path} holds the state of other phases (key {state.get('key')!r}, not {key!r})"
-    if not (root / state["source"]).is_dir():
-        return None, f"{path} came from {root / state['source']}, which is gone; training those phases again"
-    return state, ""
+    return state, stale(state, root, adopter)
+
+
+def stale(state: dict, root: Path, adopter: Path | None = None) -> str:
+    """Why a state may not be adopted (by ``adopter``) although its file is whole; "" when it may."""
+    source = root / state["source"]
+    if adopter is not None and source.resolve() == adopter.resolve():
+        return f"it came from this run itself ({source}), deleted since; training those phases again"
+    if not source.is_dir():
+        return f"it came from {source}, which is gone; training those phases again"
+    if RunDirectory(source).instance() != state.get("instance"):
+        return f"{source} was trained again since it stored this state; training those phases again"
+    return ""
+
+
+def discard(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # a read-only cache: the state is not adopted either way
 
 
 # ------------------------------------------------------------------ the trainer's side (mtlib.train.trainer)
@@ -84,11 +109,14 @@ def share(trainer, done: int) -> None:
     if where is None:
         return
     rows = [json.loads(line) for line in trainer.dir.history.read_text(encoding="utf-8").splitlines()]
-    store(where[1], where[0], {
+    problem = store(where[1], where[0], {
         "model": trainer.model.state_dict(), "streams": {t: s.state_dict() for t, s in trainer.streams.items()},
         "rng": rng_state(trainer.device), "examples_seen": trainer.examples_seen, "wall": trainer.wall(),
         "speed": trainer.speed.state_dict(), "history": rows[1:trainer.history_lines],  # not the run's start row
-        "source": _relative(trainer.run_dir, outputs_root(trainer.cfg)), "phases": trainer.cfg.phase_names()[:done]})
+        "source": _relative(trainer.run_dir, outputs_root(trainer.cfg)), "instance": trainer.instance,
+        "phases": trainer.cfg.phase_names()[:done]})
+    if problem:
+        print(f"[{trainer.cfg.name}] note: {problem}")
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -105,9 +133,11 @@ def adopt(trainer, n_phases: int) -> int:
         where = _where(trainer, done)
         if where is None:
             return 0
-        state, problem = load(where[1], where[0], outputs_root(trainer.cfg))
+        state, problem = load(where[1], where[0], outputs_root(trainer.cfg), adopter=trainer.run_dir)
         if problem:
             print(f"[{trainer.cfg.name}] not using a shared phase state: {problem}")
+            discard(where[1])
+            state = None
         if state is None:
             continue
         check_fits(state["model"], trainer.model.state_dict(), where[1], "this run's model")

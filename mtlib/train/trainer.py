@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +29,7 @@ from mtlib.rundir.files import fault_point
 from mtlib.train import shared_phases
 from mtlib.train.distributed import attach, on_this_rank, rank_device, restore_rng, rng_state, run_directory
 from mtlib.train.accel import prepare_model
+from mtlib.train.code_version import code_version
 from mtlib.train.evaluate import evaluate, predict
 from mtlib.train.identity import run_id, run_identity, run_dir_for
 from mtlib.train.phase import Phase, build_phase
@@ -94,11 +96,14 @@ class Trainer:
         self.dir.failed.unlink(missing_ok=True)  # a restart after a failure
         self.history_lines = 0
         if resume is None:
+            self.instance = uuid.uuid4().hex  # tells this training of the run from an earlier one deleted since
             self.dir.write_text("config.yaml", self.cfg.to_yaml())
-            self.dir.write_json("identity.json", {"run_id": run_id(self.identity), **self.identity})
+            self.dir.write_json("identity.json", {"run_id": run_id(self.identity), **self.identity,
+                                                  "code": code_version(), "instance": self.instance})
             self.dir.truncate_history(0)
             self.wall_before, self.examples_seen, self.resumed, self.shared = 0.0, 0, [], None
         else:
+            self.instance = self.dir.instance()
             self.history_lines = self.dir.truncate_history(resume["history_lines"])
             self.wall_before, self.examples_seen = resume["wall"], resume["examples_seen"]
             self.shared = resume.get("shared")
@@ -295,6 +300,7 @@ class Trainer:
                    "final_eval_seconds": round(eval_s, 1), "device": str(self.device), "precision": self.precision,
                    "data": self.data["provenance"], "data_sha256": self.identity["data"],
                    "params": model.parameter_counts(), "resumed": self.resumed, "shared_phases": self.shared,
+                   "code": code_version(),
                    "speed": self.speed.report(),
                    "precision_reason": precision_reason(cfg.precision, self.device)}
         self.log({"type": "final", **metrics["dev"]})
