@@ -182,3 +182,25 @@ def test_run_config_read_once_and_reread_when_changed(tmp_path, monkeypatch):
     (d / "config.yaml").write_text(yaml.safe_dump({"final_dev_max": 123}))
     assert results._run_config(run) == {"final_dev_max": 123}
     assert results._run_config({"run_dir": str(tmp_path / "missing")}) == {}
+
+
+def test_provenance_says_when_runs_come_from_different_code_versions():
+    old, new = {"mtlib": "0.1.0", "commit": "aaaaaaaaaaaa", "dirty": False}, {"mtlib": "0.1.0", "commit": "bbbbbbbbbbbb",
+                                                                            "dirty": True}
+    same = results.provenance([{**metrics("base_pal", s, 0.4, 0.8, 0.6), "code": old} for s in (1, 2)])
+    assert "Code: mtlib 0.1.0 aaaaaaaaaaaa." in same and "code versions" not in same
+    mixed = results.provenance([{**metrics("base_pal", 1, 0.4, 0.8, 0.6), "code": old},
+                                {**metrics("base_pal", 2, 0.4, 0.8, 0.6), "code": new},
+                                metrics("pcgrad", 1, 0.4, 0.8, 0.6)])  # a run from before versions were recorded
+    assert "come from 3 code versions" in mixed
+    assert "aaaaaaaaaaaa (1 run)" in mixed and "bbbbbbbbbbbb+dirty (1 run)" in mixed and "unrecorded" in mixed
+
+
+def test_a_trained_run_records_its_code_version(smoke_cfg):
+    from mtlib.train.code_version import code_version
+    from mtlib.train.trainer import run
+
+    run_dir = run(smoke_cfg.replace(epochs=1, batches_per_epoch=2))
+    recorded = json.loads((run_dir / "metrics.json").read_text())["code"]
+    assert recorded == code_version() == json.loads((run_dir / "identity.json").read_text())["code"]
+    assert recorded["mtlib"] and (recorded["commit"] is None or len(recorded["commit"]) == 12)

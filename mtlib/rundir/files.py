@@ -265,10 +265,18 @@ class RunDirectory:
     @contextlib.contextmanager
     def reading(self):
         """Hold the run's lock shared while reading it (``predict``): refused (``RunLocked``) while a process
-        trains the run, and a trainer cannot start on it meanwhile. A folder that cannot hold a lock file (a
-        read-only copy of someone's outputs) cannot be trained in either: it is read without one."""
+        trains the run, and a trainer cannot start on it meanwhile. A lock file this creates is removed again,
+        so the run's folder is left as it was; one that cannot be created (a read-only copy of someone's
+        outputs, where nobody can train either) is done without."""
+        lock_path, created = self.path / LOCK, False
         try:
-            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            try:
+                fd, created = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+            except OSError:
+                yield self
+                return
         except OSError:
             yield self
             return
@@ -280,7 +288,9 @@ class RunDirectory:
                                 "(its files change until then)") from None
             yield self
         finally:
-            os.close(fd)  # the trainer removes the lock file when it ends; a reader leaves it
+            if created:
+                lock_path.unlink(missing_ok=True)
+            os.close(fd)
 
     def unlock(self) -> None:
         if self._lock_fd is None:

@@ -209,10 +209,32 @@ def provenance(table_runs: pd.DataFrame | Sequence[dict] | str | Path, profile: 
     lines.append(f"Seeds: {', '.join(map(str, sorted(seeds)))} ({_span(per_row)} per row; "
                  "\u00b1 = 95% CI half-width over seeds, t distribution).")
     lines.append(speed_line(runs))
+    lines.append(code_line(runs))
     if "minilm-l6" in backbones:
         lines.append(MINILM_NOTE)
     lines.append(PAPER_NOTE)
     return "\n".join(lines)
+
+
+def code_version_name(version: dict | None) -> str:
+    """``mtlib 0.1.0 706f78b1c2d3`` (``+dirty`` when the package's files differed from that commit)."""
+    if not version:
+        return "unrecorded (runs from before code versions were recorded)"
+    commit = version.get("commit") or "(not a git checkout)"
+    return f"mtlib {version.get('mtlib', '?')} {commit}{'+dirty' if version.get('dirty') else ''}"
+
+
+def code_line(runs: Sequence[dict]) -> str:
+    """Which code trained the runs; said loudly when they come from more than one version."""
+    counts: dict[str, int] = {}
+    for m in runs:
+        name = code_version_name(m.get("code"))
+        counts[name] = counts.get(name, 0) + 1
+    if len(counts) == 1:
+        return f"Code: {next(iter(counts))}."
+    parts = ", ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in counts.items())
+    return (f"**Code: the runs under this table come from {len(counts)} code versions**: {parts}. Rows trained by "
+            "different code may differ for that reason alone; delete the older runs to train them again.")
 
 
 def speed_line(runs: Sequence[dict]) -> str:

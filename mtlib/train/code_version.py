@@ -29,14 +29,6 @@ def code_version() -> dict:
     return {**out, "commit": commit[:12] or None, "dirty": bool(status)}
 
 
-def describe(version: dict | None) -> str:
-    """``0.1.0 706f78b1c2d3`` (``+dirty`` when the package's files differed from the commit)."""
-    if not version:
-        return "unknown (run written before code versions were recorded)"
-    commit = version.get("commit")
-    return f"{version.get('mtlib', '?')} {commit or '(no git)'}{'+dirty' if version.get('dirty') else ''}"
-
-
 def _git(*args: str) -> str:
     done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10, check=True)
     return done.stdout.strip()
