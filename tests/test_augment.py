@@ -188,7 +188,7 @@ def test_unlabelled_rows_rejected() -> None:
 def test_cache_hit_skips_augmentation(sst: list[Example], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = augment_examples("sst", sst, seed=5, cache_dir=tmp_path)
     files = list(tmp_path.glob("eda-sst-*.jsonl"))
-    assert len(files) == 1 and not list(tmp_path.glob("*.tmp"))
+    assert len(files) == 1 and not list(tmp_path.glob(".*.tmp*"))
 
     def boom(params: EDAParams) -> None:
         raise AssertionError("augmenter rebuilt despite a cache hit")

@@ -17,7 +17,6 @@ from mtlib.cli import main
 from mtlib.data.augment import augment_examples
 from mtlib.data.parse import Example
 from mtlib.rundir import CheckpointError, RunDirectory, RunLocked, load_checkpoint, save_checkpoint
-from mtlib.rundir.files import remove_dead_temporaries
 from mtlib.study.resolve import resolve_config
 from mtlib.train.identity import run_dir_for, run_identity
 from mtlib.train.rescore import predict_run

@@ -14,23 +14,19 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import json
 import os
 import random
 import sys
 from collections import Counter
-from importlib import metadata
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
 from mtlib import TASKS
 from mtlib.data.parse import Example
-from mtlib.data.nltk_resources import NLTK_RESOURCES, NLTKDataError, _missing_resources, ensure_nltk_data  # noqa: F401 - EDA API
-from mtlib.data.sources import sha256_file_cached
-from mtlib.rundir.files import atomic_write, remove_dead_temporaries
+from mtlib.data.augment_cache import cache_path, cached, write_cache
+from mtlib.data.nltk_resources import NLTKDataError, _missing_resources, ensure_nltk_data  # noqa: F401 - EDA API
 
 BALANCE_MODES = ("half_deficit", "full_deficit")
 # Which classes may be augmented; None = every class below the majority. The study augments only
@@ -40,8 +36,6 @@ AUGMENTED_CLASSES: dict[str, tuple[int, ...] | None] = {"sst": None, "para": (1,
 # insertion and swap off keeps one of its SR and RD outputs at random, and RD (each word with p=0.1)
 # often deletes nothing in a short sentence. So each copy draws SR or RD with probability 1/2.
 SYNONYM_OP_PROB = 0.5
-CACHE_VERSION = 1  # bump when the augmentation procedure changes, to invalidate old cache files
-CACHE_FORMAT = "mtlib-eda-cache-2"  # the first line of a cache file: row count and digest of the rest
 # EDA's stop-word list (eda_nlp `code/eda.py`): never replaced by a synonym.
 EDA_STOPWORDS = frozenset(
     "i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she "
@@ -192,92 +186,6 @@ def augment_targets(task: str, examples: Sequence[Example], params: EDAParams = 
     return targets
 
 
-# ----------------------------------------------------------------------------- cache
-
-
-def _examples_hash(examples: Sequence[Example]) -> str:
-    h = hashlib.sha256()
-    for e in examples:
-        h.update(json.dumps([e.id, list(e.sentences), e.label]).encode())
-        h.update(b"\n")
-    return h.hexdigest()
-
-
-def eda_inputs() -> dict:
-    """What the augmented copies depend on besides the rows and settings: nlpaug's version and a digest of the
-    NLTK data it reads (WordNet synonyms, the POS tagger), where NLTK finds them now; "missing" when absent."""
-    import nltk
-
-    try:
-        version = metadata.version("nlpaug")
-    except metadata.PackageNotFoundError:
-        version = "missing"
-    digest = hashlib.sha256()
-    for resource in NLTK_RESOURCES.values():
-        try:
-            pointer = nltk.data.find(resource)
-        except LookupError:
-            return {"nlpaug": version, "nltk_data": "missing"}
-        base = Path(getattr(pointer, "path", None) or pointer.zipfile.filename)  # a folder, or a zip file
-        for f in sorted(base.rglob("*")) if base.is_dir() else [base]:
-            if f.is_file():
-                digest.update(f"{resource}/{f.relative_to(base) if base.is_dir() else f.name}:"
-                              f"{sha256_file_cached(f)}\n".encode())
-    return {"nlpaug": version, "nltk_data": digest.hexdigest()[:16]}
-
-
-def cache_path(cache_dir: str | os.PathLike, task: str, examples: Sequence[Example],
-               params: EDAParams, seed: int) -> Path:
-    """`cache_dir/eda-<task>-<key>.jsonl`, key = sha256 of task, params, seed, the input rows and ``eda_inputs()``."""
-    payload = json.dumps(
-        {"v": CACHE_VERSION, "task": task, "params": dataclasses.asdict(params), "seed": seed,
-         "examples": _examples_hash(examples), "inputs": eda_inputs()},
-        sort_keys=True,
-    )
-    return Path(cache_dir) / f"eda-{task}-{hashlib.sha256(payload.encode()).hexdigest()[:20]}.jsonl"
-
-
-class CacheDamaged(ValueError):
-    """A cache file whose content is not what was written (cut short, emptied, edited)."""
-
-
-def read_cache(path: Path) -> list[Example]:
-    """The examples of a cache file, after checking its header's row count and digest (``CacheDamaged``)."""
-    header, _, body = path.read_bytes().partition(b"\n")
-    try:
-        head = json.loads(header)
-        assert isinstance(head, dict) and head.get("format") == CACHE_FORMAT
-    except (ValueError, AssertionError):
-        raise CacheDamaged(f"{path}: no {CACHE_FORMAT} header (empty, cut short, or written by an earlier "
-                           "mtlib)") from None
-    digest = hashlib.sha256(body).hexdigest()
-    rows = body.decode("utf-8").splitlines()
-    if digest != head.get("sha256") or len(rows) != head.get("rows"):
-        raise CacheDamaged(f"{path}: {len(rows)} rows with sha256 {digest[:12]}..., but it was written with "
-                           f"{head.get('rows')} rows, sha256 {str(head.get('sha256'))[:12]}...")
-    return [Example(id=r["id"], sentences=tuple(r["sentences"]), label=r["label"]) for r in map(json.loads, rows)]
-
-
-def _write_cache(path: Path, examples: Sequence[Example]) -> None:
-    """Atomically, with fsync, behind a header that lets a reader check it is whole."""
-    body = "".join(json.dumps({"id": e.id, "sentences": list(e.sentences), "label": e.label}) + "\n"
-                   for e in examples).encode("utf-8")
-    head = {"format": CACHE_FORMAT, "rows": len(examples), "sha256": hashlib.sha256(body).hexdigest()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_temporaries(path.parent)
-    atomic_write(path, json.dumps(head).encode() + b"\n" + body)
-
-
-def _cached(path: Path | None) -> list[Example] | None:
-    if path is None or not path.exists():
-        return None
-    try:
-        return read_cache(path)
-    except (CacheDamaged, OSError, ValueError, KeyError, TypeError) as err:
-        print(f"note: EDA cache file {path} is not usable ({err}); augmenting again", file=sys.stderr)
-        return None
-
-
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -294,9 +202,9 @@ def augment_examples(task: str, examples: Sequence[Example], params: EDAParams =
     if task not in AUGMENTED_CLASSES:
         return list(examples)
     path = cache_path(cache_dir, task, examples, params, seed) if cache_dir is not None else None
-    cached = _cached(path)
-    if cached is not None:
-        return cached
+    kept = cached(path)
+    if kept is not None:
+        return kept
 
     targets = augment_targets(task, examples, params)
     shuffled = list(examples)
@@ -331,7 +239,7 @@ def augment_examples(task: str, examples: Sequence[Example], params: EDAParams =
     random.Random(f"eda-order-{seed}").shuffle(result)
     if path is not None:
         try:
-            _write_cache(path, result)
+            write_cache(path, result)
         except OSError as err:  # the cache is an optimisation: a read-only or full disk only costs the time
             print(f"note: EDA cache not written ({err}); the run goes on without it", file=sys.stderr)
     return result

@@ -44,7 +44,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     try:
         return atomic_write(path, writer=write)
     finally:
-        del payload  # release the buffer's export before it is freed
+        payload.release()  # the buffer's export, before the buffer is freed
 
 
 def file_digest(path: str | Path) -> str:

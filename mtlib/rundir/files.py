@@ -11,6 +11,8 @@ import socket
 import time
 from pathlib import Path
 
+from mtlib.rundir.temporaries import TMP
+
 CONFIG, IDENTITY, HISTORY, METRICS, FAILED = "config.yaml", "identity.json", "history.jsonl", "metrics.json", "failed.json"
 LAST, BEST, PREDICTIONS, LOCK = "last.pt", "best.pt", "predictions", ".lock"
 FAULT_ENV = "MTLIB_FAULT"  # tests: "<point>" or "<point>:<n>" kills this process (SIGKILL) at that write point
@@ -63,7 +65,7 @@ def atomic_write(path: str | Path, data: bytes | str | None = None, *, writer=No
     ``path`` and fsync the folder: readers see the old file or the new one, never half of one. On any failure
     the temporary file is removed and the old file is left as it was; ``ENOSPC`` says "no space left"."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}{_TMP}{os.getpid()}@{socket.gethostname()}")
+    tmp = path.with_name(f".{path.name}{TMP}{os.getpid()}@{socket.gethostname()}")
     try:
         with open(tmp, "wb") as f:
             if writer is not None:
@@ -89,40 +91,6 @@ def atomic_write(path: str | Path, data: bytes | str | None = None, *, writer=No
             raise _explain(cause, path) from err
         raise
     return path
-
-
-_TMP = ".tmp"
-
-
-def remove_dead_temporaries(folder: str | Path) -> list[Path]:
-    """Remove the temporary files ``atomic_write`` left in ``folder`` when its process was killed mid-write
-    (``.<name>.tmp<pid>@<host>``, this host's, the process gone); returns what was removed. Files of live
-    processes and of other hosts (a shared filesystem) are left alone."""
-    removed = []
-    for p in Path(folder).glob(f".*{_TMP}*"):
-        if abandoned(p):
-            try:
-                p.unlink()
-                removed.append(p)
-            except OSError:
-                pass  # gone already, or a read-only folder: nothing to clean there
-    return removed
-
-
-def abandoned(temporary: Path) -> bool:
-    """Whether an ``atomic_write`` temporary file's writer (this host's, by its name) is gone."""
-    pid, _, host = temporary.name.rpartition(_TMP)[2].partition("@")
-    return pid.isdigit() and host in ("", socket.gethostname()) and not _alive(int(pid))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
 
 
 class RunLocked(RuntimeError):

@@ -53,11 +53,11 @@ def read_config(run_dir: str | Path) -> dict:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         return {}
-    stat = path.stat()
-    return dict(_read_config(str(path), stat.st_mtime_ns, stat.st_size))
+    st = path.stat()  # a run deleted and trained again writes a new file: a new inode and change time
+    return dict(_read_config(str(path), st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size))
 
 
 @functools.lru_cache(maxsize=None)
-def _read_config(path: str, mtime_ns: int, size: int) -> dict:  # re-read only when the file changed
+def _read_config(path: str, *stat: int) -> dict:  # re-read only when the file changed
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     return data if isinstance(data, dict) else {}

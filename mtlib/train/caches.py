@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtlib.data.augment import CacheDamaged, read_cache
+from mtlib.data.augment_cache import CacheDamaged, read_cache
 from mtlib.rundir import CheckpointError, load_checkpoint
-from mtlib.rundir.files import _TMP, abandoned
+from mtlib.rundir.temporaries import TMP, abandoned
 from mtlib.train.shared_phases import stale
 
 ACTIONS = ("list", "verify", "prune")
@@ -40,7 +40,7 @@ def entries(cache_dir: Path) -> list[Entry]:
     for path in sorted(cache_dir.rglob("*")) if cache_dir.is_dir() else []:
         if not path.is_file():
             continue
-        kind = ("temporary" if _TMP in path.name and path.name.startswith(".") else
+        kind = ("temporary" if TMP in path.name and path.name.startswith(".") else
                 "phases" if path.parent.name == "phases" and path.suffix == ".pt" else
                 "eda" if path.name.startswith("eda-") and path.suffix == ".jsonl" else None)
         if kind is not None:

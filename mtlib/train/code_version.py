@@ -11,14 +11,14 @@ import functools
 import subprocess
 from pathlib import Path
 
-import mtlib
+from mtlib import __version__
 
-REPO = Path(mtlib.__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @functools.lru_cache(maxsize=1)  # the code a process runs does not change while it runs
 def code_version() -> dict:
-    out = {"mtlib": mtlib.__version__, "commit": None, "dirty": None}
+    out = {"mtlib": __version__, "commit": None, "dirty": None}
     if not (REPO / ".git").exists():
         return out  # an installed package: its version is all there is
     try:

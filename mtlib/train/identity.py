@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from mtlib.config import RunConfig, resolve_path
-from mtlib.data.augment import eda_inputs
+from mtlib.data.augment_cache import eda_inputs
 from mtlib.data.nltk_resources import NLTKDataError, ensure_nltk_data
 from mtlib.data.sources import sha256_file, sha256_file_cached
 from mtlib.rundir.checkpoint import file_digest

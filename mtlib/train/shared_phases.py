@@ -28,7 +28,7 @@ from pathlib import Path
 
 from mtlib.config import RunConfig, resolve_path
 from mtlib.rundir import CheckpointError, RunDirectory, check_fits, load_checkpoint, save_checkpoint
-from mtlib.rundir.files import remove_dead_temporaries
+from mtlib.rundir.temporaries import remove_dead_temporaries
 from mtlib.train.distributed import restore_rng, rng_state, world_size
 from mtlib.train.speed import SpeedMeter
 
