@@ -57,6 +57,7 @@ def settings(root: Path) -> None:
 def smoke_copies(dest: Path, tmp: Path) -> None:
     """The notebooks with profile=smoke and every output in the temporary folder (papermill's parameter cell)."""
     import nbformat
+    from papermill import inspect_notebook
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
@@ -64,8 +65,9 @@ def smoke_copies(dest: Path, tmp: Path) -> None:
               "results_md": str(tmp / "results.md")}
     dest.mkdir()
     for name in NOTEBOOKS:
-        nb = load_notebook_node(str(REPO / "notebooks" / f"{name}.ipynb"))
-        nb = parameterize_notebook(nb, params)
+        path = str(REPO / "notebooks" / f"{name}.ipynb")
+        declared = inspect_notebook(path)  # each notebook refuses parameters it does not declare
+        nb = parameterize_notebook(load_notebook_node(path), {k: v for k, v in params.items() if k in declared})
         nbformat.write(nb, dest / f"{name}.ipynb")
 
 
