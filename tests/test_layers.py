@@ -16,8 +16,8 @@ ALLOWED = {
     # the leaf modules of training, whose allowed values config.py collects
     "mtlib.train.samplers": (),
     "mtlib.train.smart": (),
-    "mtlib.train.runtime": ("mtlib.train.capability",),
-    "mtlib.train.capability": (),
+    "mtlib.train.runtime": ("mtlib.train.capability", "mtlib.rundir"),
+    "mtlib.train.capability": ("mtlib.rundir",),
     "mtlib.train.freeze": ("mtlib.model",),
     "mtlib.train.gradients": ("mtlib.train.gradients",),
     "mtlib.train.loss_weighting": ("mtlib.train.gradients",),

@@ -15,6 +15,7 @@ import numpy as np
 
 from mtlib import TASKS
 from mtlib.data.parse import Example, read_task_file, utf8_problem
+from mtlib.rundir.files import atomic_write
 
 TASK_METRIC = {"sst": "accuracy", "para": "accuracy", "sts": "pearson"}
 PREDICTION_COLUMNS = {"sst": "Predicted_Sentiment", "para": "Predicted_Is_Paraphrase", "sts": "Predicted_Similiary"}
@@ -102,10 +103,8 @@ def write_predictions(path: str | Path, task: str, ids: Iterable[str], values: I
         raise ValueError(f"{len(ids)} ids but {len(values)} values")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as fp:
-        fp.write(f"id \t {PREDICTION_COLUMNS[task]} \n")
-        fp.writelines(f"{i} , {_format_value(task, v)} \n" for i, v in zip(ids, values))
-    return path
+    lines = [f"id \t {PREDICTION_COLUMNS[task]} \n", *(f"{i} , {_format_value(task, v)} \n" for i, v in zip(ids, values))]
+    return atomic_write(path, "".join(lines))
 
 
 def read_predictions(path: str | Path, task: str | None = None) -> dict[str, float]:

@@ -102,6 +102,8 @@ def _write_atomic(stream: BinaryIO, target: Path, expected: str | None, origin: 
             while chunk := stream.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())  # the rename below must not land before the data
         actual = digest.hexdigest()
         if expected is not None and actual != expected:
             raise ChecksumError(f"checksum mismatch for {target.name} (from {origin}): "

@@ -22,6 +22,7 @@ from mtlib.config import resolve_path
 from mtlib.rundir import collect_metrics, read_config
 from mtlib.study.experiments import load_experiments, rows_for
 from mtlib.study.resolve import resolve_config
+from mtlib.rundir.files import atomic_write
 
 MINILM_NOTE = ("MiniLM (all-MiniLM-L6-v2) was contrastively trained on Quora duplicate pairs among other data, "
                "so its Quora paraphrase scores are optimistic.")
@@ -307,5 +308,5 @@ def write_results_md(path: str | Path = "outputs/results.md", table: pd.DataFram
             + to_markdown(table, provenance(table, profile)) + "".join(f"\n{text}" for text in sections))
     path = resolve_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(body, encoding="utf-8")
+    atomic_write(path, body)
     return path

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from mtlib.rundir.files import atomic_write
+
 # CPU instructions with native bf16 dot products, as /proc/cpuinfo names them: x86 (AMX, AVX-512) and Arm
 # (ARMv8.6 BFDOT/BFMMLA, e.g. Graviton3). No x86 flag is named plain "bf16".
 BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
@@ -174,9 +176,7 @@ def cached_cpu_measurement(path: Path | None = None) -> dict:
               "method": METHOD}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**known, key: result}, indent=1))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps({**known, key: result}, indent=1))
     except OSError:
         pass  # a read-only home: measured again next process, the choice is usually the same
     return result
