@@ -130,11 +130,13 @@ def _interrupted(args, err: KeyboardInterrupt) -> int:
     resumes. 130 for SIGINT, 143 for SIGTERM (mtlib.study.interrupts)."""
     import traceback
 
-    from mtlib.study.interrupts import RESUME, exit_code, message
+    from mtlib.study.interrupts import exit_code, message
 
     if args.debug:
         traceback.print_exception(err)
-    fallback = _interrupted_run(args) if args.command == "run" else f"{args.command}; {RESUME}"
+    fallback = (_interrupted_run(args) if args.command == "run" else  # else before any run started
+                f"{args.command}; run the same command again to start it over"
+                + (" (finished runs are kept)" if args.command in ("sweep", "workbook") else ""))
     print(message(err, fallback), file=sys.stderr, flush=True)
     return exit_code(err)
 

@@ -10,7 +10,9 @@
   sees: it is checked before anything runs.
 
 Both engines keep a ``Sweep`` whose runs move through pending -> running -> done | failed; it prints a live
-line in the terminal and a table (``Sweep.table()``, a DataFrame a notebook can show) at the end.
+line in the terminal and a table (``Sweep.table()``, a DataFrame a notebook can show) at the end. An
+interrupted sweep (Ctrl-C, SIGTERM) stops what it started and says where the same command resumes
+(``interrupted_at``).
 """
 
 from __future__ import annotations
@@ -176,10 +178,25 @@ def sweep_command(args) -> int:
         from mtlib.study.sweep_pool import check_workers
 
         workers = check_workers(args.workers)  # a bad value is reported before the runs are planned
+    from mtlib.study.interrupts import explained
+
     runs = plan(args.profile, rows, args.seeds, **overrides)
-    sweep = run_sweep(runs, args.engine, address=args.address, cpus_per_run=args.cpus_per_run,
-                      gpus_per_run=args.gpus_per_run, max_retries=args.max_retries, workers=workers)
+    with explained(lambda: interrupted_at(runs)):
+        sweep = run_sweep(runs, args.engine, address=args.address, cpus_per_run=args.cpus_per_run,
+                          gpus_per_run=args.gpus_per_run, max_retries=args.max_retries, workers=workers)
     return 1 if sweep.failed else 0
+
+
+def interrupted_at(runs: list[SweepRun], what: str = "sweep") -> str:
+    """The ``interrupted:`` line's text: how far the runs got, and that they resume from their last.pt."""
+    from mtlib.study.interrupts import RESUME
+
+    keys = {s: [r.key for r in runs if r.state == s] for s in STATES}
+    running = ", ".join(keys["running"][:3]) + (", ..." if len(keys["running"]) > 3 else "")
+    counts = [f"{len(keys['done'])} done", f"{len(keys['running'])} running" + (f" ({running})" if running else ""),
+              f"{len(keys['pending'])} not started"] + ([f"{len(keys['failed'])} failed"] if keys["failed"] else [])
+    return (f"{what} of {len(runs)} run(s), {', '.join(counts)}; {RESUME}: finished runs are kept, the others "
+            f"resume from their last.pt (the last finished epoch) under {out_dir_of(runs)}")
 
 
 def blocked_by(sweep: Sweep, run: SweepRun) -> str:

@@ -15,6 +15,8 @@ runs one after another with two threads each: four quick rows took 240 s against
 - A worker's output (the trainer's prints, library warnings, a traceback) goes to its own log file, so the
   terminal keeps the sweep's lines; the folder is removed at the end unless a run failed.
 - Workers inherit ``$MTLIB_PROGRESS_FILE``: ``make workbook`` prints every worker's run events.
+- An interrupted sweep (Ctrl-C, SIGTERM: ``mtlib.study.interrupts``) stops its workers (each run keeps its
+  last.pt) and removes the log folder; a worker whose sweep died without stopping it ends by itself.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def run_in_workers(sweep: Sweep, workers: int, threads: int | None = None) -> No
     threads = threads or threads_per_worker(workers)
     logs = Path(tempfile.mkdtemp(prefix="mtlib-sweep-"))
     answers: queue.Queue = queue.Queue()  # (worker, message), message None when the worker's stdout closed
-    pending, pool, started, keys = list(sweep.runs.values()), [], 0, {}
+    pending, pool, started, keys, interrupted = list(sweep.runs.values()), [], 0, {}, False
     try:
         while pending or any(w.run for w in pool):
             for r in [r for r in pending if blocked_by(sweep, r)]:
@@ -135,9 +137,12 @@ def run_in_workers(sweep: Sweep, workers: int, threads: int | None = None) -> No
                     _lost(sweep, w)
             else:
                 _apply(sweep, w, message)
+    except KeyboardInterrupt:
+        interrupted = True  # no summary will name the logs: they go too
+        raise
     finally:
         _stop(pool)
-        if not sweep.failed:
+        if interrupted or not sweep.failed:
             shutil.rmtree(logs, ignore_errors=True)
 
 
@@ -172,8 +177,10 @@ def _start_worker(log: Path, threads: int, answers: queue.Queue) -> Worker:
            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                        os.environ.get("PYTHONPATH")]))}
     with open(log, "ab") as err:
-        process = subprocess.Popen([sys.executable, "-m", "mtlib.study.sweep_worker"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=err, env=env, text=True, bufsize=1)
+        # our pid: the worker ends when this process dies (sweep_worker, interrupts.die_with_parent)
+        process = subprocess.Popen([sys.executable, "-m", "mtlib.study.sweep_worker", str(os.getpid())],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env, text=True,
+                                   bufsize=1)
     w = Worker(process, log)
 
     def read() -> None:  # one thread per worker: a blocking readline each, the main loop waits on the queue
@@ -221,7 +228,8 @@ def _lost(sweep: Sweep, w: Worker) -> None:
 
 
 def _stop(pool: list[Worker]) -> None:
-    """Idle workers see their input end; busy ones (an interrupted sweep) are terminated: their runs resume later."""
+    """Idle workers see their input end; busy ones (an interrupted sweep) get SIGTERM, which unwinds their run
+    (its lock released; its last.pt kept: the run resumes later); one still there after 10 s is killed."""
     for w in pool:
         if w.run is not None:
             w.process.terminate()

@@ -5,6 +5,9 @@ Without ``address`` it starts a local Ray cluster that listens on 127.0.0.1 only
 ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, makes the node address the loopback one) with the dashboard off; with
 ``address`` it joins an existing cluster (``ray start --head`` on one node, ``ray start --address`` on the
 others; README "Scaling out").
+
+Interrupted (Ctrl-C, SIGTERM), the driver cancels its runs' tasks (a KeyboardInterrupt in each: the run unwinds,
+its last.pt stays) and shuts down the local cluster it started; a joined cluster is left running.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from mtlib.study.interrupts import handlers_kept
 from mtlib.study.sweep import (INSTALL_RAY, Sweep, SweepRun, blocked_by, check_shared_folder, eval_progress, finish,
                                one_line, out_dir_of)
 
@@ -81,10 +85,13 @@ def run_on_ray(sweep: Sweep, *, address: str | None, cpus_per_run: float | None,
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     started = not ray.is_initialized()
-    if started and address:
-        ray.init(address=address, log_to_driver=False)
-    elif started:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    with handlers_kept():  # `python -m mtlib`'s SIGTERM handler, which unwinds (ray.init's exits at once)
+        if started and address:
+            ray.init(address=address, log_to_driver=False)
+        elif started:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    inflight: dict = {}  # ObjectRef -> SweepRun
+    board = None
     try:
         runs = list(sweep.runs.values())
         probe = ray.remote(num_cpus=0)(probe_paths)
@@ -99,7 +106,6 @@ def run_on_ray(sweep: Sweep, *, address: str | None, cpus_per_run: float | None,
         gpus = ray.cluster_resources().get("GPU", 0)
         board = ray.remote(num_cpus=0)(Board).remote()
         task = ray.remote(train_task)
-        inflight: dict = {}  # ObjectRef -> SweepRun
         pending = list(runs)
         while pending or inflight:
             for r in list(pending):
@@ -121,6 +127,21 @@ def run_on_ray(sweep: Sweep, *, address: str | None, cpus_per_run: float | None,
             for ref in ready:
                 _collect(ray, sweep, inflight.pop(ref), ref, max_retries)
         _apply(sweep, ray.get(board.drain.remote()))
+    except KeyboardInterrupt:
+        if board is not None:  # which runs had started, for the interrupted line (no more live lines)
+            sweep.show = False
+            try:
+                _apply(sweep, ray.get(board.drain.remote(), timeout=5))
+            except Exception:  # noqa: BLE001 - the line then counts them as not started
+                pass
+        for ref in inflight:  # a KeyboardInterrupt in each task: its run unwinds, as a local one does
+            try:
+                ray.cancel(ref)
+            except Exception:  # noqa: BLE001 - a task that just ended; the others are still cancelled
+                pass
+        if inflight:
+            ray.wait(list(inflight), num_returns=len(inflight), timeout=10)
+        raise
     finally:
         if started:
             ray.shutdown()

@@ -4,12 +4,15 @@ Before the first notebook starts, every training run the selected notebooks will
 processes (the pre-run: ``mtlib.study.notebook_runs`` finds the runs, ``mtlib.study.sweep_pool`` trains them):
 on this 2-core CPU two runs side by side with a thread each take ~0.8x the time of one after another with two
 threads each (README "Workbook time"). The notebooks then find their runs finished and load and plot them,
-several side by side (each kernel gets its own run-events file), the results notebook last."""
+several side by side (each kernel gets its own run-events file), the results notebook last. Interrupted
+(Ctrl-C, SIGTERM), it stops the pre-run's workers and the notebooks' kernels and says where it resumes."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -17,6 +20,7 @@ import traceback
 from pathlib import Path
 
 from mtlib.config import REPO_ROOT
+from mtlib.study.interrupts import RESUME, Processes
 from mtlib.study.progress import ENV as PROGRESS_ENV
 from mtlib.study.resolve import load_profile
 
@@ -81,14 +85,48 @@ def _execute(notebooks: list[Path], profile: str, parameters: dict | None, out_d
     """Execute the notebooks, ``at_once`` at a time but the results notebook after all others."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from mtlib.study.interrupts import explained
+
     last = [nb for nb in notebooks if nb.stem == RESULTS_NOTEBOOK]
     rest = [nb for nb in notebooks if nb.stem != RESULTS_NOTEBOOK]
-    with ThreadPoolExecutor(max_workers=max(1, min(at_once, len(rest) or 1))) as pool:
-        done = list(pool.map(lambda nb: _execute_one(nb, profile, parameters, out_dir), rest))
-    return done + [_execute_one(nb, profile, parameters, out_dir) for nb in last]
+    kernels = Kernels()
+    pool = ThreadPoolExecutor(max_workers=max(1, min(at_once, len(rest) or 1)))
+    try:
+        with explained(kernels.interrupted_at):
+            done = list(pool.map(lambda nb: _execute_one(nb, profile, parameters, out_dir, kernels), rest))
+            return done + [_execute_one(nb, profile, parameters, out_dir, kernels) for nb in last]
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)  # no notebook starts after this
+        log = logging.getLogger("papermill")
+        level = log.level
+        log.setLevel(logging.CRITICAL)  # its "Kernel died ...": the interrupted line says why
+        try:
+            kernels.stop()
+            pool.shutdown(wait=True)  # their papermill threads see the kernel gone and end
+        finally:
+            log.setLevel(level)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
-def _execute_one(nb: Path, profile: str, parameters: dict | None, out_dir: Path) -> tuple:
+class Kernels(Processes):
+    """The notebooks running and their kernels. A kernel has a session of its own (a terminal's Ctrl-C does not
+    reach it) and would run its notebook to the end: an interrupted workbook stops them, SIGINT first (Jupyter's
+    interrupt: a run the kernel trains unwinds, its lock file goes and its last.pt stays; papermill, seeing the
+    cell fail, shuts the kernel down), then SIGTERM, then SIGKILL."""
+
+    def __init__(self):
+        super().__init__((signal.SIGINT, signal.SIGTERM, signal.SIGKILL))
+        self.running, self.finished = [], 0
+
+    def interrupted_at(self) -> str:
+        return (f"the workbook's notebooks ({', '.join(self.running) or 'none'} running, {self.finished} "
+                f"finished); {RESUME}: the notebooks run again, their finished runs are kept and the others "
+                "resume from their last.pt (the last finished epoch)")
+
+
+def _execute_one(nb: Path, profile: str, parameters: dict | None, out_dir: Path, kernels: Kernels) -> tuple:
     import papermill as pm
 
     target = out_dir / nb.name
@@ -96,29 +134,39 @@ def _execute_one(nb: Path, profile: str, parameters: dict | None, out_dir: Path)
     print(f"[workbook] {nb.name}: started ({planned or 'no'} training run(s) planned) -> {target}", flush=True)
     t0 = time.perf_counter()
     printer = RunLines(nb.stem, planned)
+    kernels.running.append(nb.stem)
     try:
         with _progress_file(set_environ=False) as events, _following(events, printer):
             pm.execute_notebook(str(nb), str(target), parameters={"profile": profile, **(parameters or {})},
                                 kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT),
                                 extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                                kernel_manager_class=_kernel_manager({PROGRESS_ENV: str(events)}))
+                                kernel_manager_class=_kernel_manager({PROGRESS_ENV: str(events)}, kernels))
     except Exception as e:  # noqa: BLE001 - report every failure, then go on
+        kernels.running.remove(nb.stem)  # (an interrupt leaves it listed: the interrupted line names it)
+        if kernels.stopping:  # its kernel was stopped: the interrupted line says it
+            return (nb.stem, "stopped", printer.runs, time.perf_counter() - t0, "")
         reason = _failure_reason(e)
         print(f"[workbook] FAILED {nb.name}: {reason}", flush=True)
         return (nb.stem, "FAILED", printer.runs, time.perf_counter() - t0, reason)
+    kernels.running.remove(nb.stem)
+    kernels.finished += 1
     secs = time.perf_counter() - t0
     print(f"[workbook] {nb.stem}: ok in {_hms(secs)}", flush=True)
     return (nb.stem, "ok", printer.runs, secs, "")
 
 
-def _kernel_manager(env: dict):
+def _kernel_manager(env: dict, kernels: Kernels):
     """nbclient's kernel manager with ``env`` added to the kernel's environment: each notebook run side by side
-    writes its run events to its own file (os.environ is one for all threads)."""
+    writes its run events to its own file (os.environ is one for all threads). ``kernels`` gets its process."""
     from jupyter_client.manager import AsyncKernelManager
 
     class KernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw):
-            return await super().start_kernel(**{**kw, "env": {**os.environ, **kw.get("env", {}), **env}})
+            started = await super().start_kernel(**{**kw, "env": {**os.environ, **kw.get("env", {}), **env}})
+            process = getattr(self.provisioner, "process", None)  # a local kernel's Popen
+            if process is not None:
+                kernels.add(process)
+            return started
 
     return KernelManager
 
@@ -127,8 +175,9 @@ def pre_run(notebooks: list[Path], profile: str, parameters: dict | None, worker
             dry_run: bool) -> tuple | None:
     """Train every run the notebooks will ask for on worker processes; a summary row (None: nothing to train).
     A run that fails here is tried again by its notebook, which reports it."""
+    from mtlib.study.interrupts import explained
     from mtlib.study.notebook_runs import notebook_runs
-    from mtlib.study.sweep import run_sweep
+    from mtlib.study.sweep import interrupted_at, run_sweep
     from mtlib.study.sweep_pool import default_workers, default_workers_reason, threads_per_worker, usable_cores
 
     runs = notebook_runs(notebooks, profile, parameters)
@@ -146,7 +195,8 @@ def pre_run(notebooks: list[Path], profile: str, parameters: dict | None, worker
     t0 = time.perf_counter()
     printer = RunLines(PRE_RUN, len(runs), workers)
     try:
-        with _progress_file() as events, _following(events, printer):
+        with _progress_file() as events, _following(events, printer), \
+                explained(lambda: interrupted_at(runs, "the workbook's pre-run")):
             sweep = run_sweep(runs, workers=workers, show=False)
     except Exception as e:  # noqa: BLE001 - e.g. no process could start: the notebooks train their own runs
         print(f"[workbook] pre-run FAILED: {_failure_reason(e)}; the notebooks train their runs themselves", flush=True)
