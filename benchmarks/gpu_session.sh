@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 11 in one go, as they ran on a lent H200 (README "On a GPU"): `bench train` for
+# The GPU checks of issue 11 in one go, as they ran on a lent H200 (docs/gpu.md): `bench train` for
 # MiniLM and the bert-base shape in fp32 and bf16, then rows of the `gpu` profile (10 epochs x 300 batches,
 # full dev sets) as parallel processes on the one GPU. Everything lands in OUT_DIR: bench-*.txt, row logs,
 # summary.txt (a line per row from its metrics.json) and runs/ (run folders without their checkpoints).

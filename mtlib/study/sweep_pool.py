@@ -3,7 +3,7 @@
 Why: torch's threads scale below 2x on 2 cores for this small model (a quick row trains at ~55 examples/s
 on one thread, ~80 on two), so on a CPU two runs side by side with a thread each finish sooner than the same
 runs one after another with two threads each: four quick rows took 240 s against 286 s on this 2-core machine
-(README "Workbook time").
+(docs/workbook-time.md).
 
 - N worker processes (``python -m mtlib.study.sweep_worker``: fresh interpreters, so the caller's script or
   notebook is never imported again); each trains one run after another (torch is imported once per worker,
@@ -38,7 +38,7 @@ from mtlib.train.shared_phases import phases_key, state_path
 # each worker holds a model, its optimizer and the data (~1.7 GB resident in a quick row); measured on 2 cores
 # only: beyond 4 processes a wide CPU is left to more threads per run
 MAX_CPU_WORKERS = 4
-# a gpu-profile MiniLM run holds ~2-3 GB of GPU memory, a bert-base one up to ~5 GB (README "On a GPU")
+# a gpu-profile MiniLM run holds ~2-3 GB of GPU memory, a bert-base one up to ~5 GB (docs/gpu.md)
 GPU_GB_PER_WORKER = 10
 MAX_GPU_WORKERS = 8
 
@@ -64,7 +64,7 @@ def usable_cores() -> int:
 def default_workers(device: str = "auto", cores: int | None = None, gpu_gb: float | None = None) -> int:
     """On a CPU one worker per core, at most 4. On a GPU several runs share it: a quick or gpu-profile step is
     too small to fill one (an H200 ran 7 gpu-profile rows side by side at 3.5x the examples/s of one alone,
-    README "On a GPU"), so one worker per GPU_GB_PER_WORKER of its memory and per 2 cores, at most 8."""
+    docs/gpu.md), so one worker per GPU_GB_PER_WORKER of its memory and per 2 cores, at most 8."""
     from mtlib.train.runtime import resolve_device
 
     cores = cores or usable_cores()

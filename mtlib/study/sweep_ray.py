@@ -4,7 +4,7 @@ progress, parents submitted before children, retries of lost workers only.
 Without ``address`` it starts a local Ray cluster that listens on 127.0.0.1 only (Ray's own switch,
 ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, makes the node address the loopback one) with the dashboard off; with
 ``address`` it joins an existing cluster (``ray start --head`` on one node, ``ray start --address`` on the
-others; README "Scaling out").
+others; docs/scaling.md).
 
 Interrupted (Ctrl-C, SIGTERM), the driver cancels its runs' tasks (a KeyboardInterrupt in each: the run unwinds,
 its last.pt stays) and shuts down the local cluster it started; a joined cluster is left running.

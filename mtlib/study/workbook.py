@@ -3,7 +3,7 @@
 Before the first notebook starts, every training run the selected notebooks will ask for is trained on worker
 processes (the pre-run: ``mtlib.study.notebook_runs`` finds the runs, ``mtlib.study.sweep_pool`` trains them):
 on this 2-core CPU two runs side by side with a thread each take ~0.8x the time of one after another with two
-threads each (README "Workbook time"). The notebooks then find their runs finished and load and plot them,
+threads each (docs/workbook-time.md). The notebooks then find their runs finished and load and plot them,
 several side by side (each kernel gets its own run-events file), the results notebook last. Interrupted
 (Ctrl-C, SIGTERM), it stops the pre-run's workers and the notebooks' kernels and says where it resumes."""
 

@@ -1,7 +1,7 @@
 """Which code produced a run: the package version and, in a git checkout, the commit and whether files differ.
 
 Recorded in identity.json and metrics.json (not hashed into the run id: a finished run stays reusable across
-commits, as the README's "delete runs to train them again" says), so a results table can say when the runs
+commits; docs/run-directory.md, "The cache"), so a results table can say when the runs
 under it come from different code versions.
 """
 
