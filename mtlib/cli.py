@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 
-from mtlib import TASKS
 
 
 def _offline_defaults() -> None:
@@ -42,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--row", help="apply a row of params/experiments.yaml on top of the config")
 
     s = command(sub, "score", help="score a prediction file in the course format against a gold file")
-    s.add_argument("--task", required=True, choices=list(TASKS))
+    s.add_argument("--task", required=True, help="a task name: sst, para, sts, or one of --task-file")
+    s.add_argument("--task-file", help="a YAML of further task declarations (as a config's task_file)")
     s.add_argument("predictions")
     s.add_argument("gold")
 
@@ -171,10 +171,13 @@ def _dispatch(args) -> int:
         print(_format_report(report))
         return 0
     if args.command == "score":
-        from mtlib.data.metrics import TASK_METRIC, score_file
+        from mtlib import tasks
+        from mtlib.data.metrics import metric_name, score_file
 
+        if args.task_file:
+            tasks.register(args.task_file)
         value = score_file(args.task, args.predictions, args.gold)
-        print(f"{args.task} {TASK_METRIC[args.task]} {value:.4f}")
+        print(f"{args.task} {metric_name(args.task)} {value:.4f}")
         return 0
     if args.command == "run":
         from mtlib.config import parse_override

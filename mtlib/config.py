@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from mtlib import TASKS
+from mtlib import tasks as task_records
 from mtlib.configchecks import PHASE_KEYS, check_ranges
 from mtlib.configtypes import (
     ConfigError, Problem, check_value, describe, field_types_of, frozen, locate, located, plain,
@@ -52,7 +53,8 @@ class RunConfig:
     out_dir: str = "outputs/runs"
 
     # --- data
-    tasks: tuple[str, ...] = TASKS
+    tasks: tuple[str, ...] = TASKS  # names declared in params/tasks.yaml (the course's) or in task_file
+    task_file: str | None = None  # a YAML of further task declarations (mtlib.tasks; CONTRIBUTING.md "Add a task")
     data_dir: str | None = None
     quora_train: Literal[QUORA_TRAIN_OPTIONS] = "head+extra"
     max_chars: int = 250  # the original's "top 2%" filter is a fixed 250-character cut, train only
@@ -135,6 +137,11 @@ class RunConfig:
                 errors.append(Problem(f"config: {error}", f.name))
             else:
                 object.__setattr__(self, f.name, frozen(value))
+        if not errors and self.task_file:
+            try:
+                task_records.register(resolve_path(self.task_file))
+            except task_records.TaskError as err:
+                errors.append(Problem(f"config: key 'task_file': {err}", "task_file"))
         if not errors:
             errors = check_ranges(self)
             if expected := loss_weighting_conflict(self.loss_weighting, self.gradient_method, self.compromise):
@@ -209,7 +216,8 @@ class RunConfig:
 
 
 NON_RESULT_KEYS = frozenset({"name", "seed", "out_dir", "data_dir", "progress", "threads", "log_every", "device",
-                             "precision", "compile", "tensorboard"})
+                             "precision", "compile", "tensorboard",
+                             "task_file"})  # its tasks' declarations count instead (mtlib.train.identity)
 MODEL_KEY_NEEDS = {  # model and data keys that matter only with another setting
     "head_size": lambda c: c.head != "mlp", "head_cls": lambda c: c.head != "mlp",
     "head_tasks": lambda c: c.head != "mlp", "pal_size": lambda c: c.pals, "pal_heads": lambda c: c.pals,

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from mtlib import TASKS
+from mtlib import tasks as task_records
 from mtlib.configtypes import ConfigError, Problem, plain
 
 # Keys a phase may override: training settings, not the model's shape or the data.
@@ -54,12 +54,15 @@ def check_ranges(cfg) -> list[str]:
         for key in keys:
             if not ok(getattr(cfg, key)):
                 bad(key, expected)
-    unknown = [t for t in cfg.tasks if t not in TASKS]
+    declared = task_records.known()
+    unknown = [t for t in cfg.tasks if t not in declared]
     if unknown or not cfg.tasks or len(set(cfg.tasks)) < len(cfg.tasks):
-        bad("tasks", f"distinct tasks among {', '.join(TASKS)}")
-    problems = [f"{t!r} is missing" for t in cfg.tasks if t in TASKS and t not in cfg.batch_size]
-    problems += [f"{t!r} is not a task" for t in cfg.batch_size if t not in TASKS]
-    problems += [f"{t!r} is {v}" for t, v in cfg.batch_size.items() if t in TASKS and v < 1]
+        bad("tasks", f"distinct tasks among {', '.join(declared)} (declare others in a task_file)")
+    problems = [f"{t!r} is missing" for t in cfg.tasks if t in declared and t not in cfg.batch_size]
+    problems += [f"{t!r} is not a task" for t in cfg.batch_size if t not in declared]
+    problems += [f"{t!r} is {v}" for t, v in cfg.batch_size.items() if t in declared and v < 1]
+    if cfg.head != "mlp" and cfg.head_tasks not in ("all", *cfg.tasks):
+        bad("head_tasks", f"'all' or one of the run's tasks ({', '.join(cfg.tasks)})")
     if problems:
         bad("batch_size", f"an integer >= 1 for each task of {list(cfg.tasks)} ({'; '.join(problems)})")
     if cfg.head != "mlp" and cfg.pair_mode == "concat_embed":

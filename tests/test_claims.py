@@ -11,7 +11,7 @@ import yaml
 
 from mtlib.configtypes import ConfigError
 from mtlib.study import claims as claims_mod
-from mtlib.study import results
+from mtlib.study import intervals
 from mtlib.study.claimsfile import Claim, load_claims
 from mtlib.study.experiments import load_experiments
 
@@ -39,7 +39,7 @@ def table_of(out: Path, *claims: Claim):
 def test_verdict_rules():
     win = claims_mod.verdict([0.10, 0.12, 0.11], +1)
     assert win["verdict"] == "holds" and win["n_seeds"] == 3 and win["difference"] == pytest.approx(0.11)
-    half = results.t_quantile_975(2) * 0.01 / math.sqrt(3)  # t(2) * sd / sqrt(n), sd of 0.10, 0.11, 0.12 = 0.01
+    half = intervals.t_quantile_975(2) * 0.01 / math.sqrt(3)  # t(2) * sd / sqrt(n), sd of 0.10, 0.11, 0.12 = 0.01
     assert (win["ci_low"], win["ci_high"]) == pytest.approx((0.11 - half, 0.11 + half))
     assert claims_mod.verdict([0.10, 0.12, 0.11], -1)["verdict"] == "fails"  # a clear win refutes "left < right"
     assert claims_mod.verdict([-0.10, -0.12, -0.11], -1)["verdict"] == "holds"

@@ -10,9 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "mtlib"
 # module prefix -> the mtlib modules it may import (prefixes); "mtlib" alone is the package root (TASKS)
 ALLOWED = {
+    "mtlib.tasks": (),  # what a task is: the bottom, everything may read it
     "mtlib.rundir": ("mtlib.rundir",),
-    "mtlib.data": ("mtlib.data", "mtlib.rundir"),  # atomic writes for caches
-    "mtlib.model": ("mtlib.model",),
+    "mtlib.data": ("mtlib.data", "mtlib.rundir", "mtlib.tasks"),  # atomic writes for caches
+    "mtlib.model": ("mtlib.model", "mtlib.tasks"),
     # the leaf modules of training, whose allowed values config.py collects
     "mtlib.train.samplers": (),
     "mtlib.train.smart": (),
@@ -22,14 +23,14 @@ ALLOWED = {
     "mtlib.train.gradients": ("mtlib.train.gradients",),
     "mtlib.train.loss_weighting": ("mtlib.train.gradients",),
     "mtlib.configtypes": (),
-    "mtlib.configchecks": ("mtlib.configtypes",),
-    "mtlib.config": ("mtlib.configtypes", "mtlib.configchecks", "mtlib.data", "mtlib.model", "mtlib.train.freeze", "mtlib.train.gradients",
+    "mtlib.configchecks": ("mtlib.configtypes", "mtlib.tasks"),
+    "mtlib.config": ("mtlib.tasks", "mtlib.configtypes", "mtlib.configchecks", "mtlib.data", "mtlib.model", "mtlib.train.freeze", "mtlib.train.gradients",
                      "mtlib.train.loss_weighting",
                      "mtlib.train.runtime", "mtlib.train.capability", "mtlib.train.samplers", "mtlib.train.smart", "mtlib.study.resolve"),
-    "mtlib.train": ("mtlib.config", "mtlib.configtypes", "mtlib.data", "mtlib.model", "mtlib.rundir", "mtlib.train"),
-    "mtlib.study.plots": ("mtlib.study.plots", "mtlib.data", "mtlib.rundir", "mtlib.train.samplers",
+    "mtlib.train": ("mtlib.tasks", "mtlib.config", "mtlib.configtypes", "mtlib.data", "mtlib.model", "mtlib.rundir", "mtlib.train"),
+    "mtlib.study.plots": ("mtlib.tasks", "mtlib.study.plots", "mtlib.data", "mtlib.rundir", "mtlib.train.samplers",
                           "mtlib.train.gradients", "mtlib.config"),
-    "mtlib.study": ("mtlib.config", "mtlib.configtypes", "mtlib.data", "mtlib.rundir", "mtlib.study",
+    "mtlib.study": ("mtlib.tasks", "mtlib.config", "mtlib.configtypes", "mtlib.data", "mtlib.rundir", "mtlib.study",
                     "mtlib.train.identity", "mtlib.train.trainer", "mtlib.train.samplers", "mtlib.train.gradients",
                     "mtlib.train.stop", "mtlib.train.runtime", "mtlib.train.shared_phases"),
 }

@@ -12,7 +12,8 @@ from mtlib.model.backbones import load_backbone
 from mtlib.data.batches import BatchStream, collate, eval_batches
 from mtlib.config import RunConfig
 from mtlib.data import Example
-from mtlib.model.multitask import OUT_DIM, MultitaskModel
+from mtlib import tasks
+from mtlib.model.multitask import MultitaskModel
 
 SST = [Example("s1", ("a lovely film",), 3), Example("s2", ("dull , too long and quite boring",), 0),
        Example("s3", ("fine",), 2)]
@@ -137,7 +138,8 @@ def test_recurrent_heads(tokenizer, head, head_tasks):
     assert model.head_kinds == {t: (head if head_tasks == "all" or t == "sts" else "mlp") for t in DATA}
     for task, examples in DATA.items():
         out = model(task, collate(examples, tokenizer, "concat_sentences"))
-        assert out.shape == ((3, OUT_DIM[task]) if OUT_DIM[task] > 1 else (3,))
+        dim = tasks.get(task).out_dim
+        assert out.shape == ((3, dim) if dim > 1 else (3,))
         assert torch.isfinite(model.loss(task, out, torch.tensor([ex.label for ex in examples])))
 
 

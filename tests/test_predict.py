@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mtlib.cli import main
-from mtlib.data.metrics import TASK_METRIC
+from mtlib.data.metrics import metric_name
 from mtlib.model.backbones import load_backbone
 from mtlib.model.multitask import ModelConfig, MultitaskModel
 from mtlib.rundir import CheckpointError, save_checkpoint
@@ -37,7 +37,7 @@ def test_predict_cli_prints_the_three_scores_and_the_mean(finished_run, capsys):
     assert main(["predict", str(finished_run)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line for line in out if line.startswith("dev ")] == [
-        *(f"dev {t} {TASK_METRIC[t]} {own[t]:.4f}" for t in ("sst", "para", "sts")), f"dev mean {own['mean']:.4f}"]
+        *(f"dev {t} {metric_name(t)} {own[t]:.4f}" for t in ("sst", "para", "sts")), f"dev mean {own['mean']:.4f}"]
     out_dir = finished_run.parents[2] / "predict" / finished_run.parent.name / finished_run.name / "best"
     assert f"wrote {out_dir / 'sts-dev-output.csv'}" in out
     assert (out_dir / "sts-dev-output.csv").read_bytes() == (finished_run / "predictions" / "sts-dev-output.csv").read_bytes()

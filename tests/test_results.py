@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtlib.study import results
+from mtlib.study import intervals, results
 from mtlib.study.experiments import load_experiments
 from mtlib.study.resolve import resolve_config
 from mtlib.train.identity import run_dir_for
@@ -42,29 +42,30 @@ def write(out: Path, m: dict, config: dict | None = None) -> Path:
 
 
 def test_t_quantile():
-    assert results.t_quantile_975(1) == pytest.approx(12.7062, abs=1e-4)
-    assert results.t_quantile_975(30) == pytest.approx(2.0423, abs=1e-4)
-    assert results.t_quantile_975(31) < 2.0423
+    assert intervals.t_quantile_975(1) == pytest.approx(12.7062, abs=1e-4)
+    assert intervals.t_quantile_975(30) == pytest.approx(2.0423, abs=1e-4)
+    assert intervals.t_quantile_975(31) < 2.0423
     with pytest.raises(ValueError):
-        results.t_quantile_975(0)
+        intervals.t_quantile_975(0)
     stats = pytest.importorskip("scipy.stats")
     for df in (1, 2, 5, 29, 31, 40, 100, 1000):
-        assert results.t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=2e-4)
+        assert intervals.t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=2e-4)
 
 
 def test_mean_ci():
-    assert math.isnan(results.mean_ci([])[0])
-    mean, ci = results.mean_ci([0.5])
+    assert math.isnan(intervals.mean_ci([])[0])
+    mean, ci = intervals.mean_ci([0.5])
     assert mean == 0.5 and math.isnan(ci)
-    mean, ci = results.mean_ci([0.4, 0.6])
+    mean, ci = intervals.mean_ci([0.4, 0.6])
     assert mean == pytest.approx(0.5)
     assert ci == pytest.approx(12.7062 * (0.2 / math.sqrt(2)) / math.sqrt(2))  # t * s / sqrt(n)
-    assert results.mean_ci([0.3, 0.3, 0.3])[1] == 0.0
+    assert intervals.mean_ci([0.3, 0.3, 0.3])[1] == 0.0
 
 
 def test_course_means():
-    assert results.course_means(0.5, 0.8, 0.8) == pytest.approx((0.7, (0.5 + 0.8 + 0.9) / 3))
-    assert results.course_means(0.5, 0.8, -1.0)[1] == pytest.approx(1.3 / 3)  # r = -1 maps to 0
+    course = ("sst", "para", "sts")
+    assert results.means({"sst": 0.5, "para": 0.8, "sts": 0.8}, course) == pytest.approx((0.7, (0.5 + 0.8 + 0.9) / 3))
+    assert results.means({"sst": 0.5, "para": 0.8, "sts": -1.0}, course)[1] == pytest.approx(1.3 / 3)  # r = -1 maps to 0
 
 
 def test_results_table_two_seeds_give_a_ci_and_both_means(tmp_path):
@@ -80,7 +81,7 @@ def test_results_table_two_seeds_give_a_ci_and_both_means(tmp_path):
     assert row["mean"] == pytest.approx((0.6 + 0.7333333) / 2, abs=1e-6)  # plain mean per seed, then over seeds
     later = [(0.4 + 0.8 + 0.8) / 3, (0.5 + 0.9 + 0.9) / 3]  # STS (r + 1) / 2
     assert row["mean_sts01"] == pytest.approx(sum(later) / 2)
-    assert row["mean_sts01_ci"] == pytest.approx(results.mean_ci(later)[1])
+    assert row["mean_sts01_ci"] == pytest.approx(intervals.mean_ci(later)[1])
     assert row["paper_mean"] == 0.741
     assert row["paper_mean_sts01"] == pytest.approx((0.499 + 0.869 + 0.928) / 3)
     assert row["delta_mean"] == pytest.approx(row["mean"] - 0.741)

@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from mtlib.data.metrics import PREDICTION_COLUMNS, read_predictions
+from mtlib import tasks
+from mtlib.data.metrics import read_predictions
 from mtlib.rundir import load_checkpoint, read_history
 from mtlib.train.identity import run_dir_for, run_id, run_identity
 from mtlib.train.runtime import resolve_precision
@@ -94,7 +95,7 @@ def test_run_directory_contents_and_no_overwrite(smoke_cfg, small_data_dir):
     for task in ("sst", "para", "sts"):
         path = pred / f"{task}-dev-output.csv"
         lines = path.read_text().splitlines()
-        assert lines[0] == f"id \t {PREDICTION_COLUMNS[task]} "
+        assert lines[0] == f"id \t {tasks.get(task).prediction_column} "
         assert len(lines) == 1 + 24 and all(" , " in line for line in lines[1:])
         values = list(read_predictions(path).values())
         if task == "sst":

@@ -13,16 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtlib import tasks as task_records
 from mtlib.train.runtime import autocast
 
-OUT_DIM = {"sst": 5, "para": 1, "sts": 1}
 
 
 class PlainLoop:
     def __init__(self, encoder: nn.Module, tokenizer, device: torch.device, precision: str, lr: float = 1e-5):
         self.encoder = copy.deepcopy(encoder).to(device).train()
         hidden = self.encoder.config.hidden_size
-        self.heads = nn.ModuleDict({t: nn.Linear(hidden, n) for t, n in OUT_DIM.items()}).to(device)
+        self.heads = nn.ModuleDict({t: nn.Linear(hidden, r.out_dim) for t, r in task_records.course().items()}).to(device)
         params = [*self.encoder.parameters(), *self.heads.parameters()]
         self.optimizer = torch.optim.AdamW(params, lr=lr, eps=1e-6, weight_decay=0.0)
         self.tokenizer, self.device, self.precision = tokenizer, device, precision
@@ -39,9 +39,10 @@ class PlainLoop:
             states = self.encoder(**enc)
             pooled = states.pooler_output if states.pooler_output is not None else states.last_hidden_state[:, 0]
             out = self.heads[task](pooled).float()
-        if task == "sst":
+        kind = task_records.get(task).kind
+        if kind == "multiclass":
             loss = F.cross_entropy(out, labels.long())
-        elif task == "para":
+        elif kind == "binary":
             loss = F.binary_cross_entropy_with_logits(out.squeeze(-1), labels)
         else:
             loss = F.mse_loss(out.squeeze(-1), labels)

@@ -6,14 +6,14 @@ from mtlib.data.sources import (
     fetch, nltk_data_dir, resolve_data_dir, sha256_file,
 )
 from mtlib.data.parse import (
-    QUORA_TRAIN_OPTIONS, SPLIT_FILES, SPLITS, Example, ExampleList, LoadReport, dataset_summary, filter_by_length,
+    QUORA_TRAIN_OPTIONS, SPLITS, Example, ExampleList, LoadReport, dataset_summary, filter_by_length,
     load_split, preprocess_string, quora_train_source, read_task_file, split_available, split_files,
 )
 
 __all__ = [
     "FETCH_COMMAND", "FILES", "NLTK_RESOURCES", "OPTIONAL_FILES", "QUORA_SUBSETS", "SHARED_MIRROR", "ChecksumError",
     "default_data_dir", "fetch", "nltk_data_dir", "resolve_data_dir", "sha256_file",
-    "QUORA_TRAIN_OPTIONS", "SPLIT_FILES", "SPLITS", "Example", "ExampleList", "LoadReport", "dataset_summary",
+    "QUORA_TRAIN_OPTIONS", "SPLITS", "Example", "ExampleList", "LoadReport", "dataset_summary",
     "filter_by_length", "load_split", "preprocess_string", "quora_train_source", "read_task_file",
     "split_available", "split_files",
 ]

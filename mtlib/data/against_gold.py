@@ -9,11 +9,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mtlib import tasks as task_records
 from mtlib.data import parse
-from mtlib.data.metrics import LABEL_SETS, read_predictions
+from mtlib.data.metrics import label_set, read_predictions
 
-# short names of the classes, in LABEL_SETS order (axis labels of confusion matrices)
-CLASS_NAMES = {"sst": ("very neg.", "neg.", "neutral", "pos.", "very pos."), "para": ("not para.", "paraphrase")}
+
+def class_names(task: str) -> tuple[str, ...]:
+    """Short names of a classification task's classes, in label order (axis labels of confusion matrices):
+    the declared ``class_names``, else the class ids."""
+    record = task_records.get(task)
+    return record.class_names or tuple(map(str, record.labels))
 
 
 @functools.lru_cache(maxsize=16)
@@ -38,8 +43,8 @@ def predictions_with_gold(path: str | Path, task: str, data_dir: str | Path | No
 
 
 def confusion_counts(task: str, pairs: pd.DataFrame) -> np.ndarray:
-    """[gold, predicted] counts over the task's classes (``LABEL_SETS``), empty classes included, from a table of
+    """[gold, predicted] counts over the task's classes (``label_set``), empty classes included, from a table of
     ``predictions_with_gold``."""
-    classes = list(LABEL_SETS[task])
+    classes = list(label_set(task))
     table = pd.crosstab(pairs["gold"].astype(int), pairs["predicted"].astype(int))
     return table.reindex(index=classes, columns=classes, fill_value=0).to_numpy()

@@ -23,15 +23,19 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
-from mtlib import TASKS
+from mtlib import tasks as task_records
 from mtlib.data.parse import Example
 from mtlib.data.augment_cache import cache_path, cached, write_cache
 from mtlib.data.nltk_resources import NLTKDataError, _missing_resources, ensure_nltk_data  # noqa: F401 - EDA API
 
 BALANCE_MODES = ("half_deficit", "full_deficit")
-# Which classes may be augmented; None = every class below the majority. The study augments only
-# Quora positives, whatever the subset's balance.
-AUGMENTED_CLASSES: dict[str, tuple[int, ...] | None] = {"sst": None, "para": (1,)}
+
+
+def augmented_classes(task: str) -> tuple[int, ...] | None | bool:
+    """Which classes EDA may augment (the task's ``augment``): None = every class below the majority, a tuple
+    of class ids (the study augments only Quora positives, whatever the subset's balance), False = none."""
+    augment = task_records.get(task).augment
+    return None if augment == "minority" else False if augment == "none" else tuple(augment)
 # The study's outputs hold ~47% synonym replacement, ~40% deletion, ~12% identical copies: EDA with
 # insertion and swap off keeps one of its SR and RD outputs at random, and RD (each word with p=0.1)
 # often deletes nothing in a short sentence. So each copy draws SR or RD with probability 1/2.
@@ -157,21 +161,19 @@ def class_counts(task: str, examples: Sequence[Example]) -> dict[Any, int]:
 
 
 def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    task_records.get(task)  # an unknown task: one line naming the known ones
 
 
 def augment_targets(task: str, examples: Sequence[Example], params: EDAParams = EDAParams()) -> dict[int, int]:
     """Input rows to augment per class, each giving `num_aug` copies: copies wanted = floor(d_c/2)
     ('half_deficit') or d_c ('full_deficit'), capped by `max_augment`; rows = min(count_c, copies // num_aug)."""
-    _check_task(task)
-    if task not in AUGMENTED_CLASSES:
+    allowed = augmented_classes(task)
+    if allowed is False:
         return {}
     counts = class_counts(task, examples)
     if None in counts:
         raise ValueError(f"{task}: augmentation needs labelled examples ({counts[None]} without a label)")
     majority = max(counts.values(), default=0)
-    allowed = AUGMENTED_CLASSES[task]
     targets = {}
     for label, count in counts.items():
         if allowed is not None and label not in allowed:
@@ -198,8 +200,7 @@ def augment_examples(task: str, examples: Sequence[Example], params: EDAParams =
     (shuffle, then drop_duplicates keep-first) originals are never dropped, so their ids survive.
     Same inputs and seed give the same list; the global `random`/NumPy states are left untouched.
     """
-    _check_task(task)
-    if task not in AUGMENTED_CLASSES:
+    if augmented_classes(task) is False:
         return list(examples)
     path = cache_path(cache_dir, task, examples, params, seed) if cache_dir is not None else None
     kept = cached(path)

@@ -13,14 +13,21 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from mtlib import TASKS
+from mtlib import tasks as task_records
 from mtlib.data.parse import Example, read_task_file, utf8_problem
 from mtlib.rundir.files import atomic_write
 
-TASK_METRIC = {"sst": "accuracy", "para": "accuracy", "sts": "pearson"}
-PREDICTION_COLUMNS = {"sst": "Predicted_Sentiment", "para": "Predicted_Is_Paraphrase", "sts": "Predicted_Similiary"}
-LABEL_SETS = {"sst": (0, 1, 2, 3, 4), "para": (0, 1)}  # class ids; STS predictions are any finite number
-LABEL_SET_TEXT = {"sst": "one of 0, 1, 2, 3, 4", "para": "0 or 1", "sts": "a finite number"}
+
+
+def metric_name(task: str) -> str:
+    """"accuracy" or "pearson": the task's declared metric."""
+    return task_records.get(task).metric
+
+
+def label_set(task: str) -> tuple[int, ...]:
+    """The class ids of a classification task; () for regression (any finite number)."""
+    record = task_records.get(task)
+    return () if record.kind == "regression" else record.labels
 
 
 def _number(value: float) -> str:
@@ -31,19 +38,20 @@ def _number(value: float) -> str:
 def prediction_problem(task: str, value: float) -> str | None:
     """Why ``value`` cannot be a ``task`` prediction (outside the task's label set, NaN), or None; callers add
     where it is and ``expected(task)``."""
-    value = float(value)
+    value, labels = float(value), label_set(task)
     if not math.isfinite(value):
         return f"{task} prediction {value} is not a finite number"
-    if task in LABEL_SETS and not value.is_integer():
+    if labels and not value.is_integer():
         # Probabilities or logits would silently score ~0; the course files hold class ids.
         return f"{task} predictions must be class ids, got {_number(value)}"
-    if task in LABEL_SETS and value not in LABEL_SETS[task]:
+    if labels and value not in labels:
         return f"{task} prediction {_number(value)} is outside the label set"
     return None
 
 
 def expected(task: str) -> str:
-    return f"expected {LABEL_SET_TEXT[task]}"
+    labels = label_set(task)
+    return f"expected {task_records.get(task).label_text() if labels else 'a finite number'}"
 
 
 def _arrays(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,38 +80,36 @@ def pearson(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarr
 
 
 def score(task: str, pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray) -> float:
-    """The course metric of `task` (TASK_METRIC) on aligned predictions and gold labels.
+    """The metric of `task` (its declared ``metric``) on aligned predictions and gold labels.
 
     SST and Quora predictions outside the task's label set (SST 5 or 2.5, Quora 2, NaN) are refused: they
     could only come from a bug, and would silently count as wrong. A non-finite STS prediction gives nan
     rather than an error here, so that training can report a diverged model as a numeric fault (the trainer
     checks its dev predictions); ``score_predictions`` and ``score_file`` refuse it."""
-    if task not in TASK_METRIC:
-        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
+    metric = metric_name(task)
     p, _ = _arrays(pred, gold)
-    if task in LABEL_SETS:
+    if label_set(task):
         bad = [i for i, v in enumerate(p) if prediction_problem(task, v)]
         if bad:
             raise ValueError(f"{prediction_problem(task, p[bad[0]])} (at index {bad[0]}; {len(bad)} of {p.size} "
                              f"predictions); {expected(task)}")
-    return accuracy(pred, gold) if TASK_METRIC[task] == "accuracy" else pearson(pred, gold)
+    return accuracy(pred, gold) if metric == "accuracy" else pearson(pred, gold)
 
 
 def _format_value(task: str, value: float) -> str:
     # The course writes numpy values with f-strings: SST class ints "3", Quora floats "1.0", STS raw floats.
-    return str(int(value)) if task == "sst" else repr(float(value))
+    return str(int(value)) if task_records.get(task).kind == "multiclass" else repr(float(value))
 
 
 def write_predictions(path: str | Path, task: str, ids: Iterable[str], values: Iterable[float]) -> Path:
     """Write a course prediction file (parent folders are created). Returns the path."""
-    if task not in PREDICTION_COLUMNS:
-        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
+    column = task_records.get(task).prediction_column
     ids, values = list(ids), list(values)
     if len(ids) != len(values):
         raise ValueError(f"{len(ids)} ids but {len(values)} values")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"id \t {PREDICTION_COLUMNS[task]} \n", *(f"{i} , {_format_value(task, v)} \n" for i, v in zip(ids, values))]
+    lines = [f"id \t {column} \n", *(f"{i} , {_format_value(task, v)} \n" for i, v in zip(ids, values))]
     return atomic_write(path, "".join(lines))
 
 
@@ -111,8 +117,8 @@ def read_predictions(path: str | Path, task: str | None = None) -> dict[str, flo
     """Read a course prediction file into {id: value}; ids are lower-cased and stripped like the gold ids.
     With ``task``, a value outside the task's label set (``prediction_problem``) is refused with its line."""
     path = Path(path)
-    if task is not None and task not in TASK_METRIC:
-        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
+    if task is not None:
+        task_records.get(task)  # an unknown task: one line naming the known ones
     try:
         with open(path, encoding="utf-8") as fp:
             lines = fp.read().splitlines()
@@ -162,8 +168,7 @@ def score_predictions(task: str, predictions: Mapping[str, float], gold: Sequenc
         raise ValueError(f"{name}: {len(missing)} gold id(s) have no prediction (e.g. {_examples(missing)})")
     if any(ex.label is None for ex in gold):
         raise ValueError(f"{name}: the gold examples have no labels (a test file?)")
-    if task not in TASK_METRIC:
-        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
+    task_records.get(task)
     pred = np.array([predictions[ex.id] for ex in gold], dtype=float)
     bad = [(ex.id, v) for ex, v in zip(gold, pred) if prediction_problem(task, v)]
     if bad:

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from mtlib import TASKS
-from mtlib.data.sources import FETCH_COMMAND, OPTIONAL_FILES, QUORA_SUBSETS, resolve_data_dir
+from mtlib import tasks as task_records
+from mtlib.data.sources import FETCH_COMMAND, OPTIONAL_FILES, resolve_data_dir
+from mtlib.tasks import Task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,22 +23,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
-SPLIT_FILES = {
-    ("sst", "train"): "ids-sst-train.csv", ("sst", "dev"): "ids-sst-dev.csv", ("sst", "test"): "ids-sst-test-student.csv",
-    ("para", "train"): "quora-train.csv", ("para", "dev"): "quora-dev.csv", ("para", "test"): "quora-test-student.csv",
-    ("sts", "train"): "sts-train.csv", ("sts", "dev"): "sts-dev.csv", ("sts", "test"): "sts-test-student.csv",
-}
-TEXT_COLUMNS = {"sst": ("sentence",), "para": ("sentence1", "sentence2"), "sts": ("sentence1", "sentence2")}
-LABEL_COLUMNS = {"sst": "sentiment", "para": "is_duplicate", "sts": "similarity"}
-QUORA_TRAIN_OPTIONS = ("head", "head+extra")
+QUORA_TRAIN_OPTIONS = ("head", "head+extra")  # a task's train_subsets (the course's Quora), by config key quora_train
 QUORA_TRAIN_FULL_ROWS = 141_506  # rows of the course's quora-train.csv, for describing subsets
 
 
 @dataclass(frozen=True)
 class Example:
     id: str
-    sentences: tuple[str, ...]  # normalised text: 1 for sst, 2 for para/sts
-    label: int | float | None  # sst int 0-4, para int 0/1, sts float 0-5, None for test files
+    sentences: tuple[str, ...]  # normalised text: one per text column of its task (a single sentence or a pair)
+    label: int | float | None  # a class id, or a number (regression); None for test files
 
 
 @dataclass
@@ -65,8 +59,8 @@ def preprocess_string(s: str) -> str:
     return " ".join(s.lower().replace(".", " .").replace("?", " ?").replace(",", " ,").replace("'", " '").split())
 
 
-def _normalise(task: str, text: str) -> str:
-    return text.lower().strip() if task == "sst" else preprocess_string(text)
+def _normalise(task: Task, text: str) -> str:
+    return text.lower().strip() if task.normalise == "lower_strip" else preprocess_string(text)
 
 
 def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -74,17 +68,18 @@ def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
 
 
-def _check_split(task: str, split: str) -> None:
-    _check("task", task, TASKS)
+def _task_split(task: str, split: str) -> Task:
+    record = task_records.get(task)
     _check("split", split, SPLITS)
+    return record
 
 
 class LabelError(ValueError):
     """A label that parses but lies outside its task's set: the file is wrong, not one row of it."""
 
 
-def _parse_label(task: str, raw: str | None) -> int | float:
-    column = LABEL_COLUMNS[task]
+def _parse_label(task: Task, raw: str | None) -> int | float:
+    column = task.label_column
     if raw is None:
         raise ValueError(f"{column} is missing")
     try:
@@ -92,20 +87,19 @@ def _parse_label(task: str, raw: str | None) -> int | float:
     except ValueError:
         raise ValueError(f"{column} {raw!r} is not a number") from None
     # The course's conversions: int(x.strip()) for SST, int(float(x)) for Quora, float(x) for STS; a value
-    # outside the task's set (Quora 0.7, SST 5, STS 5.5) is refused rather than truncated into it.
-    allowed = {"sst": "one of 0, 1, 2, 3, 4", "para": "0 or 1", "sts": "a number in 0..5"}[task]
-    if task == "sts":
-        ok = 0.0 <= number <= 5.0
+    # outside the task's label space (Quora 0.7, SST 5, STS 5.5) is refused rather than truncated into it.
+    if task.kind == "regression":
+        ok = task.label_range[0] <= number <= task.label_range[1]
     else:
-        ok = number in ((0.0, 1.0) if task == "para" else (0.0, 1.0, 2.0, 3.0, 4.0))
+        ok = number in task.labels
     if not ok:
-        raise LabelError(f"{column} {raw.strip()!r} is not {allowed}")
-    if task == "sst":
+        raise LabelError(f"{column} {raw.strip()!r} is not {task.label_text()}")
+    if task.kind == "multiclass":
         try:
             return int(raw.strip())
         except ValueError:
             raise ValueError(f"{column} {raw!r} is not an integer") from None
-    return int(number) if task == "para" else number
+    return int(number) if task.kind == "binary" else number
 
 
 def read_task_file(task: str, path: str | Path, labelled: bool = True) -> ExampleList:
@@ -115,9 +109,9 @@ def read_task_file(task: str, path: str | Path, labelled: bool = True) -> Exampl
     counted, as the course does; a label outside the task's set, an empty file or a file that is not UTF-8
     raises ``ValueError`` naming the file (and line).
     """
-    _check("task", task, TASKS)
+    record = task_records.get(task)
     path = Path(path)
-    expected = ["id", *TEXT_COLUMNS[task], *([LABEL_COLUMNS[task]] if labelled else [])]
+    expected = ["id", *record.text_columns, *([record.label_column] if labelled else [])]
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found (a {task} course csv was expected)")
     if not path.is_file():
@@ -130,7 +124,7 @@ def read_task_file(task: str, path: str | Path, labelled: bool = True) -> Exampl
                 raise ValueError(f"{path}: the file is empty (expected a header with columns {expected})")
             if any(c not in found for c in expected):
                 raise ValueError(f"{path} line 1: header has columns {found}, expected columns {expected}")
-            examples, rows, skipped, reasons = _read_records(task, path, reader, labelled)
+            examples, rows, skipped, reasons = _read_records(record, path, reader, labelled)
             if not rows:
                 raise ValueError(f"{path}: the file has a header but no rows (expected one {task} example per line)")
     except UnicodeDecodeError:
@@ -152,7 +146,7 @@ def utf8_problem(path: Path) -> str:
     return "not UTF-8 text"
 
 
-def _read_records(task: str, path: Path, reader: csv.DictReader, labelled: bool):
+def _read_records(task: Task, path: Path, reader: csv.DictReader, labelled: bool):
     examples: list[Example] = []
     reasons: list[str] = []
     rows = skipped = 0
@@ -160,10 +154,10 @@ def _read_records(task: str, path: Path, reader: csv.DictReader, labelled: bool)
         rows += 1
         try:
             # A stray quote can swallow later fields, leaving them '' or None (2 rows in quora-dev).
-            fields = [record[c] for c in ("id", *TEXT_COLUMNS[task])]
+            fields = [record[c] for c in ("id", *task.text_columns)]
             if None in fields:
                 raise ValueError("row has too few fields")
-            label = _parse_label(task, record[LABEL_COLUMNS[task]]) if labelled else None
+            label = _parse_label(task, record[task.label_column]) if labelled else None
         except LabelError as err:
             raise ValueError(f"{path} line {reader.line_num}: {err}") from None
         except ValueError as err:
@@ -189,57 +183,65 @@ def _require(path: Path) -> Path:
                             f"`{FETCH_COMMAND}` (or point MTLIB_DATA_DIR at a folder holding it).{note}")
 
 
-def _load_quora_train(root: Path, quora_train: str) -> ExampleList:
-    _check("quora_train", quora_train, QUORA_TRAIN_OPTIONS)
-    full = root / "quora-train.csv"
-    if full.is_file():  # the whole course file wins whenever it is there
-        out = read_task_file("para", full)
-        out.report.source = f"full quora-train.csv ({len(out):,} usable of {out.report.rows:,})"
-        return out
-    names = QUORA_SUBSETS if quora_train == "head+extra" else QUORA_SUBSETS[:1]
-    parts = [read_task_file("para", _require(root / n)) for n in names]
+def _train_files(task: Task, root: Path, quora_train: str) -> tuple[list[Path], str | None]:
+    """The train files and, for a task read from its train_subsets (the course's Quora without
+    quora-train.csv), which subset."""
+    full = [root / n for n in task.files["train"]]
+    if not task.train_subsets or all(p.is_file() for p in full):  # the whole file wins whenever it is there
+        return [_require(p) for p in full], None
+    _check("quora_train", quora_train, tuple(task.train_subsets))
+    return [_require(root / n) for n in task.train_subsets[quora_train]], quora_train
+
+
+def _read_files(task: Task, files: list[Path], labelled: bool) -> ExampleList:
+    parts = [read_task_file(task.name, f, labelled=labelled) for f in files]
+    if len(parts) == 1:
+        return parts[0]
     examples = [ex for part in parts for ex in part]
-    report = LoadReport(tuple(n for p in parts for n in p.report.files), sum(p.report.rows for p in parts),
-                        sum(p.report.skipped for p in parts), [r for p in parts for r in p.report.reasons],
-                        f"subset {quora_train} ({len(examples):,} usable of {QUORA_TRAIN_FULL_ROWS:,})")
-    return ExampleList(examples, report)
+    return ExampleList(examples, LoadReport(tuple(n for p in parts for n in p.report.files),
+                                            sum(p.report.rows for p in parts), sum(p.report.skipped for p in parts),
+                                            [r for p in parts for r in p.report.reasons]))
 
 
 def load_split(task: str, split: str, data_dir: str | Path | None = None,
                quora_train: str = "head+extra") -> ExampleList:
     """Examples of one task/split, parsed as the course does; `.report` says what was read and skipped.
 
-    Quora train is `quora-train.csv` when present, else the subset files (`quora_train`: "head" alone is an
-    unbiased sample; "head+extra" adds rows sampled separately by class, 35.6% positive against 37.5% in
-    the head file). Quora test is not in the shared data: loading it raises FileNotFoundError; check with
-    `split_available("para", "test")` first.
+    A task with ``train_subsets`` (the course's Quora: quora-train.csv is not in the shared data) reads them
+    when its train file is absent (`quora_train`: "head" alone is an unbiased sample; "head+extra" adds rows
+    sampled separately by class, 35.6% positive against 37.5% in the head file). A split whose file is absent
+    (Quora test) raises FileNotFoundError; check with `split_available` first.
     """
-    _check_split(task, split)
+    record = _task_split(task, split)
     root = resolve_data_dir(data_dir)
-    if (task, split) == ("para", "train"):
-        return _load_quora_train(root, quora_train)
-    return read_task_file(task, _require(root / SPLIT_FILES[task, split]), labelled=split != "test")
+    files, subset = (_train_files(record, root, quora_train) if split == "train" else
+                     ([_require(root / n) for n in record.files[split]], None))
+    out = _read_files(record, files, labelled=split != "test")
+    if split == "train" and record.train_subsets:
+        out.report.source = (f"subset {subset} ({len(out):,} usable of {QUORA_TRAIN_FULL_ROWS:,})" if subset else
+                             f"full {files[0].name} ({len(out):,} usable of {out.report.rows:,})")
+    return out
 
 
 def split_files(task: str, split: str, data_dir: str | Path | None = None,
                 quora_train: str = "head+extra") -> list[Path]:
     """The files ``load_split`` reads for this task and split (what a run's identity checksums)."""
-    _check_split(task, split)
+    record = _task_split(task, split)
     root = resolve_data_dir(data_dir)
-    if (task, split) == ("para", "train") and not (root / "quora-train.csv").is_file():
-        _check("quora_train", quora_train, QUORA_TRAIN_OPTIONS)
-        names = QUORA_SUBSETS if quora_train == "head+extra" else QUORA_SUBSETS[:1]
-        return [_require(root / n) for n in names]
-    return [_require(root / SPLIT_FILES[task, split])]
+    if split == "train":
+        return _train_files(record, root, quora_train)[0]
+    return [_require(root / n) for n in record.files[split]]
 
 
 def split_available(task: str, split: str, data_dir: str | Path | None = None) -> bool:
     """Whether `load_split(task, split, data_dir)` finds its file(s)."""
-    _check_split(task, split)
+    record = _task_split(task, split)
     root = resolve_data_dir(data_dir)
-    if (root / SPLIT_FILES[task, split]).is_file():
+    if split not in record.files:
+        return False
+    if all((root / n).is_file() for n in record.files[split]):
         return True
-    return (task, split) == ("para", "train") and (root / QUORA_SUBSETS[0]).is_file()
+    return split == "train" and any(all((root / n).is_file() for n in files) for files in record.train_subsets.values())
 
 
 def quora_train_source(data_dir: str | Path | None = None, quora_train: str = "head+extra") -> str:
@@ -257,7 +259,7 @@ def dataset_summary(data_dir: str | Path | None = None, quora_train: str = "head
     import pandas as pd  # imported here: slow to import, and only the notebooks need it
 
     rows: list[dict[str, Any]] = []
-    for task, split in SPLIT_FILES:
+    for task, split in ((t, sp) for t, record in task_records.course().items() for sp in record.files):
         if not split_available(task, split, data_dir):
             rows.append({"task": task, "split": split, "source": "absent"})
             continue
@@ -265,7 +267,7 @@ def dataset_summary(data_dir: str | Path | None = None, quora_train: str = "head
         labels = pd.Series([e.label for e in ex], dtype=float)
         if split == "test":
             label_info = ""
-        elif task == "sts":
+        elif task_records.get(task).kind == "regression":
             label_info = f"mean {labels.mean():.2f}, sd {labels.std():.2f}"
         else:  # class counts, e.g. "0:12627 1:7585"
             label_info = " ".join(f"{k:.0f}:{v}" for k, v in labels.value_counts().sort_index().items())

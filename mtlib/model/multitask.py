@@ -6,31 +6,36 @@ Pair encodings (docs/original.md §2):
   The original glued two separately padded encodings (padding inside the sequence, all-zero token
   types), which made predictions depend on the batch; we use the tokenizer's pair encoding instead.
 - ``concat_embed``: each sentence encoded alone, pooled embeddings concatenated [e1; e2] (the study's
-  first rows); STS output 5*sigmoid(x) as in that commit.
+  first rows); a regression task's output is scaled into its label range by a sigmoid there (STS:
+  5*sigmoid(x), as in that commit).
+
+Each task's output size, loss and prediction follow from its declared kind (``mtlib.tasks``): multiclass,
+one logit per class, cross-entropy, argmax; binary, one logit, binary cross-entropy, sigmoid > 0.5;
+regression, one output, mean squared error.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlib import tasks as task_records
 from mtlib.model.heads import build_head, count_parameters
 
-OUT_DIM = {"sst": 5, "para": 1, "sts": 1}
 PAIR_MODES = ("concat_sentences", "concat_embed")
 POOLINGS = ("pooler", "cls", "mean")
-HEAD_TASKS = ("all", "sts")  # which tasks get a recurrent head; the others keep the MLP
+HEAD_TASKS = ("all", "sts")  # which tasks get a recurrent head ("all", or one task's name); the others keep the MLP
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The model's shape: what MultitaskModel needs, nothing of the training run."""
 
-    tasks: tuple[str, ...] = ("sst", "para", "sts")
+    tasks: tuple[str, ...] = field(default_factory=lambda: tuple(task_records.course()))  # the course's by default
     pooling: str = "pooler"
     pair_mode: str = "concat_sentences"
     n_hidden_layers: int = 0
@@ -62,12 +67,14 @@ class MultitaskModel(nn.Module):
             raise ValueError(f"config: key 'pooling' is 'pooler' but this encoder ({type(encoder).__name__}) has no "
                              "pooler layer; expected 'cls' or 'mean' for it")
         hidden = encoder.config.hidden_size
-        self.head_kinds = {t: (cfg.head if (cfg.head_tasks == "all" or t == "sts") else "mlp") for t in self.tasks}
+        self.records = {t: task_records.get(t) for t in self.tasks}
+        self.head_kinds = {t: (cfg.head if cfg.head_tasks in ("all", t) else "mlp") for t in self.tasks}
         self.heads = nn.ModuleDict()
         for task, kind in self.head_kinds.items():
-            pair_embed = cfg.pair_mode == "concat_embed" and task != "sst"
+            pair_embed = cfg.pair_mode == "concat_embed" and self.records[task].pair
             self.heads[task] = build_head(
-                kind, in_dim=2 * hidden if pair_embed else hidden, hidden_size=hidden, out_dim=OUT_DIM[task],
+                kind, in_dim=2 * hidden if pair_embed else hidden, hidden_size=hidden,
+                out_dim=self.records[task].out_dim,
                 n_hidden_layers=cfg.n_hidden_layers, dropout=cfg.hidden_dropout, size=cfg.head_size,
                 use_cls=cfg.head_cls,
             )
@@ -131,7 +138,7 @@ class MultitaskModel(nn.Module):
         return states, pooled
 
     def forward(self, task: str, batch: dict, inputs_embeds: Tensor | None = None) -> Tensor:
-        """Raw outputs: SST logits [B, 5], Quora logit [B], STS score [B]."""
+        """Raw outputs: [B, K] logits (multiclass), [B] logit (binary), [B] score (regression)."""
         head = self.heads[task]
         if "enc2" in batch:  # concat_embed pair: two encodings
             _, e1 = self.encode(task, batch["enc"])
@@ -140,10 +147,12 @@ class MultitaskModel(nn.Module):
         else:
             states, pooled = self.encode(task, batch["enc"], inputs_embeds)
             out = head(pooled, states, batch["enc"]["attention_mask"])
-        if OUT_DIM[task] == 1:
+        record = self.records[task]
+        if record.out_dim == 1:
             out = out.squeeze(-1)
-            if task == "sts" and self.cfg.pair_mode == "concat_embed":
-                out = 5 * torch.sigmoid(out)
+            if record.kind == "regression" and self.cfg.pair_mode == "concat_embed":
+                lo, hi = record.label_range
+                out = lo + (hi - lo) * torch.sigmoid(out) if lo else hi * torch.sigmoid(out)
         return out
 
     def input_embeddings(self, batch: dict) -> Tensor:
@@ -152,23 +161,25 @@ class MultitaskModel(nn.Module):
 
     @staticmethod
     def loss(task: str, output: Tensor, labels: Tensor) -> Tensor:
-        output = output.float()
-        if task == "sst":
+        output, kind = output.float(), task_records.get(task).kind
+        if kind == "multiclass":
             return F.cross_entropy(output, labels.long())
-        if task == "para":
+        if kind == "binary":
             return F.binary_cross_entropy_with_logits(output, labels.float())
         return F.mse_loss(output, labels.float())
 
     @staticmethod
     def predictions(task: str, output: Tensor) -> Tensor:
-        """SST class, Quora 0/1 (sigmoid > 0.5, as torch.round sends 0.5 to 0), STS raw score."""
-        output = output.float()
-        if task == "sst":
+        """Class id (argmax), 0/1 (sigmoid > 0.5, as torch.round sends 0.5 to 0), or the raw score."""
+        output, kind = output.float(), task_records.get(task).kind
+        if kind == "multiclass":
             return output.argmax(-1)
-        if task == "para":
+        if kind == "binary":
             return (torch.sigmoid(output) > 0.5).long()
         return output
 
 
 def smart_kind(task: str) -> str:
-    return {"sst": "classification", "para": "binary", "sts": "regression"}[task]
+    """SMART's divergence for a task's outputs: classification (softmax), binary (sigmoid) or regression."""
+    kind = task_records.get(task).kind
+    return "classification" if kind == "multiclass" else kind

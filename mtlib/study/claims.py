@@ -21,17 +21,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtlib import TASKS
-from mtlib.study.claimsfile import SCORE_METRICS, Claim, load_claims
+from mtlib import tasks as task_records
+from mtlib.study.claimsfile import Claim, is_score, load_claims
 from mtlib.study.experiments import load_experiments
-from mtlib.study.results import course_means, mean_ci, results_table
+from mtlib.study.intervals import mean_ci
+from mtlib.study.results import means, results_table, run_tasks
 from mtlib.study.tables import dev_evals, first_reaching
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
 COLUMNS = ["id", "claim", "compare", "metric", "n_seeds", "difference", "ci_low", "ci_high", "verdict", "reason",
            "paper_difference", "paper_says", "seeds"]
-METRIC_NAMES = {"sst": "SST acc.", "para": "Quora acc.", "sts": "STS r", "mean": "dev mean",
-                "mean_sts01": "dev mean (STS\u2192[0,1])", "examples_to_target": "examples to dev target"}
+METRIC_NAMES = {"mean": "dev mean", "mean_sts01": "dev mean (STS\u2192[0,1])",
+                "examples_to_target": "examples to dev target"}  # a task's: its metric_name (mtlib.tasks)
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_NAMES.get(metric) or task_records.get(metric).metric_name
 
 
 def verdict(differences: Sequence[float], sign: int) -> dict:
@@ -58,17 +63,18 @@ def verdict(differences: Sequence[float], sign: int) -> dict:
 def run_score(run: dict, metric: str) -> float:
     """A finished run's dev score on ``metric`` (a task, "mean" or "mean_sts01") from its metrics.json."""
     # metrics.json writes NaN (a constant STS prediction's Pearson r) as null: that seed is not paired
-    dev = {t: math.nan if run["dev"].get(t) is None else float(run["dev"][t]) for t in TASKS}
-    if metric in TASKS:
-        return dev[metric]
-    plain, sts01 = course_means(*(dev[t] for t in TASKS))
+    dev = {t: math.nan if v is None else float(v) for t, v in run["dev"].items()}
+    if metric not in ("mean", "mean_sts01"):
+        return dev.get(metric, math.nan)
+    plain, sts01 = means(dev, run_tasks(run))
     return plain if metric == "mean" else sts01
 
 
 def _paper_value(row: dict, metric: str) -> float:
     paper = row.get("paper") or {}
     if metric == "mean_sts01":
-        return course_means(*(float(paper.get(t, math.nan)) for t in TASKS))[1]
+        course = tuple(task_records.course())
+        return means({t: float(paper.get(t, math.nan)) for t in course}, course)[1]
     return float(paper.get(metric, math.nan))
 
 
@@ -101,7 +107,7 @@ def _differences(claim: Claim, left: dict[int, dict], right: dict[int, dict]) ->
     seeds = sorted(set(left) & set(right))
     diffs = []
     for s in seeds:
-        if claim.metric in SCORE_METRICS:
+        if is_score(claim.metric):
             diffs.append(run_score(left[s], claim.metric) - run_score(right[s], claim.metric))
         else:
             a, b = examples_to_target(left[s]["run_dir"], right[s]["run_dir"], claim.fraction)
@@ -126,7 +132,7 @@ def claims_table(out_dir: str | Path = "outputs/runs", profile: str | Path | Non
         seeds, diffs = _differences(claim, runs.get(claim.left, {}), runs.get(claim.right, {}))
         paired = [s for s, d in zip(seeds, diffs) if math.isfinite(d)]
         paper = _paper_value(by_id[claim.left], claim.metric) - _paper_value(by_id[claim.right], claim.metric) \
-            if claim.metric in SCORE_METRICS else math.nan
+            if is_score(claim.metric) else math.nan
         records.append({"id": claim.id, "claim": claim.claim, "compare": claim.compare, "metric": claim.metric,
                         **verdict(diffs, claim.sign), "paper_difference": paper, "paper_says": claim.paper_says,
                         "seeds": paired})
@@ -142,7 +148,7 @@ def claims_table(out_dir: str | Path = "outputs/runs", profile: str | Path | Non
 def _number(value: float, metric: str, signed: bool = True) -> str:
     if value is None or not math.isfinite(value):
         return "\u2014"
-    if metric in SCORE_METRICS:
+    if is_score(metric):
         return f"{value:+.3f}" if signed else f"{value:.3f}"
     return f"{value:+,.0f}" if signed else f"{value:,.0f}"
 
@@ -155,7 +161,7 @@ def _ours(rec: pd.Series) -> str:
 
 
 def _paper(rec: pd.Series) -> str:
-    if rec["metric"] in SCORE_METRICS and math.isfinite(rec["paper_difference"]):
+    if is_score(rec["metric"]) and math.isfinite(rec["paper_difference"]):
         return _number(rec["paper_difference"], rec["metric"])
     return rec["paper_says"] or "\u2014"
 
@@ -164,7 +170,7 @@ def formatted_claims(table: pd.DataFrame) -> pd.DataFrame:
     """The claims table as display strings: claim, comparison, metric, seeds, ours (95% CI), verdict, paper."""
     out = pd.DataFrame({
         "Claim": table["claim"], "Comparison": table["compare"],
-        "Metric": [METRIC_NAMES[m] for m in table["metric"]], "Seeds": table["n_seeds"],
+        "Metric": [metric_label(m) for m in table["metric"]], "Seeds": table["n_seeds"],
         "Ours: difference [95% CI]": [_ours(r) for _, r in table.iterrows()],
         "Verdict": table["verdict"], "Why": table["reason"],
         "Paper: difference": [_paper(r) for _, r in table.iterrows()],

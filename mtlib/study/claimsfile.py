@@ -13,11 +13,20 @@ from mtlib.config import PARAMS_DIR
 from mtlib.configtypes import ConfigError
 from mtlib.study.experiments import load_experiments
 from mtlib.study.yamlfile import read_yaml_lines
+from mtlib import tasks as task_records
 
 CLAIMS = PARAMS_DIR / "claims.yaml"
-SCORE_METRICS = ("sst", "para", "sts", "mean", "mean_sts01")  # dev scores in metrics.json: higher is better
+MEAN_METRICS = ("mean", "mean_sts01")  # with each declared task's name: dev scores, higher is better
 SPEED_METRICS = ("examples_to_target",)  # from history.jsonl: lower is sooner
-CLAIM_METRICS = SCORE_METRICS + SPEED_METRICS
+
+
+def is_score(metric: str) -> bool:
+    """A dev score of metrics.json (a declared task's metric, or a mean): higher is better."""
+    return metric in MEAN_METRICS or metric in task_records.known()
+
+
+def claim_metrics() -> tuple[str, ...]:
+    return (*task_records.known(), *MEAN_METRICS, *SPEED_METRICS)
 REQUIRED = ("id", "claim", "compare", "metric")
 OPTIONAL = ("fraction", "paper_says")
 _COMPARE = re.compile(r"^\s*([A-Za-z0-9_]+)\s*([<>])\s*([A-Za-z0-9_]+)\s*$")
@@ -86,9 +95,9 @@ def load_claims(path: str | Path | None = None, experiments: list[dict] | None =
                                   f"{', '.join(sorted(row_ids))}")
         if left == right:
             raise ConfigError(f"{where(f'{key}.compare')}: compares row {left!r} with itself")
-        if item["metric"] not in CLAIM_METRICS:
+        if item["metric"] not in claim_metrics():
             raise ConfigError(f"{where(f'{key}.metric')}: unknown metric {item['metric']!r}; allowed: "
-                              f"{', '.join(CLAIM_METRICS)}")
+                              f"{', '.join(claim_metrics())}")
         fraction = item.get("fraction", 0.95)
         if "fraction" in item and item["metric"] not in SPEED_METRICS:
             raise ConfigError(f"{where(f'{key}.fraction')}: only for metric {', '.join(SPEED_METRICS)}")

@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from mtlib.rundir import read_history, read_metrics
-from mtlib import TASKS
 from mtlib.study.claims import HOLDS, verdict
 from mtlib.study.experiments import get_row, load_experiments, rows_for
-from mtlib.study.results import course_means, mean_ci
+from mtlib.study.intervals import mean_ci
+from mtlib.study.results import means, run_tasks, table_tasks
 
 NOTEBOOK = "08_more_methods"
 COMPARED = ("pcgrad", "gradvac")  # the paper's rows (notebook 03) shown beside the new ones
@@ -73,8 +73,8 @@ def run_diagnostics(run_dir: str | Path) -> dict:
 
 
 def _dev_mean(run: dict) -> float:
-    dev = [math.nan if run["dev"].get(t) is None else float(run["dev"][t]) for t in TASKS]
-    return course_means(*dev)[0]
+    dev = {t: math.nan if v is None else float(v) for t, v in run["dev"].items()}
+    return means(dev, run_tasks(run))[0]
 
 
 def _mean(values) -> float:
@@ -104,7 +104,8 @@ def methods_table(run_dirs: list[str | Path]) -> pd.DataFrame:
         gm, lw = method_of(row)
         rec = {"id": row["id"], "gradient_method": gm, "loss_weighting": lw, "n_seeds": len(mine),
                "beyond_paper": bool(row.get("beyond_paper")), "method_paper": PAPERS.get(lw if lw != "none" else gm, "")}
-        scores = {t: [math.nan if m["dev"].get(t) is None else float(m["dev"][t]) for m in mine] for t in TASKS}
+        scores = {t: [math.nan if m["dev"].get(t) is None else float(m["dev"][t]) for m in mine]
+                  for t in table_tasks(mine)}
         scores["mean"] = [_dev_mean(m) for m in mine]
         for metric, values in scores.items():
             rec[metric], rec[f"{metric}_ci"] = mean_ci(values) if values else (math.nan, math.nan)

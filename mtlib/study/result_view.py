@@ -12,7 +12,8 @@ import math
 
 import pandas as pd
 
-METRICS = (("sst", "SST acc"), ("para", "Quora acc"), ("sts", "STS corr"), ("mean", "mean"))
+from mtlib import tasks as task_records
+
 
 
 class ResultsView:
@@ -27,24 +28,30 @@ class ResultsView:
         text = f"{value:.{self.digits}f}"
         return text if ci is None or (isinstance(ci, float) and math.isnan(ci)) else f"{text} ± {ci:.{self.digits}f}"
 
+    def metrics(self) -> list[tuple[str, str]]:
+        """(column, heading) of each task the table shows (its attrs' tasks), then the mean."""
+        tasks = self.table.attrs.get("tasks") or tuple(task_records.course())
+        return [(k, task_records.get(k).metric_name) for k in tasks] + [("mean", "mean")]
+
     @property
     def frame(self) -> pd.DataFrame:
         t = self.table
         out = {"seeds": t["n_seeds"].fillna(0).astype(int).tolist()}
-        for key, name in METRICS:
+        for key, name in self.metrics():
             out[name] = [self._num(v, c) for v, c in zip(t[key], t[f"{key}_ci"])]
-            out[f"paper {name}"] = [self._num(v) for v in t[f"paper_{key}"]]
+            if f"paper_{key}" in t:
+                out[f"paper {name}"] = [self._num(v) for v in t[f"paper_{key}"]]
         out["Δ mean"] = ["—" if math.isnan(v) else f"{v:+.{self.digits}f}" for v in t["delta_mean"]]
         return pd.DataFrame(out, index=pd.Index(t["id"].tolist(), name="id"))
 
     def _repr_html_(self) -> str:
         t = self.table
         head = "".join(f"<th style='text-align:right'>{html.escape(n)}<br><span style='color:gray;font-weight:"
-                       f"normal'>paper</span></th>" for _, n in METRICS)
+                       f"normal'>paper</span></th>" for _, n in self.metrics())
         rows = []
         for _, r in t.iterrows():
             cells = "".join(f"<td style='text-align:right;white-space:nowrap'>{self._num(r[k], r[f'{k}_ci'])}<br>"
-                            f"<span style='color:gray'>{self._num(r[f'paper_{k}'])}</span></td>" for k, _ in METRICS)
+                            f"<span style='color:gray'>{self._num(r.get(f'paper_{k}'))}</span></td>" for k, _ in self.metrics())
             seeds = 0 if pd.isna(r["n_seeds"]) else int(r["n_seeds"])
             delta = "—" if math.isnan(r["delta_mean"]) else f"{r['delta_mean']:+.{self.digits}f}"
             rows.append(f"<tr><td style='text-align:left;max-width:15em;white-space:normal'><b>{html.escape(r['id'])}"

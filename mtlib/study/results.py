@@ -13,14 +13,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 
-from mtlib import TASKS
+from mtlib import tasks as task_records
 from mtlib.config import resolve_path
 from mtlib.rundir import collect_metrics, read_config
 from mtlib.study.experiments import load_experiments, rows_for
+from mtlib.study.intervals import mean_ci
 from mtlib.study.resolve import resolve_config
 from mtlib.rundir.files import atomic_write
 
@@ -30,39 +30,33 @@ PAPER_NOTE = ("Paper: BERT-base (bert-base-uncased), the full Quora train set (1
               "one seed (11711).")
 MEAN_NOTE = ("Mean = plain mean of SST accuracy, Quora accuracy and STS Pearson r (the 2023 course formula the "
              "paper uses); Mean (STS\u2192[0,1]) = mean of SST, Quora and (r + 1)/2 (the later course formula).")
-METRICS = (*TASKS, "mean", "mean_sts01")
-COLUMNS = ["id", "label", "notebook", "n_seeds", *(c for m in METRICS for c in (m, f"{m}_ci")),
-           "paper_sst", "paper_para", "paper_sts", "paper_mean", "paper_mean_sts01", "delta_mean"]
-
-# Two-sided 95% Student t quantiles t_{0.975}(df), df = 1..30 (beyond: Cornish-Fisher expansion).
-_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788,
-         2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687, 2.0639,
-         2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+MEANS = ("mean", "mean_sts01")  # both course formulas, over the run's tasks (``means``)
 
 
-def t_quantile_975(df: int) -> float:
-    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (no scipy needed)."""
-    if df < 1:
-        raise ValueError(f"df must be >= 1, got {df}")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959964
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+def columns(tasks: Sequence[str]) -> list[str]:
+    metrics = (*tasks, *MEANS)
+    return ["id", "label", "notebook", "n_seeds", *(c for m in metrics for c in (m, f"{m}_ci")),
+            *(f"paper_{t}" for t in tasks), "paper_mean", "paper_mean_sts01", "delta_mean"]
 
 
-def mean_ci(values: Sequence[float]) -> tuple[float, float]:
-    """(mean, 95% CI half-width t * s / sqrt(n)); the half-width is NaN for fewer than two values."""
-    x = np.asarray(values, dtype=float)
-    if len(x) == 0:
-        return math.nan, math.nan
-    if len(x) == 1:
-        return float(x[0]), math.nan
-    return float(x.mean()), t_quantile_975(len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
+def table_tasks(runs: Sequence[dict]) -> tuple[str, ...]:
+    """The tasks a table shows: the course's, then any other task its runs were scored on (first seen first)."""
+    out = list(task_records.course())
+    for m in runs:
+        out += [t for t in m.get("dev", {}) if t not in out and t not in MEANS]
+    return tuple(out)
 
 
-def course_means(sst: float, para: float, sts: float) -> tuple[float, float]:
-    """(2023 mean, later mean): plain mean of the three; mean with STS Pearson mapped to (r + 1) / 2."""
-    return (sst + para + sts) / 3, (sst + para + (sts + 1) / 2) / 3
+def run_tasks(run: dict) -> tuple[str, ...]:
+    """The tasks a finished run was scored on (its metrics.json dev scores)."""
+    return tuple(t for t in run.get("dev", {}) if t not in MEANS)
+
+def means(scores: dict[str, float], tasks: Sequence[str]) -> tuple[float, float]:
+    """(2023 mean, later mean) over ``tasks``: the plain mean of their scores; the mean with each Pearson r
+    mapped to (r + 1) / 2 (the course's two formulas: SST, Quora and STS r, or STS (r + 1) / 2)."""
+    values = [float(scores.get(t, math.nan)) for t in tasks]
+    mapped = [(v + 1) / 2 if task_records.get(t).metric == "pearson" else v for t, v in zip(tasks, values)]
+    return sum(values) / len(values), sum(mapped) / len(mapped)
 
 
 def _run_config(run: dict) -> dict:
@@ -110,26 +104,34 @@ def results_table(out_dir: str | Path = "outputs/runs", experiments: list[dict] 
     runs = collect_metrics(resolve_path(out_dir)) if resolve_path(out_dir).is_dir() else []
     keep = _profile_filter(profile) if profile is not None else (lambda run, row: True)
     records, used = [], []
+    matched = {row["id"]: [m for m in runs if m.get("name") == row["id"] and keep(m, row)] for row in rows}
+    tasks = table_tasks([m for mine in matched.values() for m in mine])
     for row in rows:
-        mine = [m for m in runs if m.get("name") == row["id"] and keep(m, row)]
+        mine = matched[row["id"]]
         used += mine
         rec: dict[str, Any] = {"id": row["id"], "label": row["label"], "notebook": row["notebook"],
                                "n_seeds": len(mine)}
         # metrics.json writes NaN (a constant STS prediction's Pearson r) as null
-        per_seed = {t: [math.nan if m["dev"].get(t) is None else m["dev"][t] for m in mine] for t in TASKS}
-        both = [course_means(*(per_seed[t][i] for t in TASKS)) for i in range(len(mine))]
+        per_seed = {t: [math.nan if m["dev"].get(t) is None else m["dev"][t] for m in mine] for t in tasks}
+        both = [means(_dev(m), run_tasks(m)) for m in mine]  # each run's mean over its own tasks
         per_seed["mean"], per_seed["mean_sts01"] = [b[0] for b in both], [b[1] for b in both]
-        for metric in METRICS:
+        for metric in (*tasks, *MEANS):
             rec[metric], rec[f"{metric}_ci"] = mean_ci(per_seed[metric])
         paper = row.get("paper", {})
-        for t in (*TASKS, "mean"):
+        for t in (*tasks, "mean"):
             rec[f"paper_{t}"] = float(paper.get(t, math.nan))
-        rec["paper_mean_sts01"] = course_means(*(rec[f"paper_{t}"] for t in TASKS))[1]
+        course = tuple(task_records.course())
+        rec["paper_mean_sts01"] = means({t: rec[f"paper_{t}"] for t in course}, course)[1]
         rec["delta_mean"] = rec["mean"] - rec["paper_mean"]
         records.append(rec)
-    table = pd.DataFrame(records, columns=COLUMNS).astype({"n_seeds": int})
-    table.attrs.update({"runs": used, "profile": None if profile is None else str(profile), "out_dir": str(out_dir)})
+    table = pd.DataFrame(records, columns=columns(tasks)).astype({"n_seeds": int})
+    table.attrs.update({"runs": used, "profile": None if profile is None else str(profile), "out_dir": str(out_dir),
+                        "tasks": tasks})
     return table
+
+
+def _dev(run: dict) -> dict[str, float]:
+    return {t: math.nan if v is None else float(v) for t, v in run.get("dev", {}).items()}
 
 
 def run_dirs(table: pd.DataFrame, rows: Sequence[str] | None = None) -> list[Path]:
@@ -188,9 +190,10 @@ def provenance(table_runs: pd.DataFrame | Sequence[dict] | str | Path, profile: 
     names = _values(runs, lambda m: m["name"])
     lines = [f"Ours{prof}: {len(runs)} finished run(s) of {len(names)} row(s); backbone "
              f"{', '.join(map(str, backbones))}."]
-    train = ", ".join(f"{t} {_span(_values(runs, lambda m, t=t: m['data'][t]['train_used']))}" for t in TASKS)
+    tasks = [t for t in table_tasks(runs) if any(t in m.get("data", {}) for m in runs)]
+    train = ", ".join(f"{t} {_span(_values(runs, lambda m, t=t: m['data'][t]['train_used']))}" for t in tasks)
     quora = "; ".join(map(str, _values(runs, lambda m: m["data"]["quora_train"]))) or "unknown"
-    augmented = any(_values(runs, lambda m: any(m["data"][t].get("augmented", 0) for t in TASKS)))
+    augmented = any(_values(runs, lambda m: any(m["data"][t].get("augmented", 0) for t in tasks if t in m["data"])))
     cuts = _values(runs, lambda m: m["data"].get("max_chars") or _run_config(m).get("max_chars"))
     cut = f"the {_span(cuts)}-character filter" if cuts else "the length filter"
     lines.append(f"Training data: Quora train {quora}; examples used per task: {train} "
@@ -199,7 +202,7 @@ def provenance(table_runs: pd.DataFrame | Sequence[dict] | str | Path, profile: 
     for split in _values(runs, lambda m: m["dev_split"]):
         sel = [m for m in runs if m.get("dev_split") == split]
         field = "dev_subsample" if split == "subsample" else "dev"
-        counts = ", ".join(f"{t} {_span(_values(sel, lambda m, t=t: m['data'][t][field]))}" for t in TASKS)
+        counts = ", ".join(f"{t} {_span(_values(sel, lambda m, t=t: m['data'][t][field]))}" for t in tasks)
         caps = _values(sel, lambda m: _run_config(m).get("final_dev_max"))
         what = {"full": "full dev sets", "subsample": "a fixed dev subsample"}.get(split, f"dev split {split}")
         cap = f", capped at {_span(caps)} examples per task" if split == "full" and caps else ""
@@ -257,18 +260,22 @@ def _fmt(value: float, ci: float = math.nan, digits: int = 3) -> str:
     return text if ci is None or math.isnan(ci) else f"{text} \u00b1 {ci:.{digits}f}"
 
 
+def _short(task: str) -> str:
+    """A task's column name: its display name without a class-count suffix ("SST-5" -> "SST", "STS-B" -> "STS")."""
+    return task_records.get(task).display.split("-")[0]
+
+
 def formatted(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """The table as display strings: ours as 'mean \u00b1 CI', the paper's numbers, the difference of means."""
+    tasks = table.attrs.get("tasks") or tuple(task_records.course())
+    ours = {_short(t): [_fmt(v, c, digits) for v, c in zip(table[t], table[f"{t}_ci"])] for t in tasks}
+    paper = {f"Paper {_short(t)}": [_fmt(v, digits=digits) for v in table[f"paper_{t}"]] for t in tasks
+             if t in task_records.course()}  # the paper has the course's tasks only
     out = pd.DataFrame({
-        "Row": table["label"], "Seeds": table["n_seeds"],
-        "SST": [_fmt(v, c, digits) for v, c in zip(table["sst"], table["sst_ci"])],
-        "Quora": [_fmt(v, c, digits) for v, c in zip(table["para"], table["para_ci"])],
-        "STS": [_fmt(v, c, digits) for v, c in zip(table["sts"], table["sts_ci"])],
+        "Row": table["label"], "Seeds": table["n_seeds"], **ours,
         "Mean": [_fmt(v, c, digits) for v, c in zip(table["mean"], table["mean_ci"])],
         "Mean (STS\u2192[0,1])": [_fmt(v, c, digits) for v, c in zip(table["mean_sts01"], table["mean_sts01_ci"])],
-        "Paper SST": [_fmt(v, digits=digits) for v in table["paper_sst"]],
-        "Paper Quora": [_fmt(v, digits=digits) for v in table["paper_para"]],
-        "Paper STS": [_fmt(v, digits=digits) for v in table["paper_sts"]],
+        **paper,
         "Paper mean": [_fmt(v, digits=digits) for v in table["paper_mean"]],
         "\u0394 mean": ["\u2014" if math.isnan(v) else f"{v:+.{digits}f}" for v in table["delta_mean"]],
     })

@@ -1,4 +1,5 @@
-"""Confusion matrices of a run's dev predictions (SST 5x5, Quora 2x2), read from its course-format files.
+"""Confusion matrices of a run's dev predictions (each classification task's: SST 5x5, Quora 2x2), read from
+its course-format files.
 
 Rows are gold classes, columns predicted ones, as counts. The run's ``predictions/<task>-dev-output.csv`` is
 matched by id to the labelled dev file of the data folder the run read (``mtlib.data.against_gold``).
@@ -10,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlib.data.against_gold import CLASS_NAMES, confusion_counts, predictions_with_gold
+from mtlib.data.against_gold import confusion_counts, predictions_with_gold
 from mtlib.rundir.files import PREDICTIONS
-
-__all__ = ["CLASS_NAMES", "run_confusion"]
 
 
 def run_confusion(run_dir: str | Path, task: str, data_dir: str | None) -> np.ndarray | None:

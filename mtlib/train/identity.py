@@ -14,6 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from mtlib import tasks as task_records
 from mtlib.config import RunConfig, resolve_path
 from mtlib.data.augment_cache import eda_inputs
 from mtlib.data.nltk_resources import NLTKDataError, ensure_nltk_data
@@ -57,6 +58,9 @@ def input_checksums(cfg: RunConfig) -> dict:
         out["init_checkpoint"] = sha256_file_cached(path, file_digest) if path.is_file() else "missing"
     if cfg.augment:
         out["eda"] = _eda_inputs(cfg.data_dir)
+    declared = task_records.declarations_digest(cfg.tasks)  # tasks of a task_file: what they declare counts
+    if declared:
+        out["tasks"] = declared
     return out
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mtlib.config import RunConfig
 from mtlib.data import parse
-from mtlib.data.metrics import TASK_METRIC, write_predictions
+from mtlib.data.metrics import metric_name, write_predictions
 from mtlib.data.sources import sha256_file
 from mtlib.model.backbones import load_backbone
 from mtlib.model.multitask import ModelConfig, MultitaskModel
@@ -129,7 +129,7 @@ def report_lines(result: dict, split: str) -> list[str]:
     """What ``python -m mtlib predict`` prints: warnings, the scores (dev), where the files went."""
     lines = [f"warning: {w}" for w in result["warnings"]]
     scores = result["scores"] or {}
-    lines += [f"{split} {task} {TASK_METRIC[task]} {value:.4f}" for task, value in scores.items() if task != "mean"]
+    lines += [f"{split} {task} {metric_name(task)} {value:.4f}" for task, value in scores.items() if task != "mean"]
     if scores:
         lines.append(f"{split} mean {scores['mean']:.4f}")
     lines += [f"skipped {s}" for s in result["skipped"]]

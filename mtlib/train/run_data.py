@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from mtlib import tasks as task_records
 from mtlib.config import RunConfig, resolve_path
 from mtlib.data import parse
-from mtlib.data.augment import AUGMENTED_CLASSES, EDAParams, augment_examples, ensure_nltk_data
+from mtlib.data.augment import EDAParams, augment_examples, augmented_classes, ensure_nltk_data
 
 
 def fixed_subset(examples: list, k: int | None, seed: int) -> list:
@@ -24,7 +25,7 @@ def load_run_data(cfg: RunConfig) -> dict:
     for task in cfg.tasks:
         train = parse.load_split(task, "train", cfg.data_dir, quora_train=cfg.quora_train)
         n_raw, files = len(train), ", ".join(train.report.files)
-        if task == "para":  # which Quora train rows: read off the load, not by parsing the files again
+        if task_records.get(task).train_subsets:  # which Quora train rows: read off the load, not parsed again
             out["provenance"]["quora_train"] = train.report.source
         train = parse.filter_by_length(train, cfg.max_chars)
         n_filtered = len(train)
@@ -33,7 +34,7 @@ def load_run_data(cfg: RunConfig) -> dict:
                              f"max_chars={cfg.max_chars}); check the file or the key 'max_chars'")
         train = fixed_subset(train, cfg.max_train_examples, seed=1234)  # the same for every seed
         n_aug = 0
-        if cfg.augment and task in AUGMENTED_CLASSES:
+        if cfg.augment and augmented_classes(task) is not False:
             params = EDAParams(synonym_p=cfg.augment_synonym_p, deletion_p=cfg.augment_deletion_p)
             before = len(train)
             if cfg.data_dir:

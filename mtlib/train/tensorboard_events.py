@@ -23,7 +23,9 @@ import numpy as np
 from mtlib.config import RunConfig
 from mtlib.rundir import RunDirectory, RunLocked, read_config, read_history
 from mtlib.rundir.files import CONFIG, HISTORY
-from mtlib.train.confusion import CLASS_NAMES, run_confusion
+from mtlib import tasks as task_records
+from mtlib.data.against_gold import class_names
+from mtlib.train.confusion import run_confusion
 from mtlib.train.identity import run_dir_for
 
 EVENT_FILES = "events.out.tfevents.*"
@@ -38,7 +40,9 @@ def row_scalars(row: dict) -> dict[str, float]:
         out["train/lr"] = row.get("lr")
     elif kind in ("eval", "final"):
         group = "dev" if kind == "eval" else "final_dev"
-        out = {f"{group}/{k}": row.get(k) for k in ("sst", "para", "sts", "mean") if k in row}
+        skip = {"type", "phase", "phase_name", "epoch", "examples_seen", "wall", "improved", "task_counts",
+                "probabilities", "mean_sts01"}  # what is not a score; every other number is a task's, or the mean
+        out = {f"{group}/{k}": v for k, v in row.items() if k not in skip and isinstance(v, (int, float))}
         out.update({f"sampler/p_{t}": p for t, p in (row.get("probabilities") or {}).items()})
         out.update({f"sampler/epoch_batches_{t}": n for t, n in (row.get("task_counts") or {}).items()})
     elif kind == "grad":
@@ -73,9 +77,10 @@ class EventWriter:
             self.writer.flush()  # what an interrupted run had reached stays readable
 
     def add_confusion(self, data_dir: str | None) -> list[str]:
-        """SST and Quora confusion matrices of the run's dev prediction files, as images; the tags written."""
+        """The confusion matrix of each classification task's dev prediction file, as images; the tags written."""
         tags = []
-        for task in ("sst", "para"):
+        tasks = read_config(self.run_dir).get("tasks") or list(task_records.course())
+        for task in (t for t in tasks if task_records.get(t).kind != "regression"):
             matrix = run_confusion(self.run_dir, task, data_dir)
             if matrix is not None:
                 self.writer.add_figure(f"confusion/{task}", confusion_figure(task, matrix), global_step=self.step)
@@ -90,7 +95,7 @@ def confusion_figure(task: str, matrix):
     """A heat map of counts, gold classes down, predicted across (a matplotlib Figure, no pyplot state)."""
     from matplotlib.figure import Figure
 
-    names = CLASS_NAMES[task]
+    names = class_names(task)
     fig = Figure(figsize=(2 + 0.6 * len(names), 1.8 + 0.5 * len(names)), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.imshow(matrix, cmap="Blues")

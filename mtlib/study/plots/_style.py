@@ -7,7 +7,7 @@ notebook the non-interactive Agg backend is used.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -22,13 +22,37 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from mtlib import tasks as task_records  # noqa: E402
 from mtlib.rundir import read_history, run_name  # noqa: E402
 
 History = Union[str, Path, Sequence[dict]]
 
-# Okabe-Ito: distinguishable in colour-blind vision and in greyscale print.
-TASK_COLORS = {"sst": "#0072B2", "para": "#E69F00", "sts": "#009E73", "mean": "#222222"}
-TASK_NAMES = {"sst": "SST-5", "para": "Quora", "sts": "STS-B", "mean": "mean"}
+
+
+class _ByTask(Mapping):
+    """A task's declared ``colour`` or ``display`` name (mtlib.tasks), read when asked, beside fixed entries
+    for what is not a task (the mean)."""
+
+    def __init__(self, attribute: str, fixed: dict[str, str]):
+        self.attribute, self.fixed = attribute, fixed
+
+    def __getitem__(self, key: str) -> str:
+        if key in self.fixed:
+            return self.fixed[key]
+        if key not in task_records.known():
+            raise KeyError(key)
+        return getattr(task_records.get(key), self.attribute)
+
+    def __iter__(self):
+        return iter((*task_records.known(), *self.fixed))
+
+    def __len__(self) -> int:
+        return len(task_records.known()) + len(self.fixed)
+
+
+# The course's colours are Okabe-Ito (params/tasks.yaml): distinguishable in colour-blind vision and in print.
+TASK_COLORS = _ByTask("colour", {"mean": "#222222"})
+TASK_NAMES = _ByTask("display", {"mean": "mean"})
 PAIR_COLORS = {"sst|para": "#CC79A7", "sst|sts": "#56B4E9", "para|sts": "#D55E00"}
 SST_CLASSES = ("0 very neg.", "1 neg.", "2 neutral", "3 pos.", "4 very pos.")
 X_LABELS = {"examples_seen": "training examples seen", "epoch": "epoch (counted across phases)",

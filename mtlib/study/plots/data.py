@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mtlib import TASKS
+from mtlib import tasks as task_records
 from mtlib import data as mdata
 from mtlib.data.parse import QUORA_TRAIN_FULL_ROWS
 from mtlib.study.plots._style import SST_CLASSES, TASK_COLORS, TASK_NAMES, _subplots
@@ -68,7 +68,7 @@ def class_distributions(data_dir: str | Path | None = None) -> Figure:
 def length_filter_summary(data_dir: str | Path | None = None, max_chars: int = 250) -> pd.DataFrame:
     """What the original's train-only length cut removes, per task (SST 8,544 -> 8,510, STS 6,040 -> 5,634)."""
     rows = []
-    for task in TASKS:
+    for task in task_records.course():
         ex = _load(task, "train", _key(data_dir))
         kept = len(mdata.filter_by_length(ex, max_chars))
         rows.append({"task": task, "train": len(ex), "kept": kept, "removed": len(ex) - kept,
@@ -81,7 +81,7 @@ def length_distributions(data_dir: str | Path | None = None, max_chars: int = 25
     """Character lengths of each task's train split (pairs: both sentences), with the cut marked."""
     fig, axes = _subplots(1, 3, figsize=(15, 4))
     summary = length_filter_summary(data_dir, max_chars).set_index("task")
-    for ax, task in zip(axes, TASKS):
+    for ax, task in zip(axes, task_records.course()):
         lengths = np.array([_length(e) for e in _load(task, "train", _key(data_dir))])
         top = max(2 * max_chars, np.percentile(lengths, 99.8))
         ax.hist(np.minimum(lengths, top), bins=60, range=(0, top), color=TASK_COLORS[task], alpha=0.8)

@@ -12,7 +12,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
-from mtlib import TASKS
+from mtlib import tasks as task_records
 from mtlib.train import samplers as schedulers
 from mtlib.study.plots._style import TASK_NAMES, X_LABELS, History, _color, _history, _rows, _smooth, _subplots
 from mtlib.rundir import read_history, run_name
@@ -124,7 +124,7 @@ def observed_task_counts(history: History) -> Figure:
     evals = _rows(_history(history), "eval")
     if not evals:
         raise ValueError("history has no eval rows (the run finished no epoch)")
-    tasks = [t for t in TASKS if any(t in r.get("task_counts", {}) for r in evals)]
+    tasks = list(dict.fromkeys(t for r in evals for t in r.get("task_counts", {})))
     phases = {r.get("phase_name") for r in evals}
     ticks = [f"{r.get('phase_name', '')} {r['epoch']}" if len(phases) > 1 else str(r["epoch"]) for r in evals]
     idx = np.arange(len(evals))
@@ -209,6 +209,7 @@ def gradient_toy(g1: Sequence[float] = (1.0, 0.25), g2: Sequence[float] = (-0.55
         vac.target = torch.tensor([[0.0, target], [target, 0.0]], dtype=torch.float64)
         panels.append((f"GradVac: raise cos to {target:g}", vac.project(grads.float()).double()))
     cos = float(grads[0] @ grads[1] / (grads[0].norm() * grads[1].norm()))
+    course = list(task_records.course())  # the two toy gradients take the first two tasks' colours
     fig, axes = _subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4))
     points = torch.cat([torch.zeros(1, 2, dtype=torch.float64), grads,
                         *(torch.cat([p, p.sum(0, keepdim=True)]) for _, p in panels)])
@@ -217,10 +218,10 @@ def gradient_toy(g1: Sequence[float] = (1.0, 0.25), g2: Sequence[float] = (-0.55
     for ax, (title, g) in zip(axes, panels):
         if g is not grads:  # the originals, faint, with the removed component dotted
             for k in range(2):
-                _arrow(ax, grads[k].tolist(), _color(TASKS[k]), alpha=0.3)
-                ax.plot([grads[k, 0], g[k, 0]], [grads[k, 1], g[k, 1]], ":", color=_color(TASKS[k]))
-        _arrow(ax, g[0].tolist(), _color("sst"), "g1'" if g is not grads else "g1")
-        _arrow(ax, g[1].tolist(), _color("para"), "g2'" if g is not grads else "g2")
+                _arrow(ax, grads[k].tolist(), _color(course[k]), alpha=0.3)
+                ax.plot([grads[k, 0], g[k, 0]], [grads[k, 1], g[k, 1]], ":", color=_color(course[k]))
+        _arrow(ax, g[0].tolist(), _color(course[0]), "g1'" if g is not grads else "g1")
+        _arrow(ax, g[1].tolist(), _color(course[1]), "g2'" if g is not grads else "g2")
         _arrow(ax, g.sum(0).tolist(), "black", "update", linestyle="--" if g is grads else "-")
         ax.set(xlim=(low[0] - pad, high[0] + pad), ylim=(low[1] - pad, high[1] + pad), aspect="equal", title=title)
         ax.axhline(0, color="#999999", linewidth=0.5)

@@ -6,7 +6,6 @@ from typing import Any, get_args
 
 import ipywidgets as W
 
-from mtlib import TASKS
 from mtlib.config import field_types
 from mtlib.study.labels import KEY_LABELS, key_label
 
@@ -63,7 +62,7 @@ def make_control(name: str, value: Any) -> W.Widget:
     if name == "epochs":
         return W.IntSlider(value=value, min=1, max=max(20, value), **kw)
     if name == "compromise_k":
-        return W.IntSlider(value=value, min=len(TASKS), max=max(32, value), **kw)
+        return W.IntSlider(value=value, min=1, max=max(32, value), **kw)  # the config checks it against its tasks
     if name == "gradvac_beta":
         return W.FloatLogSlider(value=value, base=10, min=-4, max=0, step=0.25, readout_format=".0e", **kw)
     if CONTROLS[name] == "float":  # smart_weight: 0 = off, which a log slider cannot show

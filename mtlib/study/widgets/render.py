@@ -8,7 +8,7 @@ import html
 import io
 import threading
 
-from mtlib import TASKS
+from mtlib import tasks as task_records
 
 _PYPLOT = threading.Lock()  # pyplot is not thread-safe: the run thread draws while cells may plot
 
@@ -22,7 +22,8 @@ def dev_curve_png(history: list[dict], name: str) -> str:
     from mtlib.study import plots
 
     with _PYPLOT:
-        fig = plots.dev_curves(history, metric=["mean", *TASKS], labels=[name])
+        tasks = next((list(r["task_counts"]) for r in history if r.get("type") == "eval"), list(task_records.course()))
+        fig = plots.dev_curves(history, metric=["mean", *tasks], labels=[name])
         try:
             fig.set_size_inches(11, 2.6)
             for ax in fig.axes:
@@ -64,8 +65,9 @@ def describe_html(target) -> str:
 
 def results_html(m: dict, row: dict | None) -> str:
     """This run's dev scores beside the paper row it matches ("no paper row" when none), with what produced them."""
-    cols = [*TASKS, "mean"]
-    head = "".join(f"<th>{c}</th>" for c in ["", "SST acc", "Quora acc", "STS corr", "mean"])
+    tasks = [t for t in m["dev"] if t not in ("mean", "mean_sts01")]
+    cols = [*tasks, "mean"]
+    head = "".join(f"<th>{c}</th>" for c in ["", *(task_records.get(t).metric_name for t in tasks), "mean"])
     rows = [(f"this run ({m['name']})", m["dev"])]
     if row and row.get("paper"):
         rows.append((f"paper: {row['label']}", row["paper"]))
@@ -73,8 +75,8 @@ def results_html(m: dict, row: dict | None) -> str:
                    + "".join(f"<td>{d[c]:.3f}</td>" if c in d else "<td></td>" for c in cols) + "</tr>"
                    for label, d in rows)
     if not (row and row.get("paper")):
-        body += "<tr><td colspan='5' style='color:gray'>no paper row: the paper has no run with this configuration</td></tr>"
-    used = ", ".join(f"{t} {m['data'][t]['train_used']:,}" for t in TASKS if t in m.get("data", {}))
+        body += f"<tr><td colspan='{len(cols) + 1}' style='color:gray'>no paper row: the paper has no run with this configuration</td></tr>"
+    used = ", ".join(f"{t} {m['data'][t]['train_used']:,}" for t in tasks if t in m.get("data", {}))
     caption = (f"backbone <code>{m['backbone']}</code>, train examples used: {used}; "
                f"{m['examples_seen']:,} seen, final dev: {m['dev_split']}; best epoch {m['best_epoch']}, "
                f"{m['train_seconds']} s. The paper: BERT-base on the full data.")
