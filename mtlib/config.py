@@ -139,7 +139,7 @@ class RunConfig:
                 object.__setattr__(self, f.name, frozen(value))
         if not errors and self.task_file:
             try:
-                task_records.register(resolve_path(self.task_file))
+                task_records.register(task_records.resolve(self.task_file))
             except task_records.TaskError as err:
                 errors.append(Problem(f"config: key 'task_file': {err}", "task_file"))
         if not errors:

@@ -54,7 +54,7 @@ def check_ranges(cfg) -> list[str]:
         for key in keys:
             if not ok(getattr(cfg, key)):
                 bad(key, expected)
-    declared = task_records.known()
+    declared = task_records.available(cfg.task_file)  # registered (and checked) by RunConfig before this
     unknown = [t for t in cfg.tasks if t not in declared]
     if unknown or not cfg.tasks or len(set(cfg.tasks)) < len(cfg.tasks):
         bad("tasks", f"distinct tasks among {', '.join(declared)} (declare others in a task_file)")

@@ -196,8 +196,22 @@ def get(name: str) -> Task:
 
 
 def known() -> tuple[str, ...]:
+    """Every task declared in this process (the course's and those of registered task files)."""
     course()
     return tuple(_DECLARED)
+
+
+def available(task_file: str | Path | None) -> tuple[str, ...]:
+    """The tasks a config may name: the course's and its own task file's (not another config's: a config is
+    valid or not whatever else the process has read)."""
+    extra = tuple(read_task_file(resolve(task_file))) if task_file else ()
+    return (*course(), *(n for n in extra if n not in course()))
+
+
+def resolve(path: str | Path) -> Path:
+    """A task file's path: relative paths are relative to the repository root, as every config path."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else COURSE_FILE.parents[1] / path
 
 
 def declarations_digest(names: tuple[str, ...]) -> dict[str, str]:

@@ -98,9 +98,9 @@ OVERRIDES = [
     ("batch_size={sst: .nan, para: 8, sts: 8}",
      "key 'batch_size' has value {'sst': nan, 'para': 8, 'sts': 8} (dict); expected a mapping of an integer "
      "(NaN and infinity are not allowed)"),
-    ("tasks=[]", "key 'tasks' has value []; expected distinct tasks among sst, para, sts"),
-    ("tasks=[sst, nli]", "key 'tasks' has value ['sst', 'nli']; expected distinct tasks among sst, para, sts"),
-    ("tasks=[sst, sst]", "key 'tasks' has value ['sst', 'sst']; expected distinct tasks among sst, para, sts"),
+    ("tasks=[]", "key 'tasks' has value []; expected distinct tasks among sst, para, sts (declare others in a task_file)"),
+    ("tasks=[sst, nli]", "key 'tasks' has value ['sst', 'nli']; expected distinct tasks among sst, para, sts (declare others in a task_file)"),
+    ("tasks=[sst, sst]", "key 'tasks' has value ['sst', 'sst']; expected distinct tasks among sst, para, sts (declare others in a task_file)"),
     # NaN and infinity (YAML's .nan/.inf, or the words from the command line)
     ("lr=.nan", "key 'lr' has value nan (float); expected a number (NaN and infinity are not allowed)"),
     ("lr=nan", "key 'lr' has value 'nan' (str); expected a number (NaN and infinity are not allowed)"),

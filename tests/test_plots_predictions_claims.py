@@ -72,7 +72,7 @@ def test_prediction_panels_show_counts_and_scores(tmp_path):
     assert "accuracy 0.714" in axes[0].get_title() and "accuracy 0.750" in axes[1].get_title()
     sts_pred, sts_gold = [0.5, 2.0, 4.5, 3.0], [0.0, 2.5, 5.0, 3.8]
     assert f"Pearson r {np.corrcoef(sts_pred, sts_gold)[0, 1]:.3f}" in axes[2].get_title()
-    assert axes[2].get_xlabel().startswith("gold similarity")
+    assert axes[2].get_xlabel().startswith("gold (0\u20135)")
     assert any("BaseModel" in t.get_text() for t in axes[0].texts)
     assert any("no dev predictions" in t.get_text() for t in axes[4].texts)  # pcgrad wrote SST only
     path = plots.save(fig, "pred", tmp_path / "figures")
