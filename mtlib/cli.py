@@ -15,6 +15,22 @@ def _offline_defaults() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+SET_HELP = "override a config key (the value read as YAML; the keys are listed below)"
+CONFIG_KEYS = "config keys (--set KEY=VALUE):"  # the epilog of run and sweep: the list follows when help is shown
+
+
+class _ConfigKeysHelp(argparse.RawDescriptionHelpFormatter):
+    """Help that lists every config key and its one-line help after ``CONFIG_KEYS`` (each setting's own
+    description, mtlib.config); the config, and torch with it, is imported only when help is shown."""
+
+    def add_text(self, text):
+        if text == CONFIG_KEYS:
+            from mtlib.config import settings_help
+
+            text = f"{CONFIG_KEYS}\n{settings_help()}"
+        super().add_text(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mtlib", description=__doc__)
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -34,9 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--data-dir", help="where to put them (default: $MTLIB_DATA_DIR or ./data)")
     f.add_argument("--no-download", action="store_true", help="never reach the network")
 
-    r = command(sub, "run", help="train and evaluate one config")
+    r = command(sub, "run", help="train and evaluate one config", epilog=CONFIG_KEYS, formatter_class=_ConfigKeysHelp)
     r.add_argument("config", help="a YAML run config or a profile name (smoke, quick, paper)")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     r.add_argument("--seed", type=int, help="override the seed")
     r.add_argument("--row", help="apply a row of params/experiments.yaml on top of the config")
 
@@ -83,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--nproc", type=int, default=2, help="comm: processes (torchrun --standalone)")
     b.add_argument("--method", default="pcgrad", choices=["pcgrad", "gradvac"], help="comm: the gradient method")
 
-    sw = command(sub, "sweep", help="many runs (rows x seeds, parents first) on an engine: local or a Ray cluster")
+    sw = command(sub, "sweep", help="many runs (rows x seeds, parents first) on an engine: local or a Ray cluster",
+                 epilog=CONFIG_KEYS, formatter_class=_ConfigKeysHelp)
     sw.add_argument("--engine", choices=["local", "ray"], default="local",
                     help="local: this machine (default), in this process or on --workers N processes")
     sw.add_argument("--profile", default="quick")
@@ -92,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--seeds", nargs="*", type=int, metavar="N", help="default: the profile's seeds")
     sw.add_argument("--out", help="output folder (default: the profile's out_dir; ray: one every node mounts)")
     sw.add_argument("--address", help="ray: an existing cluster (ray start --head ...); default: a local one")
-    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     sw.add_argument("--cpus-per-run", type=float, help="ray: CPUs a run declares (default: its threads, else 1)")
     sw.add_argument("--gpus-per-run", type=float, help="ray: GPUs a run declares (default: 1 where there are GPUs)")
     sw.add_argument("--max-retries", type=int, default=3, help="ray: retries of a run whose worker was lost")

@@ -1,10 +1,11 @@
-"""RunConfig: every knob of a run, its defaults and its validation (frozen plain data).
+"""RunConfig: every knob of a run, each described once (frozen plain data).
 
-Allowed values come from the module that implements each knob (``SAMPLERS`` from the samplers, ``STEP_RULES``
-from SMART, ...), so a new sampler or gradient method is added in one place. A config is built and
-checked at once: every bad key or value is one line of a ``ConfigError``. Turning a profile, a YAML file
-and an experiments row into a RunConfig is ``mtlib.study.resolve.resolve_config``'s job; the run's
-identity (what its directory is named after) is ``mtlib.train.identity``'s.
+Each field is a ``setting(...)`` (mtlib.settings): default, help, range, when it is used, whether it is part
+of the run id; the checks, ``settings()``, the CLI's ``--set`` help and the panel read them. Allowed values
+come from the module that implements each knob (``SAMPLERS`` from the samplers, ...), so a new sampler or
+gradient method is added in one place. A config is built and checked at once: every bad key or value is one
+line of a ``ConfigError``. Profiles, YAML files and experiments rows become a RunConfig in
+``mtlib.study.resolve``; the run's identity (what its directory is named after) is ``mtlib.train.identity``'s.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +23,10 @@ import yaml
 
 from mtlib import TASKS
 from mtlib import tasks as task_records
-from mtlib.configchecks import PHASE_KEYS, check_ranges
+from mtlib.configchecks import (
+    AT_LEAST_1, AT_LEAST_1_OR_NULL, DEVICE, DROPOUT, HIDDEN_LAYERS, NAME, NON_EMPTY, NON_EMPTY_PATH, NON_NEGATIVE,
+    POSITIVE, POSITIVE_OR_NULL, SEED, UNIT, ZERO_IS_OFF, check_ranges, phase_keys,
+)
 from mtlib.configtypes import (
     ConfigError, Problem, check_value, describe, field_types_of, frozen, locate, located, plain,
 )
@@ -30,6 +34,7 @@ from mtlib.data.bucketing import BATCHINGS
 from mtlib.data.parse import QUORA_TRAIN_OPTIONS
 from mtlib.model.heads import HEAD_KINDS
 from mtlib.model.multitask import HEAD_TASKS, PAIR_MODES, POOLINGS
+from mtlib.settings import Setting, result_settings, setting, settings_help as settings_help_of, settings_of
 from mtlib.train.freeze import FREEZE_MODES
 from mtlib.train.gradients.combiners import GRADVAC_UPDATES
 from mtlib.train.gradients.methods import GRADIENT_METHODS
@@ -47,87 +52,135 @@ PARAMS_DIR = REPO_ROOT / "params"
 
 @dataclass(frozen=True)
 class RunConfig:
-    # --- identity
-    name: str = "run"  # a plain file name: it names the run's folder
-    seed: int = 11711  # the original's seed_everything(11711)
-    out_dir: str = "outputs/runs"
+    """Every setting of a run; ``used_when`` predicates see the config (the phase's, for phase keys)."""
+
+    # --- identity: what the run is called and where it goes (the seed names its own folder)
+    name: str = setting("run", "a plain file name: it names the run's folder", NAME, result=False)
+    seed: int = setting(11711, "the random seed (the original's seed_everything(11711))", SEED, result=False)
+    out_dir: str = setting("outputs/runs", "where run folders go (relative: to the repository root)", NON_EMPTY,
+                           result=False)
 
     # --- data
-    tasks: tuple[str, ...] = TASKS  # names declared in params/tasks.yaml (the course's) or in task_file
-    task_file: str | None = None  # a YAML of further task declarations (mtlib.tasks; CONTRIBUTING.md "Add a task")
-    data_dir: str | None = None
-    quora_train: Literal[QUORA_TRAIN_OPTIONS] = "head+extra"
-    max_chars: int = 250  # the original's "top 2%" filter is a fixed 250-character cut, train only
-    max_train_examples: int | None = None  # per task, a fixed random subset (quick profiles)
-    batching: Literal[BATCHINGS] = "length"  # length: similar lengths per batch, drawn from shuffled pools
-    augment: bool = False  # EDA on SST and Quora train (mtlib.data.augment)
-    augment_synonym_p: float = 0.05
-    augment_deletion_p: float = 0.1
+    tasks: tuple[str, ...] = setting(TASKS, "the tasks: names declared in params/tasks.yaml or in task_file")
+    task_file: str | None = setting(  # its tasks' declarations count in the run id instead (mtlib.train.identity)
+        None, "a YAML of further task declarations (mtlib.tasks)", result=False)
+    data_dir: str | None = setting(  # its files' checksums count in the run id instead
+        None, "the course data folder (null: $MTLIB_DATA_DIR, else ./data)", NON_EMPTY_PATH, result=False)
+    quora_train: Literal[QUORA_TRAIN_OPTIONS] = setting("head+extra", "which Quora train rows a run reads")
+    max_chars: int = setting(  # the original's "top 2%" filter is a fixed 250-character cut, train only
+        250, "train examples longer than this many characters are dropped", AT_LEAST_1)
+    max_train_examples: int | None = setting(
+        None, "per task, a fixed random subset of train (quick profiles); null: all", AT_LEAST_1_OR_NULL)
+    batching: Literal[BATCHINGS] = setting("length", "length: similar lengths per batch, from shuffled pools")
+    augment: bool = setting(False, "EDA on SST and Quora train (mtlib.data.augment)", label="EDA augmentation")
+    augment_synonym_p: float = setting(0.05, "EDA: the share of words replaced by a synonym", UNIT,
+                                       used_when=lambda c: c.augment)
+    augment_deletion_p: float = setting(0.1, "EDA: the share of words deleted", UNIT, used_when=lambda c: c.augment)
 
     # --- model
-    backbone: str = "minilm-l6"
-    pooling: Literal[POOLINGS] = "pooler"  # the original read the pooler output
-    pair_mode: Literal[PAIR_MODES] = "concat_sentences"
-    n_hidden_layers: int = 0
-    hidden_dropout: float = 0.2
-    head: Literal[HEAD_KINDS] = "mlp"
-    head_size: int = 128  # RNN/LSTM hidden size
-    head_cls: bool = False  # concatenate the [CLS] state to the recurrent feature
-    head_tasks: Literal[HEAD_TASKS] = "all"  # which tasks get the recurrent head (others: MLP on [CLS])
-    pals: bool = False
-    pal_size: int = 132
-    pal_heads: int = 12
+    backbone: str = setting("minilm-l6", "the encoder: a known name, a Hugging Face id or a folder", NON_EMPTY)
+    pooling: Literal[POOLINGS] = setting("pooler", "the sentence vector (the original read the pooler output)")
+    pair_mode: Literal[PAIR_MODES] = setting("concat_sentences", "how a sentence pair is encoded",
+                                             label="pair encoding")
+    n_hidden_layers: int = setting(0, "hidden layers of the MLP heads", HIDDEN_LAYERS, label="hidden layers")
+    hidden_dropout: float = setting(0.2, "dropout in the heads", DROPOUT, phase=True)
+    head: Literal[HEAD_KINDS] = setting("mlp", "the task heads' kind (rnn/lstm read token states)")
+    head_size: int = setting(128, "the recurrent head's hidden size", AT_LEAST_1, used_when=lambda c: c.head != "mlp")
+    head_cls: bool = setting(False, "concatenate the [CLS] state to the recurrent feature",
+                             used_when=lambda c: c.head != "mlp", label="+ [CLS] embedding")
+    head_tasks: Literal[HEAD_TASKS] = setting("all", "which tasks get the recurrent head (others: MLP on [CLS])",
+                                              used_when=lambda c: c.head != "mlp", label="recurrent head for")
+    pals: bool = setting(False, "projected attention layers (PALs) in the encoder", label="PALs")
+    pal_size: int = setting(132, "the PALs' hidden size (a multiple of pal_heads)", AT_LEAST_1,
+                            used_when=lambda c: c.pals)
+    pal_heads: int = setting(12, "the PALs' attention heads", AT_LEAST_1, used_when=lambda c: c.pals)
 
     # --- optimisation
-    lr: float = 1e-5
-    head_lr: float | None = None  # a separate LR for the task heads (None: lr); short runs need heads to move
-    lr_schedule: Literal[LR_SCHEDULES] = "constant"  # the original: constant, no warmup
-    warmup_ratio: float = 0.0
-    batch_size: Mapping[str, int] = field(default_factory=lambda: {"sst": 32, "para": 16, "sts": 32})
-    epochs: int = 10
-    batches_per_epoch: int = 300  # scheduler batches (single-task steps) per epoch
-    patience: int = 3
-    sampler: Literal[SAMPLERS] = "pal"  # single-task steps only; gradient methods take one batch of every task
-    pal_counts: Literal[PAL_COUNTS] = "examples"  # N_t for PAL; the original used batches
-    freeze: Literal[FREEZE_MODES] = "none"
-    train_pals: bool = True  # False keeps PALs frozen (exactly neutral) in a phase
-    init_checkpoint: str | None = None  # a best.pt (or last.pt) to start from (PAL keys may be missing)
+    lr: float = setting(1e-5, "the learning rate", POSITIVE, phase=True, label="learning rate")
+    head_lr: float | None = setting(  # short runs need the heads to move
+        None, "a separate learning rate for the task heads (null: lr)", POSITIVE_OR_NULL, phase=True,
+        identity=lambda c: c.head_lr if c.head_lr is not None else c.lr)
+    lr_schedule: Literal[LR_SCHEDULES] = setting("constant", "after warmup: constant (the original) or linear decay",
+                                                 phase=True)
+    warmup_ratio: float = setting(0.0, "the share of updates that warm the learning rate up", UNIT, phase=True)
+    batch_size: Mapping[str, int] = setting(
+        help="examples per batch, per task", phase=True, factory=lambda: {"sst": 32, "para": 16, "sts": 32},
+        identity=lambda c: {t: c.batch_size[t] for t in c.tasks})
+    epochs: int = setting(10, "epochs (of a phase)", AT_LEAST_1, phase=True)
+    batches_per_epoch: int = setting(300, "scheduler batches (single-task steps) per epoch", AT_LEAST_1, phase=True,
+                                     label="batches / epoch")
+    patience: int = setting(3, "epochs without a better dev mean before stopping", AT_LEAST_1, phase=True)
+    sampler: Literal[SAMPLERS] = setting(  # gradient methods take one batch of every task
+        "pal", "which task the next single-task step trains", phase=True, label="task sampler",
+        used_when=lambda c: c.gradient_method == "none")
+    pal_counts: Literal[PAL_COUNTS] = setting(  # the original used batches
+        "examples", "N_t of the PAL schedule: train examples or batches of them", phase=True,
+        used_when=lambda c: c.compromise or c.sampler in ("pal", "pal_control") and c.gradient_method == "none")
+    freeze: Literal[FREEZE_MODES] = setting("none", "what stays frozen: nothing, the encoder, all but the PALs",
+                                            phase=True, label="frozen")
+    train_pals: bool = setting(True, "false keeps PALs frozen (exactly neutral) in a phase", phase=True,
+                               used_when=lambda c: c.pals, label="PALs trained")
+    init_checkpoint: str | None = setting(  # the parent run counts, not where the outputs folder happens to be
+        None, "a best.pt (or last.pt) to start from (PAL keys may be missing)", NON_EMPTY_PATH,
+        identity=lambda c: "/".join(Path(c.init_checkpoint).parts[-3:]) if c.init_checkpoint else None)
 
     # --- gradient methods (one batch per task per update, combined on the shared encoder)
-    gradient_method: Literal[GRADIENT_METHODS] = "none"
-    gradvac_beta: float = 1e-2
-    gradvac_update: Literal[GRADVAC_UPDATES] = "every"  # on_fire = the original's quirk
-    cagrad_c: float = 0.4  # CAGrad's ball radius (the paper's 0.4)
-    loss_weighting: Literal[LOSS_WEIGHTINGS] = "none"  # uncertainty | dwa | famo (mtlib.train.loss_weighting)
-    loss_weighting_lr: float = 0.025  # the private Adam of uncertainty's log-variances and FAMO's logits
-    dwa_temperature: float = 2.0
-    smart_weight: float = 0.0  # lambda of the SMART regulariser; 0 = off
+    gradient_method: Literal[GRADIENT_METHODS] = setting(
+        "none", "how per-task gradients are combined (none: single-task steps)", phase=True, label="gradient method")
+    gradvac_beta: float = setting(1e-2, "GradVac's EMA rate", UNIT, phase=True, label="GradVac β",
+                                  used_when=lambda c: c.gradient_method == "gradvac")
+    gradvac_update: Literal[GRADVAC_UPDATES] = setting(  # on_fire = the original's quirk
+        "every", "when GradVac's EMA moves", phase=True, used_when=lambda c: c.gradient_method == "gradvac")
+    cagrad_c: float = setting(0.4, "CAGrad's ball radius (the paper's 0.4)", NON_NEGATIVE, phase=True,
+                              used_when=lambda c: c.gradient_method == "cagrad", label="CAGrad c")
+    loss_weighting: Literal[LOSS_WEIGHTINGS] = setting(  # runs from before loss weighting keep their run id
+        "none", "per-task loss weights (mtlib.train.loss_weighting)", phase=True, id_skips_default=True,
+        label="loss weighting")
+    loss_weighting_lr: float = setting(
+        0.025, "the private Adam of uncertainty's log-variances and FAMO's logits", POSITIVE, phase=True,
+        used_when=lambda c: c.loss_weighting in ("uncertainty", "famo"), label="weighting lr")
+    dwa_temperature: float = setting(2.0, "DWA's softmax temperature", POSITIVE, phase=True,
+                                     used_when=lambda c: c.loss_weighting == "dwa", label="DWA temperature")
+    smart_weight: float = setting(0.0, "lambda of the SMART regulariser (0: off)", ZERO_IS_OFF, phase=True,
+                                  label="SMART weight")
     # smart_pytorch: noise renormalised to unit inf-norm after each ascent step (MT-DNN and the package the
     # original used); paper: step_size * g/|g|_inf added to the noise (tiny: ~1e-6)
-    smart_step_rule: Literal[STEP_RULES] = "smart_pytorch"
-    compromise: bool = False  # Gradient Compromise: K pal_control batches per update, n_t^beta weights
-    compromise_k: int = 16
-    compromise_combine: Literal[COMPROMISE_COMBINES] = "encourage"
-    compromise_counts: Literal[COMPROMISE_COUNTS] = "update"  # cumulative = the original's bug
-    compromise_divide: bool = True  # False: the groups' losses summed without the n_t^beta divisors (an ablation)
+    smart_step_rule: Literal[STEP_RULES] = setting("smart_pytorch", "SMART's ascent step", phase=True,
+                                                   used_when=lambda c: c.smart_weight != 0)
+    compromise: bool = setting(False, "Gradient Compromise: K pal_control batches per update, n_t^beta weights",
+                               phase=True, label="Gradient Compromise")
+    compromise_k: int = setting(16, "batches per compromise update", AT_LEAST_1, phase=True,
+                                used_when=lambda c: c.compromise, label="compromise K")
+    compromise_combine: Literal[COMPROMISE_COMBINES] = setting(
+        "encourage", "how a compromise group is drawn", phase=True, used_when=lambda c: c.compromise,
+        label="compromise combine")
+    compromise_counts: Literal[COMPROMISE_COUNTS] = setting(  # cumulative = the original's bug
+        "update", "n_t: this update's batches, or since the epoch began", phase=True, used_when=lambda c: c.compromise)
+    compromise_divide: bool = setting(  # at its default, not in the run id (runs from before it keep their id)
+        True, "false: the groups' losses summed without the n_t^beta divisors (an ablation)", phase=True,
+        used_when=lambda c: c.compromise, id_skips_default=True, label="compromise ÷ nₜ^β")
 
-    # --- phases: a list of overrides of the fields above, run one after the other
+    # --- phases: a list of overrides of the phase keys above, run one after the other
     # (e.g. individual pretraining of the heads with the encoder frozen, then fine-tuning).
-    phases: tuple[Mapping[str, Any], ...] = ()
+    phases: tuple[Mapping[str, Any], ...] = setting((), "overrides of the phase keys, run one after the other",
+                                                    identity=lambda c: [_phase_settings(p) for p in c.phase_configs()])
 
     # --- evaluation and running
-    dev_subsample: int | None = None  # per task, a fixed subsample for per-epoch evaluation
-    final_dev: Literal[FINAL_DEV] = "full"
-    final_dev_max: int | None = None  # per task, cap the final dev set (a fixed subsample; quick profiles)
-    eval_batch_size: int = 128
-    predict_test: bool = True
-    precision: Literal[PRECISIONS] = "auto"  # auto: the fastest precision this machine trains correctly in
-    compile: bool = False  # torch.compile the encoder (same results up to rounding; pays on GPUs, not on a 2-core CPU)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    threads: int | None = None
-    progress: bool = True
-    log_every: int = 25  # updates between training-loss lines in history.jsonl
-    tensorboard: bool = False  # TensorBoard event files beside history.jsonl (mtlib.train.tensorboard_events)
+    dev_subsample: int | None = setting(None, "per task, a fixed dev subsample for per-epoch evaluation",
+                                        AT_LEAST_1_OR_NULL)
+    final_dev: Literal[FINAL_DEV] = setting("full", "the final evaluation's dev set: all of it, or dev_subsample")
+    final_dev_max: int | None = setting(None, "per task, cap the final dev set (a fixed subsample; quick profiles)",
+                                        AT_LEAST_1_OR_NULL, used_when=lambda c: c.final_dev == "full")
+    eval_batch_size: int = setting(128, "examples per evaluation batch", AT_LEAST_1)
+    predict_test: bool = setting(True, "write test-set predictions at the end")
+    precision: Literal[PRECISIONS] = setting(  # the resolved precision counts in the run id instead
+        "auto", "auto: the fastest precision this machine trains correctly in", result=False)
+    compile: bool = setting(False, "torch.compile the encoder (pays on GPUs, not on a 2-core CPU)", result=False)
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N | mps", DEVICE, result=False)
+    threads: int | None = setting(None, "CPU threads (null: torch's default)", AT_LEAST_1_OR_NULL, result=False)
+    progress: bool = setting(True, "show progress bars while training", result=False)
+    log_every: int = setting(25, "updates between training-loss lines in history.jsonl", AT_LEAST_1, result=False)
+    tensorboard: bool = setting(False, "TensorBoard event files beside history.jsonl", result=False)
 
     def __post_init__(self) -> None:
         errors = []
@@ -196,16 +249,11 @@ class RunConfig:
 
     def settings(self) -> dict[str, Any]:
         """Every setting that changes results, phase by phase, with settings a phase ignores left out (the
-        sampler of a gradient-method phase, GradVac's beta under PCGrad, ...). Paths, the seed (it names its
-        own folder), the data folder (its files' checksums count instead, see ``mtlib.train.identity``),
-        progress output and the raw device/precision strings (the resolved ones count) are not settings."""
-        run = {k: v for k, v in self.to_dict().items() if k not in PHASE_KEYS and k not in NON_RESULT_KEYS}
-        if run.get("init_checkpoint"):  # the parent run, not where the outputs folder happens to be
-            run["init_checkpoint"] = "/".join(Path(run["init_checkpoint"]).parts[-3:])
-        for key, needs in MODEL_KEY_NEEDS.items():
-            if not needs(self):
-                run.pop(key, None)
-        return {**run, "phases": [_phase_settings(p) for p in self.phase_configs()]}
+        sampler of a gradient-method phase, GradVac's beta under PCGrad, ...): each field's ``result``,
+        ``used_when`` and ``identity`` say how. Paths, the seed (it names its own folder), the data folder (its
+        files' checksums count instead, see ``mtlib.train.identity``), progress output and the raw
+        device/precision strings (the resolved ones count) are not settings."""
+        return result_settings(self, [k for k in SETTINGS if k not in PHASE_KEYS])
 
     def settings_hash(self) -> str:
         """Short id of ``settings()``: the same for every seed, device and data folder of one configuration."""
@@ -215,46 +263,19 @@ class RunConfig:
         return hash(self.settings_hash())
 
 
-NON_RESULT_KEYS = frozenset({"name", "seed", "out_dir", "data_dir", "progress", "threads", "log_every", "device",
-                             "precision", "compile", "tensorboard",
-                             "task_file"})  # its tasks' declarations count instead (mtlib.train.identity)
-MODEL_KEY_NEEDS = {  # model and data keys that matter only with another setting
-    "head_size": lambda c: c.head != "mlp", "head_cls": lambda c: c.head != "mlp",
-    "head_tasks": lambda c: c.head != "mlp", "pal_size": lambda c: c.pals, "pal_heads": lambda c: c.pals,
-    "augment_synonym_p": lambda c: c.augment, "augment_deletion_p": lambda c: c.augment,
-    "final_dev_max": lambda c: c.final_dev == "full",
-}
+SETTINGS: dict[str, Setting] = settings_of(RunConfig)  # {key: its description}, in field order
+PHASE_KEYS = phase_keys(RunConfig)  # keys a phase may override: training settings, not the model's shape or the data
+NON_RESULT_KEYS = frozenset(k for k, spec in SETTINGS.items() if not spec.result)
 
 
 def _phase_settings(p: RunConfig) -> dict[str, Any]:
-    out = {k: plain(getattr(p, k)) for k in sorted(PHASE_KEYS)}
-    out["head_lr"] = p.head_lr if p.head_lr is not None else p.lr
-    combined = p.gradient_method != "none"
-    if combined:
-        out.pop("sampler")  # every update takes a batch of every task (or a compromise group)
-    if not (p.compromise or p.sampler in ("pal", "pal_control") and not combined):
-        out.pop("pal_counts")
-    if p.gradient_method != "gradvac":
-        out.pop("gradvac_beta"), out.pop("gradvac_update")
-    if p.gradient_method != "cagrad":
-        out.pop("cagrad_c")
-    if p.loss_weighting not in ("uncertainty", "famo"):
-        out.pop("loss_weighting_lr")
-    if p.loss_weighting != "dwa":
-        out.pop("dwa_temperature")
-    if p.loss_weighting == "none":  # runs from before loss weighting keep their identity
-        out.pop("loss_weighting")
-    if p.compromise_divide or not p.compromise:
-        out.pop("compromise_divide")
-    if not p.compromise:
-        for k in ("compromise_k", "compromise_combine", "compromise_counts"):
-            out.pop(k)
-    if p.smart_weight == 0:
-        out.pop("smart_step_rule")
-    if not p.pals:
-        out.pop("train_pals")
-    out["batch_size"] = {t: out["batch_size"][t] for t in p.tasks}
-    return out
+    """One phase's part of ``settings()``: its phase keys in sorted order, those it uses."""
+    return result_settings(p, sorted(PHASE_KEYS))
+
+
+def settings_help() -> str:
+    """The config keys and their help, one line each (``python -m mtlib run --help``)."""
+    return settings_help_of(RunConfig)
 
 
 @functools.cache

@@ -1,4 +1,7 @@
-"""The ranges and combinations a RunConfig is checked against when it is built: one line per problem."""
+"""The ranges and combinations a RunConfig is checked against when it is built: one line per problem.
+
+Each field names its range (one of those below) in its own ``setting(...)``; the combinations of several
+settings that cannot work are checked here, in ``check_ranges``."""
 
 from __future__ import annotations
 
@@ -9,38 +12,31 @@ from typing import Any
 
 from mtlib import tasks as task_records
 from mtlib.configtypes import ConfigError, Problem, plain
+from mtlib.settings import Range, settings_of
 
-# Keys a phase may override: training settings, not the model's shape or the data.
-PHASE_KEYS = frozenset({
-    "lr", "head_lr", "lr_schedule", "warmup_ratio", "batch_size", "epochs", "batches_per_epoch", "patience",
-    "sampler", "pal_counts", "freeze", "gradient_method", "gradvac_beta", "gradvac_update",
-    "smart_weight", "smart_step_rule", "compromise", "compromise_k", "compromise_combine", "compromise_counts",
-    "hidden_dropout", "train_pals", "cagrad_c", "loss_weighting", "loss_weighting_lr", "dwa_temperature",
-    "compromise_divide",
-})
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}")  # at most 100 characters
 NAME_RULE = "a plain file name (letters, digits, _ . + = -; no '/', not starting with '.'; at most 100 characters)"
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-RANGES = (  # (keys, the test each value passes, what is expected); null passes only where a test allows it
-    (("max_chars", "epochs", "batches_per_epoch", "patience", "eval_batch_size", "compromise_k", "log_every",
-      "pal_size", "pal_heads", "head_size"), lambda v: v >= 1, "an integer >= 1"),
-    (("max_train_examples", "dev_subsample", "final_dev_max", "threads"), lambda v: v is None or v >= 1,
-     "an integer >= 1, or null"),
-    (("lr",), lambda v: v > 0, "a number > 0"),
-    (("head_lr",), lambda v: v is None or v > 0, "a number > 0, or null (the same as lr)"),
-    (("warmup_ratio", "augment_synonym_p", "augment_deletion_p", "gradvac_beta"), lambda v: 0 <= v <= 1,
-     "a number in [0, 1]"),
-    (("hidden_dropout",), lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    (("n_hidden_layers",), lambda v: 0 <= v <= 16, "an integer in 0..16"),
-    (("smart_weight",), lambda v: v >= 0, "a number >= 0 (0 = off)"),
-    (("loss_weighting_lr", "dwa_temperature"), lambda v: v > 0, "a number > 0"),
-    (("cagrad_c",), lambda v: v >= 0, "a number >= 0"),
-    (("seed",), lambda v: 0 <= v < 2**32, "an integer in 0..2**32-1"),
-    (("name",), NAME_RE.fullmatch, NAME_RULE),
-    (("device",), DEVICE_RE.fullmatch, "auto, cpu, cuda, cuda:N or mps"),
-    (("backbone", "out_dir"), lambda v: bool(v.strip()), "a non-empty string"),  # '' is never meant
-    (("data_dir", "init_checkpoint"), lambda v: v is None or bool(v.strip()), "a non-empty path, or null"),
-)
+# The ranges RunConfig's fields name (mtlib.settings.setting); null passes only where a test allows it.
+AT_LEAST_1 = Range(lambda v: v >= 1, "an integer >= 1", low=1)
+AT_LEAST_1_OR_NULL = Range(lambda v: v is None or v >= 1, "an integer >= 1, or null", low=1)
+POSITIVE = Range(lambda v: v > 0, "a number > 0", low=0)
+POSITIVE_OR_NULL = Range(lambda v: v is None or v > 0, "a number > 0, or null (the same as lr)", low=0)
+UNIT = Range(lambda v: 0 <= v <= 1, "a number in [0, 1]", low=0, high=1)
+DROPOUT = Range(lambda v: 0 <= v < 1, "a number in [0, 1)", low=0, high=1)
+HIDDEN_LAYERS = Range(lambda v: 0 <= v <= 16, "an integer in 0..16", low=0, high=16)
+ZERO_IS_OFF = Range(lambda v: v >= 0, "a number >= 0 (0 = off)", low=0)
+NON_NEGATIVE = Range(lambda v: v >= 0, "a number >= 0", low=0)
+SEED = Range(lambda v: 0 <= v < 2**32, "an integer in 0..2**32-1", low=0, high=2**32 - 1)
+NAME = Range(NAME_RE.fullmatch, NAME_RULE)
+DEVICE = Range(DEVICE_RE.fullmatch, "auto, cpu, cuda, cuda:N or mps")
+NON_EMPTY = Range(lambda v: bool(v.strip()), "a non-empty string")  # '' is never meant
+NON_EMPTY_PATH = Range(lambda v: v is None or bool(v.strip()), "a non-empty path, or null")
+
+
+def phase_keys(cls: type) -> frozenset[str]:
+    """The keys a phase may override: the settings declared with ``phase=True``."""
+    return frozenset(k for k, spec in settings_of(cls).items() if spec.phase)
 
 
 def check_ranges(cfg) -> list[str]:
@@ -50,10 +46,9 @@ def check_ranges(cfg) -> list[str]:
     def bad(key: str, expected: str) -> None:
         errors.append(Problem(f"config: key {key!r} has value {plain(getattr(cfg, key))!r}; expected {expected}", key))
 
-    for keys, ok, expected in RANGES:
-        for key in keys:
-            if not ok(getattr(cfg, key)):
-                bad(key, expected)
+    for key, spec in settings_of(type(cfg)).items():  # each field's own range (mtlib.settings)
+        if spec.range is not None and not spec.range(getattr(cfg, key)):
+            bad(key, spec.range.text)
     declared = task_records.available(cfg.task_file)  # registered (and checked) by RunConfig before this
     unknown = [t for t in cfg.tasks if t not in declared]
     if unknown or not cfg.tasks or len(set(cfg.tasks)) < len(cfg.tasks):
@@ -81,10 +76,11 @@ def check_ranges(cfg) -> list[str]:
 
 
 def _check_phase(cfg, i: int, ph: Mapping[str, Any]) -> list[str]:
-    unknown = [k for k in ph if k not in PHASE_KEYS and k != "name"]
+    allowed = phase_keys(type(cfg))
+    unknown = [k for k in ph if k not in allowed and k != "name"]
     if unknown:
         return [Problem(f"config: phases[{i}] has key {k!r}, which a phase cannot change; allowed: "
-                        f"{', '.join(sorted(PHASE_KEYS | {'name'}))}", f"phases[{i}].{k}") for k in unknown]
+                        f"{', '.join(sorted(allowed | {'name'}))}", f"phases[{i}].{k}") for k in unknown]
     if not (isinstance(name := ph.get("name", f"phase{i}"), str) and NAME_RE.fullmatch(name)):
         return [Problem(f"config: phases[{i}] has name {plain(name)!r}; expected {NAME_RULE}", f"phases[{i}].name")]
     base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "phases"}

@@ -23,8 +23,9 @@ ALLOWED = {
     "mtlib.train.gradients": ("mtlib.train.gradients",),
     "mtlib.train.loss_weighting": ("mtlib.train.gradients",),
     "mtlib.configtypes": (),
-    "mtlib.configchecks": ("mtlib.configtypes", "mtlib.tasks"),
-    "mtlib.config": ("mtlib.tasks", "mtlib.configtypes", "mtlib.configchecks", "mtlib.data", "mtlib.model", "mtlib.train.freeze", "mtlib.train.gradients",
+    "mtlib.settings": ("mtlib.configtypes",),  # a setting's description (field metadata), read by the checks and config
+    "mtlib.configchecks": ("mtlib.configtypes", "mtlib.settings", "mtlib.tasks"),
+    "mtlib.config": ("mtlib.tasks", "mtlib.configtypes", "mtlib.settings", "mtlib.configchecks", "mtlib.data", "mtlib.model", "mtlib.train.freeze", "mtlib.train.gradients",
                      "mtlib.train.loss_weighting",
                      "mtlib.train.runtime", "mtlib.train.capability", "mtlib.train.samplers", "mtlib.train.smart", "mtlib.study.resolve"),
     "mtlib.train": ("mtlib.tasks", "mtlib.config", "mtlib.configtypes", "mtlib.data", "mtlib.model", "mtlib.rundir", "mtlib.train"),

@@ -6,18 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-KEY_LABELS = {
-    "pair_mode": "pair encoding", "sampler": "task sampler", "n_hidden_layers": "hidden layers",
-    "augment": "EDA augmentation", "pretrain": "individual pretraining", "gradient_method": "gradient method",
-    "gradvac_beta": "GradVac β", "smart_weight": "SMART weight", "compromise": "Gradient Compromise",
-    "compromise_k": "compromise K", "compromise_combine": "compromise combine", "head": "head",
-    "head_size": "head size", "head_cls": "+ [CLS] embedding", "head_tasks": "recurrent head for",
-    "pals": "PALs", "pal_mode": "PALs trained", "seed": "seed", "epochs": "epochs",
-    "batches_per_epoch": "batches / epoch", "hidden_dropout": "hidden dropout", "lr": "learning rate",
-    "freeze": "frozen", "train_pals": "PALs trained", "phases": "phases",
-    "cagrad_c": "CAGrad c", "loss_weighting": "loss weighting", "loss_weighting_lr": "weighting lr",
-    "dwa_temperature": "DWA temperature", "compromise_divide": "compromise ÷ nₜ^β",
-}
+from mtlib.config import SETTINGS
+
+# the panel's phase toggles: not config keys, they add or remove phases (mtlib.study.widgets.controls)
+TOGGLE_LABELS = {"pretrain": "individual pretraining", "pal_mode": "PALs trained"}
+# every config key's label is its setting's (mtlib.config), else the key with spaces
+KEY_LABELS = {**{key: spec.label or key.replace("_", " ") for key, spec in SETTINGS.items()}, **TOGGLE_LABELS}
 
 
 def key_label(key: str) -> str:

@@ -1,12 +1,14 @@
-"""The panel's toggles: which ones each notebook shows, their labels and their widgets."""
+"""The panel's toggles: which ones each notebook shows and their widgets. What a toggle means (its label,
+tooltip, bounds, and when it applies) is its setting's description (``mtlib.config.SETTINGS``)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, get_args
 
 import ipywidgets as W
 
-from mtlib.config import field_types
+from mtlib.config import SETTINGS, Setting, field_types
 from mtlib.study.labels import KEY_LABELS, key_label
 
 PAL_FROM_START = "from start"
@@ -26,12 +28,14 @@ PRESETS = {  # notebook -> the toggles it shows (a row's notebook picks the defa
 PRESETS = {k: v + RUN_CONTROLS for k, v in PRESETS.items()}
 BASELINE_CONTROLS = PRESETS["02_baselines"]
 LABELS = KEY_LABELS  # what a person reads; the config key is the tooltip
-TOOLTIPS = {"pretrain": "adds a 'pretrain' phase (encoder frozen) before finetuning",
-            "pal_mode": "'only during finetuning' adds a 'pal_only' phase"}
 # Every control has the same width and label width, in a wrapping row: nothing overlaps at any width.
 CONTROL_WIDTH, LABEL_WIDTH = "25em", "12.5em"
-# panel-only toggles that are not RunConfig keys: they add or remove phases
-PHASE_TOGGLES = ("pretrain", "pal_mode")
+# panel-only toggles that are not RunConfig keys (they add or remove phases), described as a setting is
+PHASE_TOGGLES = {
+    "pretrain": Setting("adds a 'pretrain' phase (encoder frozen) before finetuning"),
+    "pal_mode": Setting("'only during finetuning' adds a 'pal_only' phase", used_when=lambda c: c.pals),
+}
+SLIDER_ENDS = {"n_hidden_layers": 3, "epochs": 20, "compromise_k": 32}  # a larger value widens its slider
 
 CONTROLS = {  # name -> widget kind; dropdown options come from the RunConfig Literal types
     "pair_mode": "dropdown", "sampler": "dropdown", "n_hidden_layers": "slider", "augment": "checkbox",
@@ -44,10 +48,22 @@ CONTROLS = {  # name -> widget kind; dropdown options come from the RunConfig Li
 }
 
 
+def description(name: str) -> Setting:
+    """What a toggle means: its setting's description (a phase toggle's own)."""
+    return PHASE_TOGGLES[name] if name in PHASE_TOGGLES else SETTINGS[name]
+
+
+def applies(name: str, values: Any) -> bool:
+    """Whether toggle ``name`` does anything with ``values`` (attributes: every config key and toggle): its
+    setting's ``used_when``, the rule the run id follows too. The panel greys it out where it does not."""
+    return description(name).used(values)
+
+
 def make_control(name: str, value: Any) -> W.Widget:
-    """The widget of one toggle, starting at ``value``."""
-    tip = TOOLTIPS.get(name, "")
-    kw = {"description": key_label(name), "tooltip": f"config key: {name}" + (f"; {tip}" if tip else ""),
+    """The widget of one toggle, starting at ``value``; its tooltip is the config key and its help."""
+    spec = description(name)
+    low, high = (spec.range.low, spec.range.high) if spec.range else (None, None)
+    kw = {"description": key_label(name), "tooltip": f"config key: {name}; {spec.help}",
           "style": {"description_width": LABEL_WIDTH}, "layout": {"width": CONTROL_WIDTH, "flex": "0 0 auto"}}
     if name == "head_size":
         return W.Dropdown(options=sorted({128, 256, value}), value=value, **kw)
@@ -57,16 +73,15 @@ def make_control(name: str, value: Any) -> W.Widget:
         return W.Dropdown(options=list(get_args(field_types()[name])), value=value, **kw)
     if CONTROLS[name] == "checkbox":
         return W.Checkbox(value=bool(value), indent=False, **{**kw, "style": {"description_width": "initial"}})
-    if name == "n_hidden_layers":
-        return W.IntSlider(value=value, min=0, max=max(3, value), **kw)
-    if name == "epochs":
-        return W.IntSlider(value=value, min=1, max=max(20, value), **kw)
-    if name == "compromise_k":
-        return W.IntSlider(value=value, min=1, max=max(32, value), **kw)  # the config checks it against its tasks
-    if name == "gradvac_beta":
-        return W.FloatLogSlider(value=value, base=10, min=-4, max=0, step=0.25, readout_format=".0e", **kw)
+    if CONTROLS[name] == "slider" and name in SLIDER_ENDS:  # compromise_k: the config checks it against its tasks
+        end = max(SLIDER_ENDS[name], value) if high is None else min(high, max(SLIDER_ENDS[name], value))
+        return W.IntSlider(value=value, min=low, max=end, **kw)
+    if name == "gradvac_beta":  # a log slider from 1e-4 to the range's top
+        return W.FloatLogSlider(value=value, base=10, min=-4, max=math.log10(high), step=0.25,
+                                readout_format=".0e", **kw)
     if CONTROLS[name] == "float":  # smart_weight: 0 = off, which a log slider cannot show
-        return W.BoundedFloatText(value=value, min=0.0, max=100.0, step=1e-3, **kw)
+        return W.BoundedFloatText(value=value, min=float(low), max=100.0 if high is None else float(high),
+                                  step=1e-3, **kw)
     return W.IntText(value=value, **kw)  # seed, batches_per_epoch
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import ipywidgets as W
@@ -13,7 +14,7 @@ from mtlib.rundir import read_history, read_metrics
 from mtlib.study.experiments import get_row
 from mtlib.study.resolve import resolve_config
 from mtlib.study.widgets.controls import (
-    CONTROLS, PAL_FINETUNE_ONLY, PAL_FROM_START, PHASE_TOGGLES, control_names, make_control,
+    CONTROLS, PAL_FINETUNE_ONLY, PAL_FROM_START, PHASE_TOGGLES, applies, control_names, make_control,
 )
 from mtlib.study.widgets.jobs import WORKER, Job
 from mtlib.study.widgets.phases import phase_template
@@ -161,14 +162,9 @@ class AblationPanel:
         return find_target(self.profile, self.config(), self.fixed["out_dir"], name, **fixed)
 
     def _on_change(self, change=None) -> None:
-        vals = self.values()
-        recurrent = vals["head"] != "mlp"
-        relevant = {"gradvac_beta": vals["gradient_method"] == "gradvac", "compromise_k": vals["compromise"],
-                    "compromise_combine": vals["compromise"], "head_size": recurrent, "head_cls": recurrent,
-                    "head_tasks": recurrent, "pal_mode": vals["pals"]}
-        for name, on in relevant.items():
-            if name in self.controls:  # greyed out when it does not apply; its value is kept
-                self.controls[name].disabled = not on
+        now = SimpleNamespace(**{**self.start, **self.values()})  # the main phase's values, as the widgets say
+        for name, w in self.controls.items():  # greyed out when its setting is not used; its value is kept
+            w.disabled = not applies(name, now)
         try:
             target = self.target()
         except ValueError:
