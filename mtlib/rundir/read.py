@@ -8,29 +8,45 @@ from pathlib import Path
 
 import yaml
 
+from mtlib.rundir import schema
 from mtlib.rundir.files import CONFIG, HISTORY, METRICS
 
 
-def read_history(run_dir: str | Path) -> list[dict]:
-    """The rows of a run's history.jsonl (a torn last line, from a kill mid-write, is left out)."""
+def read_history(run_dir: str | Path, kind: str | None = None) -> list[dict]:
+    """The rows of a run's history.jsonl (of one ``kind``: "eval", "grad", ...), each checked against its record
+    (``mtlib.rundir.schema``): a malformed row is a ``SchemaError`` naming the file, line and field. A torn
+    last line (a kill mid-write, or a row being written as we read) is left out."""
     path = Path(run_dir) / HISTORY
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rows, version = [], 1
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == len(lines):
                 continue
+            raise schema.SchemaError(f"{path} line {number}: not valid JSON ({err.msg})") from None
+        where = f"{path} line {number}"
+        if isinstance(row, dict) and row.get("type") == "start":  # the start row holds the file's version
+            version = schema.version_of(row, where)
+        schema.parse_row(row, version, where)
+        if kind is None or row["type"] == kind:
+            rows.append(row)
     return rows
 
 
 def read_metrics(run_dir: str | Path) -> dict:
-    """A finished run's metrics.json as a dict."""
+    """A finished run's metrics.json as a dict, checked against ``schema.Metrics`` (one line if it does not fit)."""
     path = Path(run_dir) / METRICS
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+    version = schema.version_of(data, str(path)) if isinstance(data, dict) else schema.SCHEMA
+    schema.Metrics.from_json(data, version, str(path))
+    return data
 
 
 def run_name(run_dir: str | Path) -> str:

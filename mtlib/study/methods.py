@@ -64,7 +64,7 @@ def run_diagnostics(run_dir: str | Path) -> dict:
     speed = metrics.get("speed") or {}
     phases = [k for k in speed if k != "all"]
     share = speed[phases[-1]].get("combine_share") if phases else None
-    grads = [r for r in read_history(run_dir) if r["type"] == "grad"]
+    grads = read_history(run_dir, kind="grad")
     out = {"combine_share": math.nan if share is None else share, "updates_logged": len(grads),
            "conflict_share": _mean(r["conflict_share"] for r in grads)}
     for pair in (grads[0]["pairs"] if grads else {}):

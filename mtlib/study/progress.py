@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mtlib.config import RunConfig
+from mtlib.rundir import read_metrics
 
 ENV = "MTLIB_PROGRESS_FILE"
 
@@ -53,7 +54,7 @@ def run_reported(cfg: RunConfig, callback: Callable[[dict], None] | None = None)
     except BaseException as e:
         _emit(path, {**base, "event": "end", "status": f"failed: {type(e).__name__}", "seconds": time.time() - t0})
         raise
-    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    metrics = read_metrics(run_dir)
     _emit(path, {**base, "event": "end", "status": "done" if done else "already finished",
                  "mean": metrics["dev"].get("mean"), "seconds": time.time() - t0})
     return run_dir
@@ -62,10 +63,9 @@ def run_reported(cfg: RunConfig, callback: Callable[[dict], None] | None = None)
 def _finished_metrics(cfg: RunConfig) -> dict | None:
     from mtlib.train.identity import run_dir_for  # data checksums are cached: the trainer's own look-up is free
 
-    metrics = run_dir_for(cfg) / "metrics.json"
     try:
-        return json.loads(metrics.read_text())
-    except (OSError, ValueError):
+        return read_metrics(run_dir_for(cfg))
+    except (OSError, ValueError):  # none yet, or one that does not read (the run says why)
         return None
 
 

@@ -28,7 +28,7 @@ def dev_evals(run_dir: str | Path, final_phase: bool = False) -> list[dict]:
     """The dev evaluations of a run's history (one per epoch, phases in order). ``final_phase``: only the last
     phase's, with ``examples_seen`` counted from that phase's start (the last evaluation of the phases before),
     so a run with a frozen-encoder pretraining phase is compared on its fine-tuning alone."""
-    evals = [r for r in read_history(run_dir) if r["type"] == "eval"]
+    evals = read_history(run_dir, kind="eval")
     if not final_phase or not evals:
         return evals
     last = max(r.get("phase", 0) for r in evals)

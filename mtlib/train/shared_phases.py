@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 from mtlib.config import RunConfig, resolve_path
 from mtlib.rundir import CheckpointError, RunDirectory, check_fits, load_checkpoint, save_checkpoint
 from mtlib.rundir.temporaries import remove_dead_temporaries
-from mtlib.train.distributed import restore_rng, rng_state, world_size
-from mtlib.train.speed import SpeedMeter
+from mtlib.train.distributed import world_size
+from mtlib.train.run_state import load_training_state
 
 
 def phases_key(identity: dict, seed: int, done: int) -> str:
@@ -108,11 +107,11 @@ def share(trainer, done: int) -> None:
     where = _where(trainer, done)
     if where is None:
         return
+    state = trainer.state
     rows = [json.loads(line) for line in trainer.dir.history.read_text(encoding="utf-8").splitlines()]
     problem = store(where[1], where[0], {
-        "model": trainer.model.state_dict(), "streams": {t: s.state_dict() for t, s in trainer.streams.items()},
-        "rng": rng_state(trainer.device), "examples_seen": trainer.examples_seen, "wall": trainer.wall(),
-        "speed": trainer.speed.state_dict(), "history": rows[1:trainer.history_lines],  # not the run's start row
+        **state.training_state(trainer.model, trainer.streams, trainer.device),
+        "history": rows[1:state.history_lines],  # not the run's start row
         "source": _relative(trainer.run_dir, outputs_root(trainer.cfg)), "instance": trainer.instance,
         "phases": trainer.cfg.phase_names()[:done]})
     if problem:
@@ -133,28 +132,20 @@ def adopt(trainer, n_phases: int) -> int:
         where = _where(trainer, done)
         if where is None:
             return 0
-        state, problem = load(where[1], where[0], outputs_root(trainer.cfg), adopter=trainer.run_dir)
+        handover, problem = load(where[1], where[0], outputs_root(trainer.cfg), adopter=trainer.run_dir)
         if problem:
             print(f"[{trainer.cfg.name}] not using a shared phase state: {problem}")
             discard(where[1])
-            state = None
-        if state is None:
+            handover = None
+        if handover is None:
             continue
-        check_fits(state["model"], trainer.model.state_dict(), where[1], "this run's model")
-        trainer.model.load_state_dict(state["model"])
-        for t, s in state["streams"].items():
-            trainer.streams[t].load_state_dict(s)
-        restore_rng(state["rng"], trainer.device, where[1])
-        trainer.examples_seen, trainer.speed = state["examples_seen"], SpeedMeter(state["speed"])
-        trainer.wall_before, trainer.t0 = state["wall"], time.perf_counter()  # the run's time includes theirs
-        for row in state["history"]:
-            trainer.dir.append_history(row)
-            trainer.history_lines += 1
-            if trainer.callback:
-                trainer.callback(row)
-        trainer.shared = {"phases": state["phases"], "from": state["source"], "seconds": round(state["wall"], 1)}
+        check_fits(handover["model"], trainer.model.state_dict(), where[1], "this run's model")
+        load_training_state(handover, trainer.model, trainer.streams, trainer.device, where[1])
+        trainer.state.adopt(handover)
+        for row in handover["history"]:  # as the source wrote them (its wall times: the run's time includes theirs)
+            trainer.append(row)
         if trainer.cfg.progress:
-            print(f"[{trainer.cfg.name}] {', '.join(state['phases'])}: trained once by {state['source']} with the "
+            print(f"[{trainer.cfg.name}] {', '.join(handover['phases'])}: trained once by {handover['source']} with the "
                   f"same settings and seed; going on from its hand-over")
         return done
     return 0

@@ -23,6 +23,7 @@ import numpy as np
 from mtlib.config import RunConfig
 from mtlib.rundir import RunDirectory, RunLocked, read_config, read_history
 from mtlib.rundir.files import CONFIG, HISTORY
+from mtlib.rundir.schema import ROWS
 from mtlib import tasks as task_records
 from mtlib.data.against_gold import class_names
 from mtlib.train.confusion import run_confusion
@@ -40,9 +41,8 @@ def row_scalars(row: dict) -> dict[str, float]:
         out["train/lr"] = row.get("lr")
     elif kind in ("eval", "final"):
         group = "dev" if kind == "eval" else "final_dev"
-        skip = {"type", "phase", "phase_name", "epoch", "examples_seen", "wall", "improved", "task_counts",
-                "probabilities", "mean_sts01"}  # what is not a score; every other number is a task's, or the mean
-        out = {f"{group}/{k}": v for k, v in row.items() if k not in skip and isinstance(v, (int, float))}
+        scores = ROWS[kind].from_json(row, version=1).scores  # the row's keys its record does not declare
+        out = {f"{group}/{k}": v for k, v in scores.items() if k != "mean_sts01"}  # as before: not a dev scalar
         out.update({f"sampler/p_{t}": p for t, p in (row.get("probabilities") or {}).items()})
         out.update({f"sampler/epoch_batches_{t}": n for t, n in (row.get("task_counts") or {}).items()})
     elif kind == "grad":

@@ -26,16 +26,17 @@ from mtlib.model.backbones import load_backbone
 from mtlib.model.multitask import ModelConfig, MultitaskModel
 from mtlib.rundir import CheckpointError, RunLocked, load_checkpoint, model_state
 from mtlib.rundir.files import fault_point
+from mtlib.rundir.schema import EvalRow, FinalRow, GradRow, HistoryRow, Metrics, StartRow, TrainRow
 from mtlib.train import shared_phases
-from mtlib.train.distributed import attach, on_this_rank, rank_device, restore_rng, rng_state, run_directory
+from mtlib.train.distributed import attach, on_this_rank, rank_device, run_directory
 from mtlib.train.accel import prepare_model
 from mtlib.train.code_version import code_version
 from mtlib.train.evaluate import evaluate, predict
 from mtlib.train.identity import run_id, run_identity, run_dir_for
 from mtlib.train.phase import Phase, build_phase
 from mtlib.train.run_data import load_run_data
+from mtlib.train.run_state import RunState, load_training_state
 from mtlib.train.runtime import precision_reason, resolve_device, resolve_precision, seed_everything
-from mtlib.train.speed import SpeedMeter
 from mtlib.train.steps import NumericFault
 from mtlib.train.tensorboard_events import with_tensorboard
 
@@ -64,7 +65,7 @@ class Trainer:
             self._build(resume)
             try:
                 phases = self.cfg.phase_configs()
-                start = resume["phase"]["index"] if resume else shared_phases.adopt(self, len(phases))
+                start = self.state.phase if resume else shared_phases.adopt(self, len(phases))
                 for pi in range(start, len(phases)):
                     self._run_phase(pi, phases[pi], resume if pi == start else None)
                 return self._finish()
@@ -94,23 +95,17 @@ class Trainer:
             raise CheckpointError(f"checkpoint {self.dir.last} belongs to run {resume.get('run_id')}, not to "
                                   f"{run_id(self.identity)}. {remedy}")
         self.dir.failed.unlink(missing_ok=True)  # a restart after a failure
-        self.history_lines = 0
         if resume is None:
             self.instance = uuid.uuid4().hex  # tells this training of the run from an earlier one deleted since
             self.dir.write_text("config.yaml", self.cfg.to_yaml())
             self.dir.write_json("identity.json", {"run_id": run_id(self.identity), **self.identity,
                                                   "code": code_version(), "instance": self.instance})
             self.dir.truncate_history(0)
-            self.wall_before, self.examples_seen, self.resumed, self.shared = 0.0, 0, [], None
+            self.state = RunState()
         else:
             self.instance = self.dir.instance()
-            self.history_lines = self.dir.truncate_history(resume["history_lines"])
-            self.wall_before, self.examples_seen = resume["wall"], resume["examples_seen"]
-            self.shared = resume.get("shared")
-            self.resumed = [*resume["resumed"], {"phase": resume["phase"]["index"],
-                                                 "epoch": resume["phase"]["progress"]["epoch"]}]
-        self.t0 = time.perf_counter()
-        self.speed = SpeedMeter(resume.get("speed") if resume else None)  # examples/s, tokens/s per phase
+            self.state = RunState.resuming(resume)
+            self.state.history_lines = self.dir.truncate_history(self.state.history_lines)
         return resume
 
     def _build(self, resume: dict | None) -> None:
@@ -126,9 +121,9 @@ class Trainer:
                                       batching=cfg.batching)
                         for i, t in enumerate(cfg.tasks)}
         if resume is None:
-            self.log({"type": "start", "run_id": run_id(self.identity), "config_hash": cfg.settings_hash(),
-                      "device": str(self.device), "precision": self.precision,
-                      "params": self.model.parameter_counts(), "data": self.data["provenance"]})
+            self.log(StartRow(run_id=run_id(self.identity), config_hash=cfg.settings_hash(), device=str(self.device),
+                              precision=self.precision, params=self.model.parameter_counts(),
+                              data=self.data["provenance"]))
             fault_point("start")
 
     def _load_init(self, path: str) -> None:
@@ -142,16 +137,17 @@ class Trainer:
             raise ValueError(f"{path} does not fit this model: {len(bad)} mismatched keys, e.g. {bad[:3]}")
 
     # ------------------------------------------------------------------ bookkeeping
-    def log(self, row: dict, notify: bool = True) -> dict:
-        row = {"wall": round(self.wall(), 3), **row}
+    def log(self, record: HistoryRow, notify: bool = True) -> dict:
+        record.wall = round(self.state.wall(), 3)
+        return self.append(record.to_json(), notify)
+
+    def append(self, row: dict, notify: bool = True) -> dict:
+        """One history row written and counted (and reported to the callback)."""
         self.dir.append_history(row)
-        self.history_lines += 1
+        self.state.history_lines += 1
         if notify and self.callback:
             self.callback(row)
         return row
-
-    def wall(self) -> float:
-        return self.wall_before + time.perf_counter() - self.t0
 
     # ------------------------------------------------------------------ one phase
     def _run_phase(self, pi: int, pcfg: RunConfig, resume: dict | None) -> None:
@@ -162,9 +158,10 @@ class Trainer:
                             self.precision, cfg.seed)
         attach(phase, model, cfg.seed)  # N processes: sharded batches, gradients summed over ranks
         self.best_sub_predictions = None  # the phase's best epoch's dev-subsample predictions (final evaluation)
-        phase.step.batch_loss.examples = self.examples_seen
         if resume is not None:
-            self._restore(phase, resume)
+            phase.load_state_dict(resume["phase"])
+            load_training_state(resume, model, self.streams, self.device, self.dir.last)
+        self.state.enter(phase)
         from tqdm.auto import tqdm
 
         for epoch in range(phase.progress.epoch + 1, pcfg.epochs + 1):
@@ -177,12 +174,12 @@ class Trainer:
             bar = tqdm(range(phase.updates_per_epoch), desc=f"{cfg.name} {phase.name} epoch {epoch}/{pcfg.epochs}",
                        disable=not cfg.progress, leave=False)
             for step in bar:
-                with self.speed.training(phase):
+                with self.state.speed.training(phase):
                     self._update(phase, epoch, step + 1, counts, running)
                 if (step + 1) % cfg.log_every == 0 or step + 1 == phase.updates_per_epoch:
                     row = {t: float(np.mean(v)) for t, v in running.items() if v}
-                    self.log({"type": "train", "phase": pi, "epoch": epoch, "step": step + 1,
-                              "examples_seen": self.examples_seen, "lr": phase.scheduler.get_last_lr()[0], "loss": row})
+                    self.log(TrainRow(phase=pi, epoch=epoch, step=step + 1, examples_seen=self.state.examples_seen,
+                                      lr=phase.scheduler.get_last_lr()[0], loss=row))
                     bar.set_postfix({t: f"{v:.3f}" for t, v in row.items()})
                     running = {t: [] for t in cfg.tasks}
             bar.close()
@@ -190,7 +187,6 @@ class Trainer:
         # hand the phase's best model to the next phase (as the original's pretrain -> finetune)
         best = self.dir.phase_best(pi, phase.last)
         model.load_state_dict(self.dir.model_state(best, self.device, remedy=self._restart_hint()))
-        self.last_progress = phase.progress
         fault_point("handover")
         if not phase.last:
             shared_phases.share(self, pi + 1)
@@ -201,21 +197,20 @@ class Trainer:
             result = phase.step(epoch)
         except NumericFault as fault:
             raise fault.locate(phase=f"{phase.index} ({phase.name})", epoch=epoch, step=step) from None
-        self.examples_seen = phase.step.batch_loss.examples
+        self.state.count(phase)
         for t, n in result.counts.items():
             counts[t] += n
         for t, v in result.losses.items():
             running[t].append(v)
         if result.stats is not None:
-            extra = {"beta": phase.step.beta} if hasattr(phase.step, "beta") else {}
-            self.log({"type": "grad", "epoch": epoch, "examples_seen": self.examples_seen, **result.stats,
-                      "counts": result.counts, **extra})
+            self.log(GradRow(epoch=epoch, examples_seen=self.state.examples_seen, **result.stats,
+                             counts=result.counts, beta=getattr(phase.step, "beta", None)))
         phase.apply_update()
         fault_point("step")
 
     def _end_epoch(self, phase: Phase, epoch: int, counts: dict) -> None:
         cfg, progress = self.cfg, phase.progress
-        with self.speed.evaluation(phase.name, sum(map(len, self.data["dev_sub"].values()))):
+        with self.state.speed.evaluation(phase.name, sum(map(len, self.data["dev_sub"].values()))):
             scores, preds = evaluate(self.model, self.data["dev_sub"], cfg.eval_batch_size, self.device, self.precision)
         bad = [t for t, p in preds.items() if not np.isfinite(p).all()]
         if bad:
@@ -231,35 +226,20 @@ class Trainer:
             fault_point("best")
         else:
             progress.bad_epochs += 1
-        row = {"type": "eval", "phase": phase.index, "phase_name": phase.name, "epoch": epoch,
-               "examples_seen": self.examples_seen, **{k: float(v) for k, v in scores.items()},
-               "task_counts": counts, "improved": improved}
-        if phase.uses_sampler_probabilities():
-            row["probabilities"] = phase.sampler.probabilities()
-        row = self.log(row, notify=False)
-        self._save_last(phase)
+        row = self.log(EvalRow(phase=phase.index, phase_name=phase.name, epoch=epoch,
+                               examples_seen=self.state.examples_seen, scores={k: float(v) for k, v in scores.items()},
+                               task_counts=counts, improved=improved,
+                               probabilities=phase.sampler.probabilities() if phase.uses_sampler_probabilities()
+                               else None), notify=False)
+        self.dir.save_checkpoint(self.dir.last, self.state.last_checkpoint(run_id(self.identity), self.model, phase,
+                                                                           self.streams, self.device))
         fault_point("epoch_end")
         if self.callback:  # reported after the checkpoint: an interruption here resumes after this epoch
             self.callback(row)
         if cfg.progress:
             print(f"[{cfg.name}] {phase.name} epoch {epoch}: " + " ".join(f"{k} {v:.4f}" for k, v in scores.items()))
 
-    # ------------------------------------------------------------------ checkpoints
-    def _save_last(self, phase: Phase) -> None:
-        self.dir.save_checkpoint(self.dir.last, {
-            "run_id": run_id(self.identity), "model": self.model.state_dict(), "phase": phase.state_dict(),
-            "streams": {t: s.state_dict() for t, s in self.streams.items()},
-            "rng": rng_state(self.device),  # every rank's, on N processes
-            "history_lines": self.history_lines, "examples_seen": self.examples_seen, "wall": self.wall(),
-            "resumed": self.resumed, "shared": self.shared, "speed": self.speed.state_dict()})
-
-    def _restore(self, phase: Phase, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        phase.load_state_dict(ckpt["phase"])
-        for t, s in ckpt["streams"].items():
-            self.streams[t].load_state_dict(s)
-        restore_rng(ckpt["rng"], self.device, self.dir.last)  # refuses another world size
-
+    # ------------------------------------------------------------------ failures
     def _restart_hint(self) -> str:
         return f"Delete {self.dir.last} (if any) and the run's *best.pt files to start this run over."
 
@@ -292,20 +272,19 @@ class Trainer:
             if test:
                 tp = predict(model, task, test, cfg.eval_batch_size, self.device, self.precision)
                 write_predictions(self.dir.predictions / f"{task}-test-output.csv", task, [ex.id for ex in test], tp)
-        metrics = {"name": cfg.name, "seed": cfg.seed, "run_id": run_id(self.identity),
-                   "config_hash": cfg.settings_hash(), "backbone": cfg.backbone,
-                   "dev": {k: float(v) for k, v in scores.items()}, "dev_split": cfg.final_dev,
-                   "best_epoch": self.last_progress.best_epoch, "best_dev_subsample_mean": self.last_progress.best,
-                   "examples_seen": self.examples_seen, "train_seconds": round(self.wall(), 1),
-                   "final_eval_seconds": round(eval_s, 1), "device": str(self.device), "precision": self.precision,
-                   "data": self.data["provenance"], "data_sha256": self.identity["data"],
-                   "params": model.parameter_counts(), "resumed": self.resumed, "shared_phases": self.shared,
-                   "code": code_version(),
-                   "speed": self.speed.report(),
-                   "precision_reason": precision_reason(cfg.precision, self.device)}
-        self.log({"type": "final", **metrics["dev"]})
+        state = self.state
+        metrics = Metrics(name=cfg.name, seed=cfg.seed, run_id=run_id(self.identity), config_hash=cfg.settings_hash(),
+                          backbone=cfg.backbone, dev={k: float(v) for k, v in scores.items()}, dev_split=cfg.final_dev,
+                          best_epoch=state.progress.best_epoch, best_dev_subsample_mean=state.progress.best,
+                          examples_seen=state.examples_seen, train_seconds=round(state.wall(), 1),
+                          final_eval_seconds=round(eval_s, 1), device=str(self.device), precision=self.precision,
+                          data=self.data["provenance"], data_sha256=self.identity["data"],
+                          params=model.parameter_counts(), resumed=state.resumed, shared_phases=state.shared,
+                          code=code_version(), speed=state.speed.report(),
+                          precision_reason=precision_reason(cfg.precision, self.device))
+        self.log(FinalRow(scores=metrics.dev))
         fault_point("before_metrics")
-        self.dir.write_json("metrics.json", metrics)
+        self.dir.write_json("metrics.json", metrics.to_json())
         fault_point("after_metrics")
         self.dir.remove_leftovers()
         if cfg.progress:
