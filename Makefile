@@ -26,6 +26,8 @@ workbook: data
 	$(PY) -m mtlib workbook --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(WORKERS),--workers $(WORKERS))
 
 test: data
+	$(PY) -m ruff check mtlib tests benchmarks
+	$(PY) -m ruff format --check mtlib tests benchmarks
 	$(PY) -m pytest -q
 
 # localhost only, Jupyter's token auth (the URL with the token is printed); --allow-root only when root.

@@ -62,9 +62,11 @@ def main() -> None:
         return ((update.double() - exact).norm() / exact.norm()).item()
 
     gram_error, direct_error = rel_error(PCGrad(3)(grads, gen())), rel_error(direct_pcgrad(grads, gen()))
-    print(f"D={args.dim:,} on {args.device}; relative error vs float64 PCGrad: "
-          f"Gram-based {gram_error:.1e}, direct float32 {direct_error:.1e}")
-    del exact
+    print(
+        f"D={args.dim:,} on {args.device}; relative error vs float64 PCGrad: "
+        f"Gram-based {gram_error:.1e}, direct float32 {direct_error:.1e}"
+    )
+    exact = None  # the float64 copy is not needed for the timings below
     rows = {
         "sum": lambda: grads.sum(0),
         "pcgrad (Gram)": lambda: PCGrad(3)(grads, gen()),
@@ -93,8 +95,10 @@ def main() -> None:
             p.grad.copy_(merged[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
 
-    print(f"{'TaskGradients store x3+write':28s} {timed(round_trip, args.repeats, args.device):9.2f} ms"
-          f"  ({len(params)} tensors)")
+    print(
+        f"{'TaskGradients store x3+write':28s} {timed(round_trip, args.repeats, args.device):9.2f} ms"
+        f"  ({len(params)} tensors)"
+    )
     print(f"{'torch.cat x3 + copy back':28s} {timed(cat_round_trip, args.repeats, args.device):9.2f} ms")
 
 

@@ -50,8 +50,10 @@ def main() -> None:
             ok = abs(diff) <= 2 * sd if not math.isnan(sd) else None
             within, total = within + bool(ok), total + (ok is not None)
             verdict = "n/a (one bf16 seed)" if ok is None else ("within noise" if ok else "OUTSIDE 2 sd")
-            print(f"{row:16s} {seed:>6d} {metric:6s} {ours[metric]:7.3f} {bf16[(row, seed)][metric]:7.3f} "
-                  f"{diff:+7.3f} {sd:8.3f}  {verdict} (bf16 seeds: {len(seeds)})")
+            print(
+                f"{row:16s} {seed:>6d} {metric:6s} {ours[metric]:7.3f} {bf16[(row, seed)][metric]:7.3f} "
+                f"{diff:+7.3f} {sd:8.3f}  {verdict} (bf16 seeds: {len(seeds)})"
+            )
     print(f"\n{within} of {total} (row, metric) differences within twice the bf16 seed sd")
     print("\nclaims whose rows both ran in fp32 (sign of left - right on the same seed):")
     seeds = sorted({seed for _, seed in fp32})
@@ -59,13 +61,19 @@ def main() -> None:
         if claim.metric not in METRICS:
             continue
         for seed in seeds:
-            pairs = [(runs[(claim.left, seed)], runs[(claim.right, seed)]) for runs in (fp32, bf16)
-                     if (claim.left, seed) in runs and (claim.right, seed) in runs]
+            pairs = [
+                (runs[(claim.left, seed)], runs[(claim.right, seed)])
+                for runs in (fp32, bf16)
+                if (claim.left, seed) in runs and (claim.right, seed) in runs
+            ]
             if len(pairs) < 2:
                 continue
             d32, d16 = (left[claim.metric] - right[claim.metric] for left, right in pairs)
-            print(f"  {claim.id:28s} seed {seed}: fp32 {d32:+.3f}, bf16 {d16:+.3f} "
-                  f"{'same sign' if (d32 > 0) == (d16 > 0) else 'SIGN FLIPS'}")
+            print(
+                f"  {claim.id:28s} seed {seed}: fp32 {d32:+.3f}, bf16 {d16:+.3f} "
+                f"{'same sign' if (d32 > 0) == (d16 > 0) else 'SIGN FLIPS'}"
+            )
+
 
 if __name__ == "__main__":
     main()

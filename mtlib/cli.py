@@ -7,7 +7,6 @@ import os
 import sys
 
 
-
 def _offline_defaults() -> None:
     # Loading never reaches the network unless the user asks for it (HF_HUB_OFFLINE=0).
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = command(sub, "data", help="course data")
     dsub = d.add_subparsers(dest="data_command", required=True)
     f = command(dsub, "fetch", help="copy/download the course files into the data folder, verifying checksums")
-    f.add_argument("--mirror", help="a folder holding the course files (else $MTLIB_DATA_MIRROR, ../shared/data, "
-                                    "else download)")
+    f.add_argument(
+        "--mirror", help="a folder holding the course files (else $MTLIB_DATA_MIRROR, ../shared/data, else download)"
+    )
     f.add_argument("--data-dir", help="where to put them (default: $MTLIB_DATA_DIR or ./data)")
     f.add_argument("--no-download", action="store_true", help="never reach the network")
 
@@ -67,19 +67,33 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--only", nargs="*", default=None, help="notebook names or prefixes (e.g. 01 02_baselines)")
     w.add_argument("--out", default="outputs/notebooks")
     w.add_argument("--dry-run", action="store_true", help="list what would run")
-    w.add_argument("--workers", metavar="N", help="processes that train the notebooks' runs before the notebooks "
-                                                  "execute (default: 1 on a GPU, one per core up to 4 on a CPU)")
+    w.add_argument(
+        "--workers",
+        metavar="N",
+        help="processes that train the notebooks' runs before the notebooks "
+        "execute (default: 1 on a GPU, one per core up to 4 on a CPU)",
+    )
 
     pr = command(sub, "predict", help="score a run's saved model: course-format predictions (dev: the scores)")
     pr.add_argument("run_dir", help="a run directory (outputs/runs/<name>-<run id>/seed<k>)")
     pr.add_argument("--split", choices=["dev", "test"], default="dev")
     pr.add_argument("--checkpoint", help="default: the run's best.pt (a name inside the run directory, or a path)")
-    pr.add_argument("--out", help="folder for the files, outside the run (default: <outputs>/predict/<run>/seed<k>/<checkpoint name>/)")
+    pr.add_argument(
+        "--out",
+        help="folder for the files, outside the run (default: <outputs>/predict/<run>/seed<k>/<checkpoint name>/)",
+    )
 
     ca = command(sub, "cache", help="list, verify or prune the outputs' cache (shared phase states, EDA sets)")
-    ca.add_argument("action", nargs="?", default="list", choices=["list", "verify", "prune"],
-                    help="list (default); verify each entry's content and source; prune what no run could use")
-    ca.add_argument("--outputs", default="outputs", help="the outputs folder whose cache/ to look at (default: outputs)")
+    ca.add_argument(
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "verify", "prune"],
+        help="list (default); verify each entry's content and source; prune what no run could use",
+    )
+    ca.add_argument(
+        "--outputs", default="outputs", help="the outputs folder whose cache/ to look at (default: outputs)"
+    )
     ca.add_argument("--all", action="store_true", help="prune: remove every entry, not only unusable ones")
 
     tb = command(sub, "tensorboard", help="write TensorBoard event files of runs from their history.jsonl")
@@ -89,23 +103,41 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("what", choices=["gradients", "train", "comm"])
     b.add_argument("--profile", default="quick", help="gradients: the profile whose model and batches it uses")
     b.add_argument("--repeats", type=int, help="repetitions (medians; default gradients 5, train 3)")
-    b.add_argument("--backbone", default="minilm-l6", choices=["minilm-l6", "bert-base"],
-                   help="train: the encoder (bert-base: random weights in bert-base-uncased's shape)")
+    b.add_argument(
+        "--backbone",
+        default="minilm-l6",
+        choices=["minilm-l6", "bert-base"],
+        help="train: the encoder (bert-base: random weights in bert-base-uncased's shape)",
+    )
     b.add_argument("--precision", default="auto", help="train: auto, fp32, bf16, fp16 or a list (fp32,bf16)")
     b.add_argument("--steps", type=int, default=3, help="train: batches per task per row and repetition")
-    b.add_argument("--rows", help="train: comma-separated rows (default: loops, single, pcgrad, gradvac, "
-                                  "compromise; also single-eager, single-compiled)")
+    b.add_argument(
+        "--rows",
+        help="train: comma-separated rows (default: loops, single, pcgrad, gradvac, "
+        "compromise; also single-eager, single-compiled)",
+    )
     b.add_argument("--device", default="auto", help="train: auto, cpu, cuda, cuda:N")
     b.add_argument("--nproc", type=int, default=2, help="comm: processes (torchrun --standalone)")
     b.add_argument("--method", default="pcgrad", choices=["pcgrad", "gradvac"], help="comm: the gradient method")
 
-    sw = command(sub, "sweep", help="many runs (rows x seeds, parents first) on an engine: local or a Ray cluster",
-                 epilog=CONFIG_KEYS, formatter_class=_ConfigKeysHelp)
-    sw.add_argument("--engine", choices=["local", "ray"], default="local",
-                    help="local: this machine (default), in this process or on --workers N processes")
+    sw = command(
+        sub,
+        "sweep",
+        help="many runs (rows x seeds, parents first) on an engine: local or a Ray cluster",
+        epilog=CONFIG_KEYS,
+        formatter_class=_ConfigKeysHelp,
+    )
+    sw.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this machine (default), in this process or on --workers N processes",
+    )
     sw.add_argument("--profile", default="quick")
     sw.add_argument("--rows", nargs="*", default=[], metavar="ROW", help="rows of params/experiments.yaml")
-    sw.add_argument("--notebooks", nargs="*", default=[], metavar="NB", help="every row of these notebooks (or prefixes)")
+    sw.add_argument(
+        "--notebooks", nargs="*", default=[], metavar="NB", help="every row of these notebooks (or prefixes)"
+    )
     sw.add_argument("--seeds", nargs="*", type=int, metavar="N", help="default: the profile's seeds")
     sw.add_argument("--out", help="output folder (default: the profile's out_dir; ray: one every node mounts)")
     sw.add_argument("--address", help="ray: an existing cluster (ray start --head ...); default: a local one")
@@ -113,8 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--cpus-per-run", type=float, help="ray: CPUs a run declares (default: its threads, else 1)")
     sw.add_argument("--gpus-per-run", type=float, help="ray: GPUs a run declares (default: 1 where there are GPUs)")
     sw.add_argument("--max-retries", type=int, default=3, help="ray: retries of a run whose worker was lost")
-    sw.add_argument("--workers", metavar="N", help="local: N worker processes, each with cores // N threads "
-                                                   "(default: one run after another in this process)")
+    sw.add_argument(
+        "--workers",
+        metavar="N",
+        help="local: N worker processes, each with cores // N threads (default: one run after another in this process)",
+    )
     return p
 
 
@@ -151,9 +186,13 @@ def _interrupted(args, err: KeyboardInterrupt) -> int:
 
     if args.debug:
         traceback.print_exception(err)
-    fallback = (_interrupted_run(args) if args.command == "run" else  # else before any run started
-                f"{args.command}; run the same command again to start it over"
-                + (" (finished runs are kept)" if args.command in ("sweep", "workbook") else ""))
+    fallback = (
+        _interrupted_run(args)
+        if args.command == "run"
+        # else before any run started
+        else f"{args.command}; run the same command again to start it over"
+        + (" (finished runs are kept)" if args.command in ("sweep", "workbook") else "")
+    )
     print(message(err, fallback), file=sys.stderr, flush=True)
     return exit_code(err)
 
@@ -251,8 +290,16 @@ def _dispatch(args) -> int:
         from mtlib.bench import main as bench_main
 
         repeats = args.repeats or (5 if args.what == "gradients" else 3)
-        return bench_main(args.what, profile=args.profile, repeats=repeats, backbone=args.backbone,
-                          precision=args.precision, steps=args.steps, rows=args.rows, device=args.device)
+        return bench_main(
+            args.what,
+            profile=args.profile,
+            repeats=repeats,
+            backbone=args.backbone,
+            precision=args.precision,
+            steps=args.steps,
+            rows=args.rows,
+            device=args.device,
+        )
     raise AssertionError(args.command)
 
 

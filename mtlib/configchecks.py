@@ -79,15 +79,25 @@ def _check_phase(cfg, i: int, ph: Mapping[str, Any]) -> list[str]:
     allowed = phase_keys(type(cfg))
     unknown = [k for k in ph if k not in allowed and k != "name"]
     if unknown:
-        return [Problem(f"config: phases[{i}] has key {k!r}, which a phase cannot change; allowed: "
-                        f"{', '.join(sorted(allowed | {'name'}))}", f"phases[{i}].{k}") for k in unknown]
+        return [
+            Problem(
+                f"config: phases[{i}] has key {k!r}, which a phase cannot change; allowed: "
+                f"{', '.join(sorted(allowed | {'name'}))}",
+                f"phases[{i}].{k}",
+            )
+            for k in unknown
+        ]
     if not (isinstance(name := ph.get("name", f"phase{i}"), str) and NAME_RE.fullmatch(name)):
         return [Problem(f"config: phases[{i}] has name {plain(name)!r}; expected {NAME_RULE}", f"phases[{i}].name")]
     base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "phases"}
     try:
         type(cfg)(**{**base, **{k: v for k, v in ph.items() if k != "name"}})  # the phase as a whole config
     except ConfigError as e:
-        return [Problem(line.replace("config:", f"config: phases[{i}] ({name}):", 1),
-                        f"phases[{i}].{line.key}" if getattr(line, "key", None) in ph else f"phases[{i}]")
-                for line in e.errors]
+        return [
+            Problem(
+                line.replace("config:", f"config: phases[{i}] ({name}):", 1),
+                f"phases[{i}].{line.key}" if getattr(line, "key", None) in ph else f"phases[{i}]",
+            )
+            for line in e.errors
+        ]
     return []

@@ -32,7 +32,7 @@ class Problem(str):
 
 def located(line: str, where: str) -> Problem:
     """``line`` with its leading ``config:`` replaced by ``where:`` (keeping the key it is about)."""
-    text = f"{where}:{line[len('config:'):]}" if line.startswith("config:") else line
+    text = f"{where}:{line[len('config:') :]}" if line.startswith("config:") else line
     return Problem(text, getattr(line, "key", None))
 
 
@@ -75,7 +75,9 @@ def describe(tp: Any) -> str:
         return f"a mapping of {describe(args[1])}" if args and args[1] is not Any else "a mapping"
     if tp is Any:
         return "anything"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
 
 
 def check_value(tp: Any, key: str, value: Any) -> tuple[bool, Any, str]:

@@ -48,8 +48,14 @@ class Setting:
         return self.used_when is None or bool(self.used_when(cfg))
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "", range: Range | None = None, *,
-            factory: Callable[[], Any] | None = None, **meta: Any) -> Any:
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    range: Range | None = None,
+    *,
+    factory: Callable[[], Any] | None = None,
+    **meta: Any,
+) -> Any:
     """A dataclass field described by a ``Setting`` (``factory`` for a mutable default)."""
     if not help:
         raise TypeError("a setting needs its help text")
@@ -71,8 +77,10 @@ def settings_of(cls: type) -> dict[str, Setting]:
 @functools.cache
 def defaults_of(cls: type) -> dict[str, Any]:
     """{field name: default} of a dataclass, as plain data; cached and shared, so callers must not mutate it."""
-    return {f.name: plain(f.default if f.default_factory is dataclasses.MISSING else f.default_factory())
-            for f in dataclasses.fields(cls)}
+    return {
+        f.name: plain(f.default if f.default_factory is dataclasses.MISSING else f.default_factory())
+        for f in dataclasses.fields(cls)
+    }
 
 
 def result_settings(cfg: Any, keys: Iterable[str]) -> dict[str, Any]:

@@ -60,8 +60,11 @@ class Task:
         if self.kind == "regression":
             lo, hi = self.label_range
             return f"a number in {_num(lo)}..{_num(hi)}"
-        return " or ".join(map(str, self.labels)) if len(self.labels) == 2 else \
-            "one of " + ", ".join(map(str, self.labels))
+        return (
+            " or ".join(map(str, self.labels))
+            if len(self.labels) == 2
+            else "one of " + ", ".join(map(str, self.labels))
+        )
 
     def record(self) -> dict:
         """Plain data (what a run id hashes for a task that is not the course's)."""
@@ -106,8 +109,17 @@ def _task(path: Path, name: str, spec: Any) -> Task:
     unknown = sorted(set(spec) - known)
     if unknown:
         raise TaskError(f"{path}: task {name!r} has unknown key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
-    for key in ("display", "colour", "input", "kind", "metric", "text_columns", "label_column", "prediction_column",
-                "files"):
+    for key in (
+        "display",
+        "colour",
+        "input",
+        "kind",
+        "metric",
+        "text_columns",
+        "label_column",
+        "prediction_column",
+        "files",
+    ):
         if key not in spec:
             raise TaskError(f"{path}: task {name!r} is missing the key {key!r}")
     for key, allowed in (("input", INPUTS), ("kind", KINDS), ("metric", METRICS), ("normalise", NORMALISE)):
@@ -119,14 +131,21 @@ def _task(path: Path, name: str, spec: Any) -> Task:
     if len(columns) != (2 if spec["input"] == "pair" else 1):
         raise bad("text_columns", f"{2 if spec['input'] == 'pair' else 1} column(s) for input {spec['input']!r}")
     files = spec["files"]
-    if not (isinstance(files, dict) and {"train", "dev"} <= set(files) and set(files) <= set(SPLITS)
-            and all(isinstance(v, list) and v and all(isinstance(f, str) for f in v) for v in files.values())):
+    if not (
+        isinstance(files, dict)
+        and {"train", "dev"} <= set(files)
+        and set(files) <= set(SPLITS)
+        and all(isinstance(v, list) and v and all(isinstance(f, str) for f in v) for v in files.values())
+    ):
         raise bad("files", "a mapping with train and dev (and test) to lists of file names")
     labels, label_range = spec.get("labels", []), spec.get("label_range")
     if spec["kind"] == "regression":
-        if not (isinstance(label_range, list) and len(label_range) == 2 and all(isinstance(x, (int, float))
-                                                                                for x in label_range)
-                and label_range[0] < label_range[1]):
+        if not (
+            isinstance(label_range, list)
+            and len(label_range) == 2
+            and all(isinstance(x, (int, float)) for x in label_range)
+            and label_range[0] < label_range[1]
+        ):
             raise bad("label_range", "[low, high] for a regression task")
         if spec["metric"] != "pearson":
             raise bad("metric", "pearson for a regression task")
@@ -151,14 +170,24 @@ def _task(path: Path, name: str, spec: Any) -> Task:
     subsets = spec.get("train_subsets", {})
     if not (isinstance(subsets, dict) and all(isinstance(v, list) and v for v in subsets.values())):
         raise bad("train_subsets", "a mapping of option names to lists of file names")
-    return Task(name=name, display=str(spec["display"]), colour=str(spec["colour"]), input=spec["input"],
-                kind=spec["kind"], metric=spec["metric"], text_columns=tuple(columns),
-                label_column=str(spec["label_column"]), prediction_column=str(spec["prediction_column"]),
-                files={k: tuple(v) for k, v in files.items()}, labels=tuple(labels),
-                label_range=tuple(float(x) for x in label_range) if label_range else None,
-                class_names=tuple(names), normalise=spec.get("normalise", "course"),
-                augment=tuple(augment) if isinstance(augment, list) else augment,
-                train_subsets={k: tuple(v) for k, v in subsets.items()})
+    return Task(
+        name=name,
+        display=str(spec["display"]),
+        colour=str(spec["colour"]),
+        input=spec["input"],
+        kind=spec["kind"],
+        metric=spec["metric"],
+        text_columns=tuple(columns),
+        label_column=str(spec["label_column"]),
+        prediction_column=str(spec["prediction_column"]),
+        files={k: tuple(v) for k, v in files.items()},
+        labels=tuple(labels),
+        label_range=tuple(float(x) for x in label_range) if label_range else None,
+        class_names=tuple(names),
+        normalise=spec.get("normalise", "course"),
+        augment=tuple(augment) if isinstance(augment, list) else augment,
+        train_subsets={k: tuple(v) for k, v in subsets.items()},
+    )
 
 
 def course() -> dict[str, Task]:
@@ -181,8 +210,9 @@ def register(path: str | Path) -> dict[str, Task]:
     for name, task in tasks.items():
         known = _DECLARED.get(name)
         if known is not None and known[0] != task:
-            raise TaskError(f"{path}: task {name!r} is already declared differently in {known[1]}; give it "
-                            "another name")
+            raise TaskError(
+                f"{path}: task {name!r} is already declared differently in {known[1]}; give it another name"
+            )
         _DECLARED[name] = (task, str(path))
     return tasks
 
@@ -190,8 +220,7 @@ def register(path: str | Path) -> dict[str, Task]:
 def get(name: str) -> Task:
     course()
     if name not in _DECLARED:
-        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(_DECLARED)} (declare others in a "
-                        "task_file)")
+        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(_DECLARED)} (declare others in a task_file)")
     return _DECLARED[name][0]
 
 
@@ -216,5 +245,8 @@ def resolve(path: str | Path) -> Path:
 
 def declarations_digest(names: tuple[str, ...]) -> dict[str, str]:
     """For the run id: the content of each task that is not the course's (course tasks keep the ids they had)."""
-    return {n: hashlib.sha256(json.dumps(get(n).record(), sort_keys=True).encode()).hexdigest()[:16]
-            for n in names if n not in course()}
+    return {
+        n: hashlib.sha256(json.dumps(get(n).record(), sort_keys=True).encode()).hexdigest()[:16]
+        for n in names
+        if n not in course()
+    }

@@ -28,10 +28,26 @@ from playwright.sync_api import expect, sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-NOTEBOOKS = ["01_data_exploration", "02_baselines", "03_gradient_methods", "04_heads", "05_pals",
-             "06_gradient_compromise", "07_results"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+NOTEBOOKS = [
+    "01_data_exploration",
+    "02_baselines",
+    "03_gradient_methods",
+    "04_heads",
+    "05_pals",
+    "06_gradient_compromise",
+    "07_results",
+]
 # per notebook: (what to toggle, kind, value, whether the result is a paper row's run)
 TOGGLES = {
     "02_baselines": ("EDA augmentation", "checkbox", None, False),
@@ -44,10 +60,16 @@ RUN_ALL_S, PANEL_RUN_S = 420, 180
 
 
 def settings(root: Path) -> None:
-    files = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings":
-             {"fetchNews": "false", "checkForUpdates": False},
-             "@jupyterlab/notebook-extension/tracker.jupyterlab-settings":
-             {"autoStartDefaultKernel": True, "windowingMode": "none"}}  # every cell in the DOM
+    files = {
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+            "autoStartDefaultKernel": True,
+            "windowingMode": "none",
+        },
+    }  # every cell in the DOM
     for rel, value in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,8 +83,12 @@ def smoke_copies(dest: Path, tmp: Path) -> None:
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
-    params = {"profile": "smoke", "out_dir": str(tmp / "runs"), "figures_dir": str(tmp / "figures"),
-              "results_md": str(tmp / "results.md")}
+    params = {
+        "profile": "smoke",
+        "out_dir": str(tmp / "runs"),
+        "figures_dir": str(tmp / "figures"),
+        "results_md": str(tmp / "results.md"),
+    }
     dest.mkdir()
     for name in NOTEBOOKS:
         path = str(REPO / "notebooks" / f"{name}.ipynb")
@@ -195,8 +221,9 @@ def panel_run(lab: Lab, name: str, t0: float) -> dict:
     panel.scroll_into_view_if_needed()
     lab.check_layout(name)
     lab.toggle(label, kind, value)
-    expect(panel.locator(".mtlib-describe")).to_contain_text("this is row" if is_row else "no paper row",
-                                                             timeout=30_000)
+    expect(panel.locator(".mtlib-describe")).to_contain_text(
+        "this is row" if is_row else "no paper row", timeout=30_000
+    )
     lab.shot(f"{name}-toggled")
     lab.press("Run")
     status = lab.wait_status(r"^done: ", PANEL_RUN_S)
@@ -255,8 +282,9 @@ def shutdown_kernels(lab: Lab) -> None:
 
 
 def _api(lab: Lab, path: str, method: str = "GET"):
-    req = urllib.request.Request(f"{lab.base}/api/{path}", method=method,
-                                 headers={"Authorization": f"token {lab.token}"})
+    req = urllib.request.Request(
+        f"{lab.base}/api/{path}", method=method, headers={"Authorization": f"token {lab.token}"}
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         body = r.read()
     return json.loads(body) if body else None
@@ -279,17 +307,30 @@ def main(shots: Path) -> int:
     home = tmp / "home"
     home.mkdir()
     token, port = secrets.token_hex(16), free_port()
-    env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "jupyter-config"),
-           "JUPYTER_RUNTIME_DIR": str(home / "jupyter-runtime"), "JUPYTERLAB_SETTINGS_DIR": str(home / "lab-settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(home / "lab-workspaces"), "JUPYTER_TOKEN": token,
-           "JUPYTER_PORT": str(port), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "JUPYTER_CONFIG_DIR": str(home / "jupyter-config"),
+        "JUPYTER_RUNTIME_DIR": str(home / "jupyter-runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "lab-settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "lab-workspaces"),
+        "JUPYTER_TOKEN": token,
+        "JUPYTER_PORT": str(port),
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    }
     env.pop("MTLIB_INTERACTIVE", None)
     env.pop("PAPERMILL", None)
     settings(home / "lab-settings")
     smoke_copies(tmp / "nb", tmp)
     log_path = shots / "lab.log"
-    server = subprocess.Popen(["make", "-s", "-o", "data", "lab", f"LAB_DIR={tmp / 'nb'}"], cwd=REPO, env=env,
-                              stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        ["make", "-s", "-o", "data", "lab", f"LAB_DIR={tmp / 'nb'}"],
+        cwd=REPO,
+        env=env,
+        stdout=open(log_path, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     shots_log: list[str] = []
     result = {"ok": False, "screenshots": shots_log}
     try:
@@ -310,13 +351,20 @@ def main(shots: Path) -> int:
         result["url_printed"] = urls[0]
         print(f"[browser] server up ({time.perf_counter() - t0:.1f} s)", flush=True)
         with sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(str(home / "chrome-profile"), executable_path=CHROMIUM,
-                                                       args=FLAGS, headless=True, env=env,
-                                                       viewport={"width": 1280, "height": 900})
+            ctx = p.chromium.launch_persistent_context(
+                str(home / "chrome-profile"),
+                executable_path=CHROMIUM,
+                args=FLAGS,
+                headless=True,
+                env=env,
+                viewport={"width": 1280, "height": 900},
+            )
             page = ctx.pages[0]
             page.set_default_timeout(30_000)
-            page.add_locator_handler(page.locator(".jp-Dialog", has_text="Select Kernel"),
-                                     lambda d: d.get_by_role("button", name="Select").click())
+            page.add_locator_handler(
+                page.locator(".jp-Dialog", has_text="Select Kernel"),
+                lambda d: d.get_by_role("button", name="Select").click(),
+            )
             lab = Lab(page, base, token, shots, shots_log)
             try:
                 result["notebooks"] = drive(lab, tmp, t0)

@@ -20,7 +20,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from mtlib import data  # noqa: E402
 from mtlib.config import RunConfig  # noqa: E402
 from mtlib.study.resolve import resolve_config  # noqa: E402
-from mtlib.train.identity import run_dir_for  # noqa: E402
 
 SMALL_ROWS = 240  # rows per course file in the small copy: enough for batches and dev subsamples
 
@@ -51,5 +50,11 @@ def small_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def smoke_cfg(tmp_path, small_data_dir) -> RunConfig:
     """The smoke profile (tiny-random, fp32, no progress) with out_dir in tmp_path and a small train subset."""
-    return resolve_config("smoke", out_dir=str(tmp_path / "runs"), data_dir=str(small_data_dir),
-                      max_train_examples=32, progress=False, threads=None)
+    return resolve_config(
+        "smoke",
+        out_dir=str(tmp_path / "runs"),
+        data_dir=str(small_data_dir),
+        max_train_examples=32,
+        progress=False,
+        threads=None,
+    )

@@ -39,8 +39,9 @@ def gradient_rows(cfg: RunConfig) -> dict:
         encoder, tokenizer = load_backbone(cfg.backbone, seed=cfg.seed)
         model = MultitaskModel(ModelConfig.of(cfg), encoder, tokenizer).to(device).train()
         model.set_dropout(0.0)
-        streams = {t: BatchStream(data["train"][t], cfg.batch_size[t], seed=cfg.seed + i)
-                   for i, t in enumerate(cfg.tasks)}
+        streams = {
+            t: BatchStream(data["train"][t], cfg.batch_size[t], seed=cfg.seed + i) for i, t in enumerate(cfg.tasks)
+        }
         shared = [p for p in model.shared_parameters() if p.requires_grad]
         tg = mgrad.TaskGradients(shared, len(cfg.tasks), embeddings=[model.encoder.get_input_embeddings()])
         batch_loss = BatchLoss(model, streams, device, "fp32")
@@ -55,12 +56,19 @@ def gradient_rows(cfg: RunConfig) -> dict:
         rows = tg.gradients().clone()
         if sharded:
             tg.sync.reduce_private()
-        results[sharded] = (rows, [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in heads],
-                            [r.numel() for r in tg._rows])
+        results[sharded] = (
+            rows,
+            [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in heads],
+            [r.numel() for r in tg._rows],
+        )
     (ref, ref_heads, ref_ids), (got, got_heads, got_ids) = results[False], results[True]
-    return {"rows_shape": list(got.shape), "rows_max_abs_diff": float((got - ref).abs().max()) if got.shape == ref.shape
-            else None, "rows_max_abs": float(ref.abs().max()), "embedding_rows": [ref_ids, got_ids],
-            "heads_max_abs_diff": max(float((a - b).abs().max()) for a, b in zip(got_heads, ref_heads))}
+    return {
+        "rows_shape": list(got.shape),
+        "rows_max_abs_diff": float((got - ref).abs().max()) if got.shape == ref.shape else None,
+        "rows_max_abs": float(ref.abs().max()),
+        "embedding_rows": [ref_ids, got_ids],
+        "heads_max_abs_diff": max(float((a - b).abs().max()) for a, b in zip(got_heads, ref_heads)),
+    }
 
 
 def no_encoder_dropout() -> None:

@@ -55,7 +55,9 @@ def test_task_order_does_not_matter(name):
 @pytest.mark.parametrize("name", SCALE_LINEAR)
 def test_linear_under_scaling(name):
     for grads, factor in zip(families(6), (0.1, 0.5, 3.0, 10.0, 2.0, 0.25)):
-        assert torch.allclose(combine(name, factor * grads), factor * combine(name, grads), atol=2e-3 * factor, rtol=2e-3)
+        assert torch.allclose(
+            combine(name, factor * grads), factor * combine(name, grads), atol=2e-3 * factor, rtol=2e-3
+        )
 
 
 @pytest.mark.parametrize("name", [*NON_CONFLICTING, "pcgrad"])
@@ -71,7 +73,13 @@ def test_the_update_conflicts_with_no_task(name):
 @pytest.mark.parametrize("name", METHODS)
 def test_degenerate_inputs_give_finite_updates(name):
     g = torch.tensor([1.0, -2.0, 0.5])
-    cases = [torch.zeros(3, 3), torch.stack([g, torch.zeros(3), -g]), torch.stack([g, g]), g[None], torch.stack([g, -g])]
+    cases = [
+        torch.zeros(3, 3),
+        torch.stack([g, torch.zeros(3), -g]),
+        torch.stack([g, g]),
+        g[None],
+        torch.stack([g, -g]),
+    ]
     for grads in cases:
         update = combine(name, grads)
         assert update.shape == (3,) and torch.isfinite(update).all()
@@ -85,12 +93,17 @@ def test_aggregators_are_weights_on_the_rows_and_keep_their_state(name):
     update = combiner(grads, generator=torch.Generator().manual_seed(4))
     weights = torch.tensor(combiner.last_weights, dtype=torch.float32)
     assert torch.allclose(update, weights @ grads, atol=1e-5)
-    assert torch.allclose(combiner.project(grads, torch.Generator().manual_seed(4)), weights[:, None] * grads, atol=1e-5)
+    assert torch.allclose(
+        combiner.project(grads, torch.Generator().manual_seed(4)), weights[:, None] * grads, atol=1e-5
+    )
     again = make_combiner(name, grads.shape[0])
     again.load_state_dict(combiner.state_dict())
     nxt = grads.flip(1)
-    assert torch.allclose(combiner(nxt, generator=torch.Generator().manual_seed(5)),
-                          again(nxt, generator=torch.Generator().manual_seed(5)), atol=1e-5)
+    assert torch.allclose(
+        combiner(nxt, generator=torch.Generator().manual_seed(5)),
+        again(nxt, generator=torch.Generator().manual_seed(5)),
+        atol=1e-5,
+    )
 
 
 def test_rlw_draws_from_the_step_generator_and_leaves_the_global_rng_alone():

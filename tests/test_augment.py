@@ -81,9 +81,16 @@ def test_missing_nltk_data_names_what_is_missing(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- params
 
 
-@pytest.mark.parametrize("kwargs,key", [({"synonym_p": 1.5}, "synonym_p"), ({"deletion_p": -0.1}, "deletion_p"),
-                                        ({"num_aug": 0}, "num_aug"), ({"balance": "equal"}, "balance"),
-                                        ({"max_augment": -1}, "max_augment")])
+@pytest.mark.parametrize(
+    "kwargs,key",
+    [
+        ({"synonym_p": 1.5}, "synonym_p"),
+        ({"deletion_p": -0.1}, "deletion_p"),
+        ({"num_aug": 0}, "num_aug"),
+        ({"balance": "equal"}, "balance"),
+        ({"max_augment": -1}, "max_augment"),
+    ],
+)
 def test_params_validation_names_the_key(kwargs: dict, key: str) -> None:
     with pytest.raises(ValueError, match=key):
         EDAParams(**kwargs)
@@ -102,7 +109,7 @@ def test_sst_half_deficit_counts_exact(sst: list[Example], marker_augmenter: Non
     assert not [e for e in aug if e.label == majority]
     by_id = {e.id: e for e in sst}
     for e in aug:  # `aug-<orig id>-<k>`, same label, text from that original
-        source = by_id[e.id[len("aug-"):].rsplit("-", 1)[0]]
+        source = by_id[e.id[len("aug-") :].rsplit("-", 1)[0]]
         assert e.id.endswith("-0") and e.label == source.label
         assert e.sentences[0] in (source.sentences[0] + " <synonym>", source.sentences[0] + " <delete>")
 

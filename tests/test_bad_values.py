@@ -33,7 +33,7 @@ def cli(capsys, argv: list[str]) -> tuple[int, list[str]]:
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
     assert "Traceback" not in captured.err
-    errors = [line[len("error: "):] for line in lines if line.startswith("error: ")]
+    errors = [line[len("error: ") :] for line in lines if line.startswith("error: ")]
     assert all(line.startswith("error: ") or line == HINT for line in lines), captured.err
     return code, errors
 
@@ -85,32 +85,55 @@ OVERRIDES = [
     ("seed=-1", "key 'seed' has value -1; expected an integer in 0..2**32-1"),
     ("seed=4294967296", "key 'seed' has value 4294967296; expected an integer in 0..2**32-1"),
     ("seed=1.5", "key 'seed' has value 1.5 (float); expected an integer"),
-    ("batch_size={sst: 0, para: 8, sts: 8}",
-     "key 'batch_size' has value {'sst': 0, 'para': 8, 'sts': 8}; expected an integer >= 1 for each task of "
-     "['sst', 'para', 'sts'] ('sst' is 0)"),
-    ("batch_size={sst: 8, para: 8}",
-     "key 'batch_size' has value {'sst': 8, 'para': 8}; expected an integer >= 1 for each task of "
-     "['sst', 'para', 'sts'] ('sts' is missing)"),
-    ("batch_size={sst: 8, para: 8, sts: 8, nli: 4}",
-     "key 'batch_size' has value {'sst': 8, 'para': 8, 'sts': 8, 'nli': 4}; expected an integer >= 1 for each "
-     "task of ['sst', 'para', 'sts'] ('nli' is not a task)"),
+    (
+        "batch_size={sst: 0, para: 8, sts: 8}",
+        "key 'batch_size' has value {'sst': 0, 'para': 8, 'sts': 8}; expected an integer >= 1 for each task of "
+        "['sst', 'para', 'sts'] ('sst' is 0)",
+    ),
+    (
+        "batch_size={sst: 8, para: 8}",
+        "key 'batch_size' has value {'sst': 8, 'para': 8}; expected an integer >= 1 for each task of "
+        "['sst', 'para', 'sts'] ('sts' is missing)",
+    ),
+    (
+        "batch_size={sst: 8, para: 8, sts: 8, nli: 4}",
+        "key 'batch_size' has value {'sst': 8, 'para': 8, 'sts': 8, 'nli': 4}; expected an integer >= 1 for each "
+        "task of ['sst', 'para', 'sts'] ('nli' is not a task)",
+    ),
     ("batch_size=[8, 8, 8]", "key 'batch_size' has value [8, 8, 8] (list); expected a mapping of an integer"),
-    ("batch_size={sst: .nan, para: 8, sts: 8}",
-     "key 'batch_size' has value {'sst': nan, 'para': 8, 'sts': 8} (dict); expected a mapping of an integer "
-     "(NaN and infinity are not allowed)"),
-    ("tasks=[]", "key 'tasks' has value []; expected distinct tasks among sst, para, sts (declare others in a task_file)"),
-    ("tasks=[sst, nli]", "key 'tasks' has value ['sst', 'nli']; expected distinct tasks among sst, para, sts (declare others in a task_file)"),
-    ("tasks=[sst, sst]", "key 'tasks' has value ['sst', 'sst']; expected distinct tasks among sst, para, sts (declare others in a task_file)"),
+    (
+        "batch_size={sst: .nan, para: 8, sts: 8}",
+        "key 'batch_size' has value {'sst': nan, 'para': 8, 'sts': 8} (dict); expected a mapping of an integer "
+        "(NaN and infinity are not allowed)",
+    ),
+    (
+        "tasks=[]",
+        "key 'tasks' has value []; expected distinct tasks among sst, para, sts (declare others in a task_file)",
+    ),
+    (
+        "tasks=[sst, nli]",
+        "key 'tasks' has value ['sst', 'nli']; expected distinct tasks among sst, para, sts (declare others in a task_file)",
+    ),
+    (
+        "tasks=[sst, sst]",
+        "key 'tasks' has value ['sst', 'sst']; expected distinct tasks among sst, para, sts (declare others in a task_file)",
+    ),
     # NaN and infinity (YAML's .nan/.inf, or the words from the command line)
     ("lr=.nan", "key 'lr' has value nan (float); expected a number (NaN and infinity are not allowed)"),
     ("lr=nan", "key 'lr' has value 'nan' (str); expected a number (NaN and infinity are not allowed)"),
     ("lr=.inf", "key 'lr' has value inf (float); expected a number (NaN and infinity are not allowed)"),
-    ("hidden_dropout=.nan",
-     "key 'hidden_dropout' has value nan (float); expected a number (NaN and infinity are not allowed)"),
-    ("smart_weight=.inf",
-     "key 'smart_weight' has value inf (float); expected a number (NaN and infinity are not allowed)"),
-    ("head_lr=.nan",
-     "key 'head_lr' has value nan (float); expected a number or null (NaN and infinity are not allowed)"),
+    (
+        "hidden_dropout=.nan",
+        "key 'hidden_dropout' has value nan (float); expected a number (NaN and infinity are not allowed)",
+    ),
+    (
+        "smart_weight=.inf",
+        "key 'smart_weight' has value inf (float); expected a number (NaN and infinity are not allowed)",
+    ),
+    (
+        "head_lr=.nan",
+        "key 'head_lr' has value nan (float); expected a number or null (NaN and infinity are not allowed)",
+    ),
     # wrong types
     ("pals=maybe", "key 'pals' has value 'maybe' (str); expected true or false"),
     ("pals=1", "key 'pals' has value 1 (int); expected true or false"),
@@ -118,8 +141,10 @@ OVERRIDES = [
     ("epochs=1.5", "key 'epochs' has value 1.5 (float); expected an integer"),
     ("lr=fast", "key 'lr' has value 'fast' (str); expected a number"),
     ("tasks=sst", "key 'tasks' has value 'sst' (str); expected a list of a string"),
-    ("sampler=annealed", "key 'sampler' has value 'annealed' (str); expected 'random' | 'round_robin' | 'pal' | "
-                         "'pal_control'"),
+    (
+        "sampler=annealed",
+        "key 'sampler' has value 'annealed' (str); expected 'random' | 'round_robin' | 'pal' | 'pal_control'",
+    ),
     ("phases={lr: 1}", "key 'phases' has value {'lr': 1} (dict); expected a list of a mapping"),
     ("phases=pretrain", "key 'phases' has value 'pretrain' (str); expected a list of a mapping"),
     # strings that must name something
@@ -130,10 +155,14 @@ OVERRIDES = [
     # phases: unknown keys, bad values and bad names, each naming the phase
     ("phases=[{lr: -1}]", "phases[0] (phase0): key 'lr' has value -1.0; expected a number > 0"),
     ("phases=[{name: pre, epochs: 0}]", "phases[0] (pre): key 'epochs' has value 0; expected an integer >= 1"),
-    ("phases=[{name: pre}, {name: fine, warmup_ratio: 2}]",
-     "phases[1] (fine): key 'warmup_ratio' has value 2.0; expected a number in [0, 1]"),
-    ("phases=[{name: pre, lr: .nan}]",
-     "phases[0] (pre): key 'lr' has value nan (float); expected a number (NaN and infinity are not allowed)"),
+    (
+        "phases=[{name: pre}, {name: fine, warmup_ratio: 2}]",
+        "phases[1] (fine): key 'warmup_ratio' has value 2.0; expected a number in [0, 1]",
+    ),
+    (
+        "phases=[{name: pre, lr: .nan}]",
+        "phases[0] (pre): key 'lr' has value nan (float); expected a number (NaN and infinity are not allowed)",
+    ),
     ("phases=[{name: ../x}]", f"phases[0] has name '../x'; expected {NAME_RULE}"),
     ("phases=[{name: 3}]", f"phases[0] has name 3; expected {NAME_RULE}"),
     ("phases=[pretrain]", "key 'phases' has value ['pretrain'] (list); expected a list of a mapping"),
@@ -158,8 +187,18 @@ def test_bad_set_is_one_error_line_and_exit_2(capsys, tmp_path, text, line):
 
 def test_values_that_are_valid_are_accepted():
     # lr=1e6 is a number > 0: it fails at run time as a numeric fault, not here
-    cfg = resolve_config("smoke", lr=1e6, head_lr=None, hidden_dropout=0.0, warmup_ratio=1.0, threads=None,
-                         max_train_examples=1, device="cuda:3", seed=0, name="a.b+c=d-e_f")
+    cfg = resolve_config(
+        "smoke",
+        lr=1e6,
+        head_lr=None,
+        hidden_dropout=0.0,
+        warmup_ratio=1.0,
+        threads=None,
+        max_train_examples=1,
+        device="cuda:3",
+        seed=0,
+        name="a.b+c=d-e_f",
+    )
     assert cfg.lr == 1e6 and cfg.device == "cuda:3"
     assert resolve_config("smoke", lr="1e-5").lr == 1e-5  # YAML 1.1 reads 1e-5 as a string
     assert resolve_config("smoke", seed=2**32 - 1).seed == 2**32 - 1
@@ -190,8 +229,9 @@ def test_direct_construction_and_replace_name_the_key():
     assert err.value.errors == ["replace(): key 'warmup_ratio' has value 1.5; expected a number in [0, 1]"]
     with pytest.raises(ConfigError) as err:
         RunConfig.from_dict({"lr": math.nan}, source="mine")
-    assert err.value.errors == ["mine: key 'lr' has value nan (float); expected a number (NaN and infinity are "
-                                "not allowed)"]
+    assert err.value.errors == [
+        "mine: key 'lr' has value nan (float); expected a number (NaN and infinity are not allowed)"
+    ]
     with pytest.raises(ConfigError) as err:
         RunConfig(lr=10**400)  # too large for a float: refused, not an OverflowError
     assert err.value.errors[0].startswith("config: key 'lr' has value 1000") and "expected a number" in str(err.value)
@@ -261,85 +301,170 @@ def test_a_bad_row_value_names_the_row(capsys):
     assert err.value.errors == [f"row '../mine': key 'name' has value '../mine'; expected {NAME_RULE}"]
     # a value set by a row of params/experiments.yaml is named at the row's line
     from mtlib.study.experiments import EXPERIMENTS, get_row
+
     number = next(i for i, line in enumerate(EXPERIMENTS.read_text().splitlines(), 1) if "id: rnn128" in line)
     number += next(i for i, line in enumerate(EXPERIMENTS.read_text().splitlines()[number:], 1) if "config:" in line)
     assert get_row("rnn128")["config"]["head"] == "rnn"
     code, errors = cli(capsys, ["run", "smoke", "--row", "rnn128", "--set", "pair_mode=concat_embed"])
-    assert (code, errors) == (2, [f"{EXPERIMENTS} line {number} (row 'rnn128'): key 'head' has value 'rnn'; expected "
-                                  "mlp with pair_mode 'concat_embed' (rnn/lstm read token states: use "
-                                  "'concat_sentences')"])
+    assert (code, errors) == (
+        2,
+        [
+            f"{EXPERIMENTS} line {number} (row 'rnn128'): key 'head' has value 'rnn'; expected "
+            "mlp with pair_mode 'concat_embed' (rnn/lstm read token states: use "
+            "'concat_sentences')"
+        ],
+    )
     code, errors = cli(capsys, ["run", "smoke", "--row", "nonesuch"])
     assert code == 2 and len(errors) == 1 and errors[0].startswith("no row 'nonesuch' in params/experiments.yaml")
 
 
 # ---------------------------------------------------------------- YAML files: the file and the line
 YAML_FILES = [
-    ("syntax_indent", "epochs: 2\n  lr: 3\n", "{path} line 2, column 5: YAML syntax error: mapping values are not "
-                                               "allowed here"),
-    ("syntax_bracket", "epochs: 2\nlr: [1, 2\n", "{path} line 3, column 1: YAML syntax error: expected ',' or ']', "
-                                                 "but got '<stream end>'"),
-    ("syntax_tab", "epochs: 2\n\tlr: 3\n", "{path} line 2, column 1: YAML syntax error: found character '\\t' that "
-                                           "cannot start any token"),
-    ("top_level_list", "- epochs: 2\n- lr: 1.0e-3\n", "{path} line 1: expected a mapping of config keys at the top "
-                                                      "level, got a list"),
-    ("top_level_scalar", "just some words\n", "{path} line 1: expected a mapping of config keys at the top level, "
-                                              "got a str"),
-    ("duplicate_key", "epochs: 2\nlr: 1.0e-3\nepochs: 3\n", "{path} line 3: key 'epochs' appears twice (first on "
-                                                            "line 1); give it once"),
-    ("duplicate_in_phase", "phases:\n  - {name: a, lr: 1.0e-3, lr: 2.0e-3}\n",
-     "{path} line 2: key 'phases[0].lr' appears twice (first on line 2); give it once"),
-    ("not_utf8", b"epochs: 2\nname: caf\xe9\n", "{path} line 2: not UTF-8 text (byte 19: invalid continuation "
-                                                "byte); is it a YAML file?"),
+    (
+        "syntax_indent",
+        "epochs: 2\n  lr: 3\n",
+        "{path} line 2, column 5: YAML syntax error: mapping values are not allowed here",
+    ),
+    (
+        "syntax_bracket",
+        "epochs: 2\nlr: [1, 2\n",
+        "{path} line 3, column 1: YAML syntax error: expected ',' or ']', but got '<stream end>'",
+    ),
+    (
+        "syntax_tab",
+        "epochs: 2\n\tlr: 3\n",
+        "{path} line 2, column 1: YAML syntax error: found character '\\t' that cannot start any token",
+    ),
+    (
+        "top_level_list",
+        "- epochs: 2\n- lr: 1.0e-3\n",
+        "{path} line 1: expected a mapping of config keys at the top level, got a list",
+    ),
+    (
+        "top_level_scalar",
+        "just some words\n",
+        "{path} line 1: expected a mapping of config keys at the top level, got a str",
+    ),
+    (
+        "duplicate_key",
+        "epochs: 2\nlr: 1.0e-3\nepochs: 3\n",
+        "{path} line 3: key 'epochs' appears twice (first on line 1); give it once",
+    ),
+    (
+        "duplicate_in_phase",
+        "phases:\n  - {name: a, lr: 1.0e-3, lr: 2.0e-3}\n",
+        "{path} line 2: key 'phases[0].lr' appears twice (first on line 2); give it once",
+    ),
+    (
+        "not_utf8",
+        b"epochs: 2\nname: caf\xe9\n",
+        "{path} line 2: not UTF-8 text (byte 19: invalid continuation byte); is it a YAML file?",
+    ),
     ("lr", "epochs: 2\nlr: -1\n", "{path} line 2: key 'lr' has value -1.0; expected a number > 0"),
-    ("log_every", "# a comment\n\nlog_every: 0\n", "{path} line 3: key 'log_every' has value 0; expected an integer "
-                                                   ">= 1"),
+    (
+        "log_every",
+        "# a comment\n\nlog_every: 0\n",
+        "{path} line 3: key 'log_every' has value 0; expected an integer >= 1",
+    ),
     ("name", "name: ../../x\n", "{path} line 1: key 'name' has value '../../x'; expected " + NAME_RULE),
-    ("pals_maybe", "epochs: 1\npals: \"maybe\"\n", "{path} line 2: key 'pals' has value 'maybe' (str); expected "
-                                                   "true or false"),
-    ("nan", "lr: .nan\n", "{path} line 1: key 'lr' has value nan (float); expected a number (NaN and infinity are "
-                          "not allowed)"),
-    ("batch_size", "batch_size:\n  sst: 0\n  para: 8\n  sts: 8\n",
-     "{path} line 1: key 'batch_size' has value {'sst': 0, 'para': 8, 'sts': 8}; expected an integer >= 1 for "
-     "each task of ['sst', 'para', 'sts'] ('sst' is 0)"),
-    ("phase_value", "epochs: 2\nphases:\n  - name: pre\n    lr: 1.0e-3\n  - name: fine\n    lr: -1\n",
-     "{path} line 6: phases[1] (fine): key 'lr' has value -1.0; expected a number > 0"),
-    ("phase_unknown_key", "phases:\n  - name: pre\n    backbone: bert\n",
-     "{path} line 3: phases[0] has key 'backbone', which a phase cannot change; allowed: batch_size, "
-     "batches_per_epoch, cagrad_c, compromise, compromise_combine, compromise_counts, compromise_divide, "
-     "compromise_k, dwa_temperature, epochs, freeze, gradient_method, gradvac_beta, gradvac_update, head_lr, "
-     "hidden_dropout, loss_weighting, loss_weighting_lr, lr, lr_schedule, name, pal_counts, "
-     "patience, sampler, smart_step_rule, smart_weight, train_pals, warmup_ratio"),
+    (
+        "pals_maybe",
+        'epochs: 1\npals: "maybe"\n',
+        "{path} line 2: key 'pals' has value 'maybe' (str); expected true or false",
+    ),
+    (
+        "nan",
+        "lr: .nan\n",
+        "{path} line 1: key 'lr' has value nan (float); expected a number (NaN and infinity are not allowed)",
+    ),
+    (
+        "batch_size",
+        "batch_size:\n  sst: 0\n  para: 8\n  sts: 8\n",
+        "{path} line 1: key 'batch_size' has value {'sst': 0, 'para': 8, 'sts': 8}; expected an integer >= 1 for "
+        "each task of ['sst', 'para', 'sts'] ('sst' is 0)",
+    ),
+    (
+        "phase_value",
+        "epochs: 2\nphases:\n  - name: pre\n    lr: 1.0e-3\n  - name: fine\n    lr: -1\n",
+        "{path} line 6: phases[1] (fine): key 'lr' has value -1.0; expected a number > 0",
+    ),
+    (
+        "phase_unknown_key",
+        "phases:\n  - name: pre\n    backbone: bert\n",
+        "{path} line 3: phases[0] has key 'backbone', which a phase cannot change; allowed: batch_size, "
+        "batches_per_epoch, cagrad_c, compromise, compromise_combine, compromise_counts, compromise_divide, "
+        "compromise_k, dwa_temperature, epochs, freeze, gradient_method, gradvac_beta, gradvac_update, head_lr, "
+        "hidden_dropout, loss_weighting, loss_weighting_lr, lr, lr_schedule, name, pal_counts, "
+        "patience, sampler, smart_step_rule, smart_weight, train_pals, warmup_ratio",
+    ),
     ("phase_name", "phases:\n  - name: ../pre\n", "{path} line 2: phases[0] has name '../pre'; expected " + NAME_RULE),
-    ("phases_mapping", "phases: {lr: 1}\n", "{path} line 1: key 'phases' has value {'lr': 1} (dict); expected a "
-                                            "list of a mapping"),
-    ("phase_overrides_value", "phases: [{name: pre}]\nphase_overrides:\n  pre: {lr: -1}\n",
-     "{path} line 3: phases[0] (pre): key 'lr' has value -1.0; expected a number > 0"),
-    ("phase_overrides_key", "phase_overrides:\n  pre: {backbone: x}\n",
-     "{path} line 2: phase_overrides['pre'] has key 'backbone', which a phase cannot change; allowed: batch_size, "
-     "batches_per_epoch, cagrad_c, compromise, compromise_combine, compromise_counts, compromise_divide, "
-     "compromise_k, dwa_temperature, epochs, freeze, gradient_method, gradvac_beta, gradvac_update, head_lr, "
-     "hidden_dropout, loss_weighting, loss_weighting_lr, lr, lr_schedule, pal_counts, "
-     "patience, sampler, smart_step_rule, smart_weight, train_pals, warmup_ratio"),
-    ("phase_overrides_list", "phase_overrides: [pre]\n", "{path} line 1: key 'phase_overrides' has value ['pre']; "
-                                                         "expected a mapping of phase name -> phase keys"),
-    ("seeds_empty", "epochs: 1\nseeds: []\n", "{path} line 2: key 'seeds' has value []; expected a non-empty list "
-                                              "of integers in 0..2**32-1"),
-    ("seeds_word", "seeds: [a]\n", "{path} line 1: key 'seeds' has value ['a']; expected a non-empty list of "
-                                   "integers in 0..2**32-1"),
-    ("seeds_negative", "seeds: [1, -1]\n", "{path} line 1: key 'seeds' has value [1, -1]; expected a non-empty list "
-                                           "of integers in 0..2**32-1"),
-    ("seeds_scalar", "seeds: 3\n", "{path} line 1: key 'seeds' has value 3; expected a non-empty list of integers "
-                                   "in 0..2**32-1"),
-    ("description", "description: [a, b]\n", "{path} line 1: key 'description' has value ['a', 'b']; expected a "
-                                             "string"),
-    ("extends_number", "extends: 3\n", "{path} line 1: key 'extends' has value 3; expected a profile name or a "
-                                       "YAML file path"),
-    ("extends_missing_profile", "epochs: 1\nextends: nonesuch\n",
-     "{path} line 2: key 'extends': profile 'nonesuch' not found at " f"{PROFILES_DIR / 'nonesuch.yaml'}; "
-     f"available: {', '.join(sorted(p.stem for p in PROFILES_DIR.glob('*.yaml')))}"),
+    (
+        "phases_mapping",
+        "phases: {lr: 1}\n",
+        "{path} line 1: key 'phases' has value {'lr': 1} (dict); expected a list of a mapping",
+    ),
+    (
+        "phase_overrides_value",
+        "phases: [{name: pre}]\nphase_overrides:\n  pre: {lr: -1}\n",
+        "{path} line 3: phases[0] (pre): key 'lr' has value -1.0; expected a number > 0",
+    ),
+    (
+        "phase_overrides_key",
+        "phase_overrides:\n  pre: {backbone: x}\n",
+        "{path} line 2: phase_overrides['pre'] has key 'backbone', which a phase cannot change; allowed: batch_size, "
+        "batches_per_epoch, cagrad_c, compromise, compromise_combine, compromise_counts, compromise_divide, "
+        "compromise_k, dwa_temperature, epochs, freeze, gradient_method, gradvac_beta, gradvac_update, head_lr, "
+        "hidden_dropout, loss_weighting, loss_weighting_lr, lr, lr_schedule, pal_counts, "
+        "patience, sampler, smart_step_rule, smart_weight, train_pals, warmup_ratio",
+    ),
+    (
+        "phase_overrides_list",
+        "phase_overrides: [pre]\n",
+        "{path} line 1: key 'phase_overrides' has value ['pre']; expected a mapping of phase name -> phase keys",
+    ),
+    (
+        "seeds_empty",
+        "epochs: 1\nseeds: []\n",
+        "{path} line 2: key 'seeds' has value []; expected a non-empty list of integers in 0..2**32-1",
+    ),
+    (
+        "seeds_word",
+        "seeds: [a]\n",
+        "{path} line 1: key 'seeds' has value ['a']; expected a non-empty list of integers in 0..2**32-1",
+    ),
+    (
+        "seeds_negative",
+        "seeds: [1, -1]\n",
+        "{path} line 1: key 'seeds' has value [1, -1]; expected a non-empty list of integers in 0..2**32-1",
+    ),
+    (
+        "seeds_scalar",
+        "seeds: 3\n",
+        "{path} line 1: key 'seeds' has value 3; expected a non-empty list of integers in 0..2**32-1",
+    ),
+    (
+        "description",
+        "description: [a, b]\n",
+        "{path} line 1: key 'description' has value ['a', 'b']; expected a string",
+    ),
+    (
+        "extends_number",
+        "extends: 3\n",
+        "{path} line 1: key 'extends' has value 3; expected a profile name or a YAML file path",
+    ),
+    (
+        "extends_missing_profile",
+        "epochs: 1\nextends: nonesuch\n",
+        "{path} line 2: key 'extends': profile 'nonesuch' not found at "
+        f"{PROFILES_DIR / 'nonesuch.yaml'}; "
+        f"available: {', '.join(sorted(p.stem for p in PROFILES_DIR.glob('*.yaml')))}",
+    ),
     ("extends_self", "extends: extends_self.yaml\n", "{path} line 1: key 'extends' forms a cycle ({path} -> {path})"),
-    ("extends_smoke_then_bad", "extends: smoke\nepochs: 0\n", "{path} line 2: key 'epochs' has value 0; expected "
-                                                              "an integer >= 1"),
+    (
+        "extends_smoke_then_bad",
+        "extends: smoke\nepochs: 0\n",
+        "{path} line 2: key 'epochs' has value 0; expected an integer >= 1",
+    ),
 ]
 
 
@@ -356,8 +481,10 @@ def test_bad_yaml_file_is_one_line_with_file_and_line(capsys, tmp_path, name, te
 
 def test_yaml_two_bad_keys_give_two_lines_each_with_its_line(capsys, tmp_path):
     path = write(tmp_path, "epochs: 0\nbackbone: tiny-random\nwarmup_ratio: 1.5\n")
-    expected = [f"{path} line 1: key 'epochs' has value 0; expected an integer >= 1",
-                f"{path} line 3: key 'warmup_ratio' has value 1.5; expected a number in [0, 1]"]
+    expected = [
+        f"{path} line 1: key 'epochs' has value 0; expected an integer >= 1",
+        f"{path} line 3: key 'warmup_ratio' has value 1.5; expected a number in [0, 1]",
+    ]
     with pytest.raises(ConfigError) as err:
         resolve_config(path)
     assert sorted(err.value.errors) == expected
@@ -412,13 +539,18 @@ def test_missing_profile_and_missing_file(capsys, tmp_path):
 
 
 # ---------------------------------------------------------------- course data files
-HEADERS = {"para": "\tid\tsentence1\tsentence2\tis_duplicate\n", "sst": "\tid\tsentence\tsentiment\n",
-           "sts": "\tid\tsentence1\tsentence2\tsimilarity\n"}
+HEADERS = {
+    "para": "\tid\tsentence1\tsentence2\tis_duplicate\n",
+    "sst": "\tid\tsentence\tsentiment\n",
+    "sts": "\tid\tsentence1\tsentence2\tsimilarity\n",
+}
 
 
 def course_file(tmp_path: Path, task: str, labels: list[str], name: str = "data.csv") -> Path:
-    rows = [f"{i}\tid{i}\ta sentence\t{label}\n" if task == "sst" else f"{i}\tid{i}\tone\ttwo\t{label}\n"
-            for i, label in enumerate(labels)]
+    rows = [
+        f"{i}\tid{i}\ta sentence\t{label}\n" if task == "sst" else f"{i}\tid{i}\tone\ttwo\t{label}\n"
+        for i, label in enumerate(labels)
+    ]
     return write(tmp_path, HEADERS[task] + "".join(rows), name)
 
 
@@ -448,14 +580,20 @@ def test_label_outside_the_task_set_names_file_and_line(capsys, tmp_path, task, 
     assert (code, errors) == (2, [f"{path} {message}"])
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"", "the file is empty (expected a header with columns ['id', 'sentence', 'sentiment'])"),
-    (b"\n\n", "the file is empty (expected a header with columns ['id', 'sentence', 'sentiment'])"),
-    (HEADERS["sst"].encode(), "the file has a header but no rows (expected one sst example per line)"),
-    (HEADERS["sst"].encode() + b"0\tid0\tcaf\xe9 au lait\t3\n",
-     "not UTF-8 text (line 2, byte 32: invalid continuation byte); is it a course csv?"),
-    (HEADERS["sst"].encode("utf-16"), "not UTF-8 text (line 1, byte 0: invalid start byte); is it a course csv?"),
-], ids=["empty", "blank-lines", "header-only", "latin-1", "utf-16"])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "the file is empty (expected a header with columns ['id', 'sentence', 'sentiment'])"),
+        (b"\n\n", "the file is empty (expected a header with columns ['id', 'sentence', 'sentiment'])"),
+        (HEADERS["sst"].encode(), "the file has a header but no rows (expected one sst example per line)"),
+        (
+            HEADERS["sst"].encode() + b"0\tid0\tcaf\xe9 au lait\t3\n",
+            "not UTF-8 text (line 2, byte 32: invalid continuation byte); is it a course csv?",
+        ),
+        (HEADERS["sst"].encode("utf-16"), "not UTF-8 text (line 1, byte 0: invalid start byte); is it a course csv?"),
+    ],
+    ids=["empty", "blank-lines", "header-only", "latin-1", "utf-16"],
+)
 def test_empty_and_undecodable_files_are_named(capsys, tmp_path, content, message):
     path = write(tmp_path, content, "ids-sst-dev.csv")
     with pytest.raises(ValueError) as err:
@@ -475,20 +613,49 @@ def test_missing_or_folder_data_file_is_named(tmp_path):
 
 
 # ---------------------------------------------------------------- the scorer
-@pytest.mark.parametrize("task,pred,gold,message", [
-    ("sst", [5, 1], [1, 2], "sst prediction 5 is outside the label set (at index 0; 1 of 2 predictions); "
-                            "expected one of 0, 1, 2, 3, 4"),
-    ("sst", [1, 2.5, 7], [1, 2, 3], "sst predictions must be class ids, got 2.5 (at index 1; 2 of 3 predictions); "
-                                    "expected one of 0, 1, 2, 3, 4"),
-    ("sst", [-1, 1], [1, 2], "sst prediction -1 is outside the label set (at index 0; 1 of 2 predictions); "
-                             "expected one of 0, 1, 2, 3, 4"),
-    ("para", [0, 2], [0, 1], "para prediction 2 is outside the label set (at index 1; 1 of 2 predictions); "
-                             "expected 0 or 1"),
-    ("para", [0.7, 1], [0, 1], "para predictions must be class ids, got 0.7 (at index 0; 1 of 2 predictions); "
-                               "expected 0 or 1"),
-    ("para", [math.nan, 1], [0, 1], "para prediction nan is not a finite number (at index 0; 1 of 2 predictions); "
-                                    "expected 0 or 1"),
-])
+@pytest.mark.parametrize(
+    "task,pred,gold,message",
+    [
+        (
+            "sst",
+            [5, 1],
+            [1, 2],
+            "sst prediction 5 is outside the label set (at index 0; 1 of 2 predictions); expected one of 0, 1, 2, 3, 4",
+        ),
+        (
+            "sst",
+            [1, 2.5, 7],
+            [1, 2, 3],
+            "sst predictions must be class ids, got 2.5 (at index 1; 2 of 3 predictions); "
+            "expected one of 0, 1, 2, 3, 4",
+        ),
+        (
+            "sst",
+            [-1, 1],
+            [1, 2],
+            "sst prediction -1 is outside the label set (at index 0; 1 of 2 predictions); "
+            "expected one of 0, 1, 2, 3, 4",
+        ),
+        (
+            "para",
+            [0, 2],
+            [0, 1],
+            "para prediction 2 is outside the label set (at index 1; 1 of 2 predictions); expected 0 or 1",
+        ),
+        (
+            "para",
+            [0.7, 1],
+            [0, 1],
+            "para predictions must be class ids, got 0.7 (at index 0; 1 of 2 predictions); expected 0 or 1",
+        ),
+        (
+            "para",
+            [math.nan, 1],
+            [0, 1],
+            "para prediction nan is not a finite number (at index 0; 1 of 2 predictions); expected 0 or 1",
+        ),
+    ],
+)
 def test_score_refuses_predictions_outside_the_label_set(task, pred, gold, message):
     with pytest.raises(ValueError) as err:
         score(task, np.array(pred, dtype=float), gold)
@@ -501,13 +668,16 @@ def test_score_keeps_a_nan_sts_score_for_the_trainer():
     assert math.isnan(score("sts", [math.nan, 1.0, 2.0], [1.0, 2.0, 3.0]))
 
 
-@pytest.mark.parametrize("task,values,message", [
-    ("sst", [4, 5, 2], "sst prediction 5 is outside the label set for id b; expected one of 0, 1, 2, 3, 4"),
-    ("sst", [4, 2.5, 2], "sst predictions must be class ids, got 2.5 for id b; expected one of 0, 1, 2, 3, 4"),
-    ("para", [0, 2, 1], "para prediction 2 is outside the label set for id b; expected 0 or 1"),
-    ("sts", [1.0, math.nan, 2.0], "sts prediction nan is not a finite number for id b; expected a finite number"),
-    ("sts", [1.0, math.inf, 2.0], "sts prediction inf is not a finite number for id b; expected a finite number"),
-])
+@pytest.mark.parametrize(
+    "task,values,message",
+    [
+        ("sst", [4, 5, 2], "sst prediction 5 is outside the label set for id b; expected one of 0, 1, 2, 3, 4"),
+        ("sst", [4, 2.5, 2], "sst predictions must be class ids, got 2.5 for id b; expected one of 0, 1, 2, 3, 4"),
+        ("para", [0, 2, 1], "para prediction 2 is outside the label set for id b; expected 0 or 1"),
+        ("sts", [1.0, math.nan, 2.0], "sts prediction nan is not a finite number for id b; expected a finite number"),
+        ("sts", [1.0, math.inf, 2.0], "sts prediction inf is not a finite number for id b; expected a finite number"),
+    ],
+)
 def test_score_predictions_refuses_values_outside_the_label_set(capsys, tmp_path, task, values, message):
     gold = [Example(i, ("x",), label) for i, label in zip("abc", [1, 0, 1])]
     with pytest.raises(ValueError) as err:

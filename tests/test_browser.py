@@ -30,9 +30,15 @@ def test_the_workbook_in_jupyterlab():
     pytest.importorskip("playwright", reason="playwright is in the dev extra")
     assert shutil.which("make"), "the test starts JupyterLab through `make lab`"
     env = {**os.environ, "BROWSER_TEST_TIMEOUT": str(OUTER_TIMEOUT_S - 60)}
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "browser_driver.py"), str(SHOTS)], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "browser_driver.py"), str(SHOTS)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=OUTER_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -41,11 +47,18 @@ def test_the_workbook_in_jupyterlab():
         pytest.fail(f"browser test passed its outer timeout of {OUTER_TIMEOUT_S} s:\n{out[-4000:]}")
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
     assert lines, out[-4000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     assert proc.returncode == 0 and result["ok"], f"{result.get('error')}\n{out[-4000:]}"
     notebooks = result["notebooks"]
-    assert set(notebooks) == {"01_data_exploration", "02_baselines", "03_gradient_methods", "04_heads",
-                              "05_pals", "06_gradient_compromise", "07_results"}
+    assert set(notebooks) == {
+        "01_data_exploration",
+        "02_baselines",
+        "03_gradient_methods",
+        "04_heads",
+        "05_pals",
+        "06_gradient_compromise",
+        "07_results",
+    }
     assert notebooks["03_gradient_methods"]["reused"] and not notebooks["02_baselines"]["reused"]
     assert notebooks["06_gradient_compromise"]["stop"]["status"].startswith("stopped")
     assert notebooks["02_baselines"]["reopened"]["widget_models_saved"] > 0

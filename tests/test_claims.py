@@ -15,20 +15,29 @@ from mtlib.study import intervals
 from mtlib.study.claimsfile import Claim, load_claims
 from mtlib.study.experiments import load_experiments
 
-ROWS = [{"id": r, "label": r, "notebook": "02_baselines", "config": {},
-         "paper": {"sst": s, "para": p, "sts": t, "mean": (s + p + t) / 3}}
-        for r, s, p, t in [("a", 0.5, 0.8, 0.8), ("b", 0.4, 0.7, 0.6), ("c", 0.5, 0.8, 0.7)]]
+ROWS = [
+    {
+        "id": r,
+        "label": r,
+        "notebook": "02_baselines",
+        "config": {},
+        "paper": {"sst": s, "para": p, "sts": t, "mean": (s + p + t) / 3},
+    }
+    for r, s, p, t in [("a", 0.5, 0.8, 0.8), ("b", 0.4, 0.7, 0.6), ("c", 0.5, 0.8, 0.7)]
+]
 
 
 def run(out: Path, name: str, seed: int, mean: float, evals: list[tuple[int, float]] = ()) -> Path:
     """A finished run whose three dev scores all equal ``mean`` (so its plain mean is ``mean``)."""
     d = out / f"{name}-h{seed}" / f"seed{seed}"
     d.mkdir(parents=True)
-    (d / "metrics.json").write_text(json.dumps({"name": name, "seed": seed, "config_hash": "h",
-                                                "dev": {"sst": mean, "para": mean, "sts": mean}}))
+    (d / "metrics.json").write_text(
+        json.dumps({"name": name, "seed": seed, "config_hash": "h", "dev": {"sst": mean, "para": mean, "sts": mean}})
+    )
     (d / "config.yaml").write_text(yaml.safe_dump({"name": name}))
-    (d / "history.jsonl").write_text("".join(json.dumps({"type": "eval", "examples_seen": x, "mean": m}) + "\n"
-                                             for x, m in evals))
+    (d / "history.jsonl").write_text(
+        "".join(json.dumps({"type": "eval", "examples_seen": x, "mean": m}) + "\n" for x, m in evals)
+    )
     return d
 
 
@@ -58,9 +67,12 @@ def test_claims_table_pairs_runs_by_seed(tmp_path):
     for seed, (a, b, c) in {1: (0.70, 0.60, 0.69), 2: (0.80, 0.71, 0.78), 3: (0.75, 0.64, 0.77)}.items():
         run(tmp_path, "a", seed, a), run(tmp_path, "b", seed, b), run(tmp_path, "c", seed, c)
     run(tmp_path, "a", 4, 0.10)  # no partner of seed 4 in b: left out, not paired with anything
-    table = table_of(tmp_path, Claim("win", "a beats b", "a", ">", "b", "mean"),
-                     Claim("loss", "b beats a", "b", ">", "a", "sts"),
-                     Claim("noise", "a beats c", "a", ">", "c", "mean"))
+    table = table_of(
+        tmp_path,
+        Claim("win", "a beats b", "a", ">", "b", "mean"),
+        Claim("loss", "b beats a", "b", ">", "a", "sts"),
+        Claim("noise", "a beats c", "a", ">", "c", "mean"),
+    )
     win = table.loc["win"]
     assert win["verdict"] == "holds" and win["n_seeds"] == 3 and win["seeds"] == [1, 2, 3]
     assert win["difference"] == pytest.approx((0.10 + 0.09 + 0.11) / 3)
@@ -75,8 +87,9 @@ def test_claims_table_pairs_runs_by_seed(tmp_path):
 
 def test_claims_table_one_seed_and_no_runs(tmp_path):
     run(tmp_path, "a", 1, 0.7), run(tmp_path, "b", 1, 0.5)
-    table = table_of(tmp_path, Claim("one", "a beats b", "a", ">", "b", "mean"),
-                     Claim("none", "a beats c", "a", ">", "c", "mean"))
+    table = table_of(
+        tmp_path, Claim("one", "a beats b", "a", ">", "b", "mean"), Claim("none", "a beats c", "a", ">", "c", "mean")
+    )
     assert table.loc["one", "verdict"] == "inconclusive" and table.loc["one", "difference"] == pytest.approx(0.2)
     assert table.loc["one", "reason"] == "one seed: no interval"
     assert table.loc["none", "n_seeds"] == 0 and table.loc["none", "reason"] == "no paired runs"
@@ -99,8 +112,10 @@ def test_examples_to_target_claim(tmp_path):
     row = table_of(tmp_path, speed).loc["speed"]
     assert row["verdict"] == "holds" and row["difference"] == pytest.approx(-400)
     assert math.isnan(row["paper_difference"]) and row["paper_says"] == "sooner (no number)"
-    assert claims_mod.formatted_claims(table_of(tmp_path, speed).reset_index()).loc["speed", "Paper: difference"] \
+    assert (
+        claims_mod.formatted_claims(table_of(tmp_path, speed).reset_index()).loc["speed", "Paper: difference"]
         == "sooner (no number)"
+    )
     assert claims_mod.examples_to_target(tmp_path / "a-h1/seed1", tmp_path / "b-h1/seed1") == (200, 600)
 
 
@@ -108,8 +123,9 @@ def test_examples_to_target_counts_the_final_phase_only(tmp_path):
     # a pretrains 500 examples (phase 0) before fine-tuning; only its fine-tuning examples count
     a = run(tmp_path, "a", 1, 0.6)
     rows = [(0, 250, 0.30), (0, 500, 0.35), (1, 600, 0.50), (1, 700, 0.60)]
-    (a / "history.jsonl").write_text("".join(json.dumps({"type": "eval", "phase": ph, "examples_seen": x, "mean": m})
-                                             + "\n" for ph, x, m in rows))
+    (a / "history.jsonl").write_text(
+        "".join(json.dumps({"type": "eval", "phase": ph, "examples_seen": x, "mean": m}) + "\n" for ph, x, m in rows)
+    )
     b = run(tmp_path, "b", 1, 0.6, [(100, 0.2), (200, 0.6)])
     assert claims_mod.examples_to_target(a, b) == (200, 200)  # target 0.57: a at 700 - 500, b at 200
 
@@ -122,25 +138,42 @@ def test_shipped_claims_file_loads_against_the_experiments():
     assert any(c.metric == "examples_to_target" for c in claims)
 
 
-@pytest.mark.parametrize("text,message", [
-    ("claims: []\n", "line 1: claims: expected a top-level key 'claims'"),
-    ("claims:\n  - {id: x, claim: c, compare: a >> b, metric: mean}\n",
-     "line 2: claims[0].compare: expected '<row> > <row>' or '<row> < <row>'"),
-    ("claims:\n  - id: x\n    claim: c\n    compare: a > nope\n    metric: mean\n",
-     "line 4: claims[0].compare: 'nope' is no row"),
-    ("claims:\n  - id: x\n    claim: c\n    compare: a > b\n    metric: accuracy\n",
-     "line 5: claims[0].metric: unknown metric 'accuracy'; allowed: sst, para"),
-    ("claims:\n  - id: x\n    claim: c\n    compare: a > b\n    metric: mean\n    colour: red\n",
-     "line 6: claims[0].colour: unknown key"),
-    ("claims:\n  - {id: x, claim: c, compare: a > b, metric: mean}\n  - {id: x, claim: d, compare: b > a, metric: sts}\n",
-     "line 3: claims[1].id: repeats id 'x'"),
-    ("claims:\n  - {id: x, claim: c, compare: a > b}\n", "line 2: claims[0]: lacks key 'metric'"),
-    ("claims:\n  - {id: x, claim: c, compare: a > b, metric: mean, fraction: 0.9}\n",
-     "claims[0].fraction: only for metric examples_to_target"),
-    ("claims:\n  - {id: x, claim: c, compare: a < b, metric: examples_to_target, fraction: 2}\n",
-     "claims[0].fraction: expected a number in (0, 1]"),
-    ("claims:\n  - {id: x, claim: c, compare: a > a, metric: mean}\n", "compares row 'a' with itself"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("claims: []\n", "line 1: claims: expected a top-level key 'claims'"),
+        (
+            "claims:\n  - {id: x, claim: c, compare: a >> b, metric: mean}\n",
+            "line 2: claims[0].compare: expected '<row> > <row>' or '<row> < <row>'",
+        ),
+        (
+            "claims:\n  - id: x\n    claim: c\n    compare: a > nope\n    metric: mean\n",
+            "line 4: claims[0].compare: 'nope' is no row",
+        ),
+        (
+            "claims:\n  - id: x\n    claim: c\n    compare: a > b\n    metric: accuracy\n",
+            "line 5: claims[0].metric: unknown metric 'accuracy'; allowed: sst, para",
+        ),
+        (
+            "claims:\n  - id: x\n    claim: c\n    compare: a > b\n    metric: mean\n    colour: red\n",
+            "line 6: claims[0].colour: unknown key",
+        ),
+        (
+            "claims:\n  - {id: x, claim: c, compare: a > b, metric: mean}\n  - {id: x, claim: d, compare: b > a, metric: sts}\n",
+            "line 3: claims[1].id: repeats id 'x'",
+        ),
+        ("claims:\n  - {id: x, claim: c, compare: a > b}\n", "line 2: claims[0]: lacks key 'metric'"),
+        (
+            "claims:\n  - {id: x, claim: c, compare: a > b, metric: mean, fraction: 0.9}\n",
+            "claims[0].fraction: only for metric examples_to_target",
+        ),
+        (
+            "claims:\n  - {id: x, claim: c, compare: a < b, metric: examples_to_target, fraction: 2}\n",
+            "claims[0].fraction: expected a number in (0, 1]",
+        ),
+        ("claims:\n  - {id: x, claim: c, compare: a > a, metric: mean}\n", "compares row 'a' with itself"),
+    ],
+)
 def test_bad_claims_file(tmp_path, text, message):
     path = tmp_path / "claims.yaml"
     path.write_text(text)

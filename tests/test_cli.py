@@ -18,11 +18,14 @@ MINI = Path(__file__).parent / "fixtures" / "mini_data"
 
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="no shared reference predictions")
-@pytest.mark.parametrize("task,gold,expected", [
-    ("sst", "ids-sst-dev.csv", "sst accuracy 0.5223"),
-    ("para", "quora-dev.csv", "para accuracy 0.8821"),
-    ("sts", "sts-dev.csv", "sts pearson 0.8753"),
-])
+@pytest.mark.parametrize(
+    "task,gold,expected",
+    [
+        ("sst", "ids-sst-dev.csv", "sst accuracy 0.5223"),
+        ("para", "quora-dev.csv", "para accuracy 0.8821"),
+        ("sts", "sts-dev.csv", "sts pearson 0.8753"),
+    ],
+)
 def test_score_reference_predictions(capsys, task, gold, expected):
     assert main(["score", "--task", task, str(REFERENCE / f"{task}-dev-output.csv"), str(SHARED / gold)]) == 0
     assert capsys.readouterr().out.strip() == expected
@@ -37,8 +40,24 @@ def test_score_errors_exit_2(capsys, tmp_path):
 
 def test_run_smoke_with_overrides(capsys, tmp_path, small_data_dir):
     out = tmp_path / "runs"
-    code = main(["run", "smoke", "--set", f"out_dir={out}", "--set", "epochs=1", "--set", f"data_dir={small_data_dir}",
-                 "--set", "max_train_examples=16", "--set", "batches_per_epoch=3", "--seed", "7"])
+    code = main(
+        [
+            "run",
+            "smoke",
+            "--set",
+            f"out_dir={out}",
+            "--set",
+            "epochs=1",
+            "--set",
+            f"data_dir={small_data_dir}",
+            "--set",
+            "max_train_examples=16",
+            "--set",
+            "batches_per_epoch=3",
+            "--seed",
+            "7",
+        ]
+    )
     assert code == 0
     run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert run_dir.parent.parent == out and run_dir.name == "seed7"
@@ -82,6 +101,7 @@ def test_workbook_dry_run(capsys, tmp_path):
 
 def test_module_entry_point():
     # python -m mtlib exits with main()'s code
-    proc = subprocess.run([sys.executable, "-m", "mtlib", "run", "smoke", "--set", "nope=1"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtlib", "run", "smoke", "--set", "nope=1"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and "'nope'" in proc.stderr

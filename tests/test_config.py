@@ -40,15 +40,18 @@ def test_from_yaml_unknown_key_names_it_and_lists_allowed(tmp_path):
     assert "lr" in msg and "batches_per_epoch" in msg and str(path) in msg
 
 
-@pytest.mark.parametrize("key,value,expected", [
-    ("epochs", "three", "an integer"),
-    ("sampler", "foo", "'random' | 'round_robin' | 'pal' | 'pal_control'"),
-    ("pals", "yes", "true or false"),
-    ("batch_size", {"sst": "big"}, "a mapping of an integer"),
-    ("max_train_examples", 1.5, "an integer or null"),
-    ("lr", "fast", "a number"),
-    ("epochs", True, "an integer"),  # a bool is not an int here
-])
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("epochs", "three", "an integer"),
+        ("sampler", "foo", "'random' | 'round_robin' | 'pal' | 'pal_control'"),
+        ("pals", "yes", "true or false"),
+        ("batch_size", {"sst": "big"}, "a mapping of an integer"),
+        ("max_train_examples", 1.5, "an integer or null"),
+        ("lr", "fast", "a number"),
+        ("epochs", True, "an integer"),  # a bool is not an int here
+    ],
+)
 def test_wrong_type_names_key_and_expected_values(tmp_path, key, value, expected):
     path = write_yaml(tmp_path, {key: value})
     with pytest.raises(ValueError) as err:
@@ -88,8 +91,13 @@ def test_config_hash_stable_and_only_result_keys():
     a = RunConfig()
     assert a.settings_hash() == RunConfig().settings_hash()
     assert len(a.settings_hash()) == 10
-    for change in ({"progress": False}, {"out_dir": "/elsewhere"}, {"threads": 1}, {"log_every": 5},
-                   {"data_dir": "/data"}):
+    for change in (
+        {"progress": False},
+        {"out_dir": "/elsewhere"},
+        {"threads": 1},
+        {"log_every": 5},
+        {"data_dir": "/data"},
+    ):
         assert a.replace(**change).settings_hash() == a.settings_hash(), change
     assert a.replace(lr=2e-5).settings_hash() != a.settings_hash()
     # the seed names its own folder under <name>-<hash>/: seeds of one config share the hash, not the folder
@@ -105,17 +113,30 @@ def test_settings_leave_out_what_a_phase_ignores():
     # a gradient-method phase takes one batch of every task: its sampler changes nothing, nor GradVac's beta
     # under PCGrad, nor SMART's step rule with SMART off
     a = RunConfig(gradient_method="pcgrad")
-    for change in ({"sampler": "random"}, {"gradvac_beta": 0.5}, {"smart_step_rule": "paper"},
-                   {"compromise_k": 8}, {"head_size": 256}, {"pal_heads": 4}, {"head_lr": a.lr}):
+    for change in (
+        {"sampler": "random"},
+        {"gradvac_beta": 0.5},
+        {"smart_step_rule": "paper"},
+        {"compromise_k": 8},
+        {"head_size": 256},
+        {"pal_heads": 4},
+        {"head_lr": a.lr},
+    ):
         assert a.replace(**change).settings_hash() == a.settings_hash(), change
     assert a.replace(gradient_method="gradvac").settings_hash() != a.settings_hash()
     single = RunConfig()  # ... but a single-task phase's sampler does
     assert single.replace(sampler="random").settings_hash() != single.settings_hash()
     # per phase: the pretrain phase's sampler counts, the gradient-method phase's does not
-    two = RunConfig(phases=[{"name": "pretrain", "freeze": "encoder"}, {"name": "finetune", "gradient_method": "pcgrad"}])
+    two = RunConfig(
+        phases=[{"name": "pretrain", "freeze": "encoder"}, {"name": "finetune", "gradient_method": "pcgrad"}]
+    )
     assert two.replace(sampler="random").settings_hash() != two.settings_hash()
-    bumped = two.replace(phases=[{"name": "pretrain", "freeze": "encoder"},
-                                 {"name": "finetune", "gradient_method": "pcgrad", "sampler": "random"}])
+    bumped = two.replace(
+        phases=[
+            {"name": "pretrain", "freeze": "encoder"},
+            {"name": "finetune", "gradient_method": "pcgrad", "sampler": "random"},
+        ]
+    )
     assert bumped.settings_hash() == two.settings_hash()
 
 
@@ -144,10 +165,14 @@ def test_config_is_frozen():
 
 
 def test_phase_configs_apply_overrides():
-    cfg = RunConfig(lr=1e-5, epochs=5, phases=[
-        {"name": "pretrain", "freeze": "encoder", "lr": 1e-3, "epochs": 1},
-        {"name": "finetune", "gradient_method": "pcgrad"},
-    ])
+    cfg = RunConfig(
+        lr=1e-5,
+        epochs=5,
+        phases=[
+            {"name": "pretrain", "freeze": "encoder", "lr": 1e-3, "epochs": 1},
+            {"name": "finetune", "gradient_method": "pcgrad"},
+        ],
+    )
     pre, fine = cfg.phase_configs()
     assert (pre.freeze, pre.lr, pre.epochs, pre.gradient_method) == ("encoder", 1e-3, 1, "none")
     assert (fine.freeze, fine.lr, fine.epochs, fine.gradient_method) == ("none", 1e-5, 5, "pcgrad")

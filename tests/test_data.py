@@ -108,8 +108,12 @@ def test_quora_train_subsets_and_full_file(tmp_path):
 
 
 def test_filter_by_length_counts_normalised_characters():
-    ex = [Example("a", ("x" * 250,), 1), Example("b", ("x" * 251,), 1),
-          Example("c", ("x" * 200, "y" * 50), 1), Example("d", ("x" * 200, "y" * 51), 1)]
+    ex = [
+        Example("a", ("x" * 250,), 1),
+        Example("b", ("x" * 251,), 1),
+        Example("c", ("x" * 200, "y" * 50), 1),
+        Example("d", ("x" * 200, "y" * 51), 1),
+    ]
     assert [e.id for e in filter_by_length(ex)] == ["a", "c"]
     assert [e.id for e in filter_by_length(ex, max_chars=300)] == ["a", "b", "c", "d"]
 
@@ -243,7 +247,9 @@ def http_mirror(tmp_path):
     shutil.copytree(MINI, root)
     (root / "reference").mkdir()
     (root / "reference" / "sst-dev-output.csv").write_text("id \t Predicted_Sentiment \nsstd1 , 4 \n")
-    (root / "SHA256SUMS").write_text(f"{sha(root / 'reference' / 'sst-dev-output.csv')}  reference/sst-dev-output.csv\n")
+    (root / "SHA256SUMS").write_text(
+        f"{sha(root / 'reference' / 'sst-dev-output.csv')}  reference/sst-dev-output.csv\n"
+    )
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args: object) -> None:

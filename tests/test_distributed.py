@@ -44,16 +44,30 @@ exec "$PY" -m mtlib run "$CFG"
 
 
 def _cfg(data_dir, out, row, dropout):
-    return resolve_config("smoke", row=row, out_dir=str(out), data_dir=str(data_dir), max_train_examples=32,
-                          progress=False, threads=1, hidden_dropout=dropout)
+    return resolve_config(
+        "smoke",
+        row=row,
+        out_dir=str(out),
+        data_dir=str(data_dir),
+        max_train_examples=32,
+        progress=False,
+        threads=1,
+        hidden_dropout=dropout,
+    )
 
 
 def _torchrun(*args, env=None, timeout=240) -> subprocess.CompletedProcess:
     # a collective that waits 120 s for a rank is an error here (RankLost), not a hang of the test
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MTLIB_DIST_TIMEOUT": "120", **(env or {})}
     env.pop("MTLIB_FAULT", None)
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=HERE.parent)
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=HERE.parent,
+    )
 
 
 def _losses(run_dir: Path) -> list[float]:
@@ -75,8 +89,13 @@ def runs(small_data_dir, tmp_path_factory):
     for row in ROWS:
         two[row] = _cfg(small_data_dir, root / "two", row, 0.0)
         (root / f"{row}.yaml").write_text(two[row].to_yaml())
-    proc = _torchrun(str(HERE / "distributed_driver.py"), str(root), str(ref_path), "--no-dropout",
-                     *[str(root / f"{row}.yaml") for row in ROWS])
+    proc = _torchrun(
+        str(HERE / "distributed_driver.py"),
+        str(root),
+        str(ref_path),
+        "--no-dropout",
+        *[str(root / f"{row}.yaml") for row in ROWS],
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     from mtlib.model import backbones
 
@@ -87,8 +106,14 @@ def runs(small_data_dir, tmp_path_factory):
             one[row] = run(_cfg(small_data_dir, root / "one", row, 0.0))
     finally:
         backbones.tiny_config = tiny
-    return {"root": root, "one": one, "two": {r: run_dir_for(c) for r, c in two.items()}, "data": small_data_dir,
-            "kill_ref": run_dir_for(ref_kill), "rows": json.loads((root / "rows.json").read_text())}
+    return {
+        "root": root,
+        "one": one,
+        "two": {r: run_dir_for(c) for r, c in two.items()},
+        "data": small_data_dir,
+        "kill_ref": run_dir_for(ref_kill),
+        "rows": json.loads((root / "rows.json").read_text()),
+    }
 
 
 def _dev_predictions(run_dir: Path) -> dict[str, np.ndarray]:
@@ -120,9 +145,12 @@ def test_two_processes_train_what_one_does(runs, row):
     da, db = read_metrics(one)["dev"], read_metrics(two)["dev"]
     score_diff = {k: abs(da[k] - db[k]) for k in TASKS}
     r_bound = _pearson_bound(pa["sts"], pb["sts"] - pa["sts"])
-    print(f"[dist] {row}: max |loss 1 - loss 2| {loss_diff:.2e} over {len(a)}, max |dev prediction 1 - 2| "
-          f"{pred_diff:.2e}, |score 1 - score 2| " + ", ".join(f"{k} {v:.2e}" for k, v in score_diff.items())
-          + f" (STS r's bound from the predictions {r_bound:.2e})")
+    print(
+        f"[dist] {row}: max |loss 1 - loss 2| {loss_diff:.2e} over {len(a)}, max |dev prediction 1 - 2| "
+        f"{pred_diff:.2e}, |score 1 - score 2| "
+        + ", ".join(f"{k} {v:.2e}" for k, v in score_diff.items())
+        + f" (STS r's bound from the predictions {r_bound:.2e})"
+    )
     assert loss_diff <= TOL and pred_diff <= TOL  # the models agree
     assert score_diff["sst"] <= TOL and score_diff["para"] <= TOL  # accuracies: the same labels
     assert score_diff["sts"] <= TOL + r_bound
@@ -131,8 +159,10 @@ def test_two_processes_train_what_one_does(runs, row):
 
 def test_gradient_rows_summed_over_ranks_equal_one_process(runs):
     rows = runs["rows"]
-    print(f"[dist] rows {rows['rows_shape']}: max diff {rows['rows_max_abs_diff']:.2e} (max |g| "
-          f"{rows['rows_max_abs']:.2f}), heads {rows['heads_max_abs_diff']:.2e}, embedding rows {rows['embedding_rows']}")
+    print(
+        f"[dist] rows {rows['rows_shape']}: max diff {rows['rows_max_abs_diff']:.2e} (max |g| "
+        f"{rows['rows_max_abs']:.2f}), heads {rows['heads_max_abs_diff']:.2e}, embedding rows {rows['embedding_rows']}"
+    )
     assert rows["rows_max_abs_diff"] is not None and rows["rows_max_abs_diff"] <= TOL
     assert rows["heads_max_abs_diff"] <= TOL
     ref_ids, got_ids = rows["embedding_rows"]
@@ -149,8 +179,15 @@ def test_a_killed_rank_stops_the_job_and_the_restart_resumes_exactly(runs):
     # --max-restarts, which takes the same resume path: on this 2-core machine the in-agent restart's gloo mesh
     # occasionally failed to connect, "connectFullMesh ... Connection refused", or hung until the collective
     # timeout, in two of three CI runs, before training anything.)
-    failed = _torchrun("--max-restarts", "0", "--no-python", "bash", "-c", RANK_SCRIPT,
-                       env={"PY": sys.executable, "CFG": str(path), "KILL_AT": "step:6"})
+    failed = _torchrun(
+        "--max-restarts",
+        "0",
+        "--no-python",
+        "bash",
+        "-c",
+        RANK_SCRIPT,
+        env={"PY": sys.executable, "CFG": str(path), "KILL_AT": "step:6"},
+    )
     assert failed.returncode != 0
     assert "exitcode: -9" in failed.stderr and "local_rank: 1" in failed.stderr  # the agent names the dead rank
     assert (run_dir_for(cfg) / "last.pt").is_file() and not (run_dir_for(cfg) / "metrics.json").exists()

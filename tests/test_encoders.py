@@ -9,8 +9,14 @@ import math
 import pytest
 import torch
 from transformers import (
-    DebertaV2Config, DebertaV2Model, DebertaV2Tokenizer, DistilBertConfig, DistilBertModel, RobertaConfig,
-    RobertaModel, RobertaTokenizer,
+    DebertaV2Config,
+    DebertaV2Model,
+    DebertaV2Tokenizer,
+    DistilBertConfig,
+    DistilBertModel,
+    RobertaConfig,
+    RobertaModel,
+    RobertaTokenizer,
 )
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -31,8 +37,17 @@ def save_tiny_roberta(path) -> str:
     vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", *bytes_to_unicode().values(), "<mask>"])}
     tokenizer = RobertaTokenizer(vocab=vocab, merges=[])
     torch.manual_seed(0)
-    model = RobertaModel(RobertaConfig(vocab_size=len(vocab), max_position_embeddings=514, type_vocab_size=1,
-                                       pad_token_id=1, bos_token_id=0, eos_token_id=2, **SIZE))
+    model = RobertaModel(
+        RobertaConfig(
+            vocab_size=len(vocab),
+            max_position_embeddings=514,
+            type_vocab_size=1,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            **SIZE,
+        )
+    )
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
@@ -45,9 +60,19 @@ def save_tiny_deberta(path) -> str:
     vocab += [(c, -3.0) for c in CHARS] + [("▁" + c, -2.5) for c in CHARS]
     tokenizer = DebertaV2Tokenizer(vocab=vocab, do_lower_case=True)
     torch.manual_seed(0)
-    model = DebertaV2Model(DebertaV2Config(vocab_size=len(vocab), max_position_embeddings=512, type_vocab_size=0,
-                                           relative_attention=True, position_buckets=32, pos_att_type=["p2c", "c2p"],
-                                           position_biased_input=False, norm_rel_ebd="layer_norm", **SIZE))
+    model = DebertaV2Model(
+        DebertaV2Config(
+            vocab_size=len(vocab),
+            max_position_embeddings=512,
+            type_vocab_size=0,
+            relative_attention=True,
+            position_buckets=32,
+            pos_att_type=["p2c", "c2p"],
+            position_biased_input=False,
+            norm_rel_ebd="layer_norm",
+            **SIZE,
+        )
+    )
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
@@ -74,13 +99,23 @@ def test_pairs_are_encoded_by_the_encoders_own_tokenizer(encoder_dirs):
     tokens = deberta.convert_ids_to_tokens(enc["input_ids"][0])
     assert tokens[0] == "[CLS]" and tokens.count("[SEP]") == 2
     assert enc["token_type_ids"][0].tolist() == [0] * (tokens.index("[SEP]") + 1) + [1] * (
-        len(tokens) - tokens.index("[SEP]") - 1)
+        len(tokens) - tokens.index("[SEP]") - 1
+    )
 
 
 @pytest.mark.parametrize("kind, pooling", [("roberta", "pooler"), ("deberta", "cls")])
 def test_other_encoders_train_on_smoke_with_pals(kind, pooling, encoder_dirs, smoke_cfg):
-    cfg = smoke_cfg.replace(backbone=encoder_dirs[kind], pooling=pooling, pals=True, pal_size=12, pal_heads=3,
-                            lr=1e-3, epochs=1, batches_per_epoch=6, log_every=3)
+    cfg = smoke_cfg.replace(
+        backbone=encoder_dirs[kind],
+        pooling=pooling,
+        pals=True,
+        pal_size=12,
+        pal_heads=3,
+        lr=1e-3,
+        epochs=1,
+        batches_per_epoch=6,
+        log_every=3,
+    )
     initial, _ = load_backbone(cfg.backbone)
     run_dir = run(cfg)
     losses = [r["loss"] for r in read_history(run_dir) if r["type"] == "train"]

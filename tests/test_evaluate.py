@@ -37,8 +37,9 @@ def test_known_predictions_are_used_not_computed_again(smoke_cfg):
     model, data, cfg = _model_and_data(smoke_cfg)
     cpu = torch.device("cpu")
     sentinel = {t: np.full(len(data["dev_sub"][t]), 2.5) for t in ("sts",)}  # a value the model does not predict
-    _, preds = evaluate(model, {"sts": data["dev"]["sts"]}, cfg.eval_batch_size, cpu, "fp32",
-                        {"sts": data["dev_sub"]["sts"]}, sentinel)
+    _, preds = evaluate(
+        model, {"sts": data["dev"]["sts"]}, cfg.eval_batch_size, cpu, "fp32", {"sts": data["dev_sub"]["sts"]}, sentinel
+    )
     assert int((preds["sts"] == 2.5).sum()) == len(data["dev_sub"]["sts"])
 
 

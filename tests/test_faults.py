@@ -44,14 +44,24 @@ TIMING = {"train_seconds", "final_eval_seconds", "resumed", "speed"}  # metrics.
 # The profile's phase_overrides make "pretrain" 1 epoch of 3 updates; finetune: 2 epochs of 4 updates.
 CONFIGS = {
     "single": {"name": "single"},
-    "two": {"name": "two", "phases": [{"name": "pretrain", "freeze": "encoder", "lr": 1e-3},
-                                      {"name": "finetune", "batches_per_epoch": 4}]},
+    "two": {
+        "name": "two",
+        "phases": [{"name": "pretrain", "freeze": "encoder", "lr": 1e-3}, {"name": "finetune", "batches_per_epoch": 4}],
+    },
 }
 
 
 def make_cfg(data_dir: Path, out_dir: Path, kind: str, **changes) -> RunConfig:
-    return resolve_config("smoke", out_dir=str(out_dir), data_dir=str(data_dir), max_train_examples=32,
-                          progress=False, threads=1, hidden_dropout=0.3, **{**CONFIGS[kind], **changes})
+    return resolve_config(
+        "smoke",
+        out_dir=str(out_dir),
+        data_dir=str(data_dir),
+        max_train_examples=32,
+        progress=False,
+        threads=1,
+        hidden_dropout=0.3,
+        **{**CONFIGS[kind], **changes},
+    )
 
 
 # ---------------------------------------------------------------------------------------------- children
@@ -108,8 +118,13 @@ def comparable_history(run_dir: Path) -> list[dict]:
 
 
 def assert_no_leftovers(run_dir: Path) -> None:
-    left = [p.name for p in run_dir.iterdir() if p.name in ("last.pt", "failed.json", ".lock")
-            or (p.name.startswith("phase") and p.name.endswith("-best.pt")) or ".tmp" in p.name]
+    left = [
+        p.name
+        for p in run_dir.iterdir()
+        if p.name in ("last.pt", "failed.json", ".lock")
+        or (p.name.startswith("phase") and p.name.endswith("-best.pt"))
+        or ".tmp" in p.name
+    ]
     assert not left, f"leftovers in the finished run {run_dir}: {left}"
 
 
@@ -126,11 +141,14 @@ def assert_same_run(got: Path, want: Path) -> None:
     assert preds and sorted(p.name for p in (got / "predictions").iterdir()) == preds
     for name in preds:
         assert (got / "predictions" / name).read_bytes() == (want / "predictions" / name).read_bytes(), name
-    identities = [{k: v for k, v in json.loads((d / "identity.json").read_text()).items() if k != "instance"}
-                  for d in (got, want)]  # the instance token tells two trainings of one run apart
+    identities = [
+        {k: v for k, v in json.loads((d / "identity.json").read_text()).items() if k != "instance"} for d in (got, want)
+    ]  # the instance token tells two trainings of one run apart
     assert identities[0] == identities[1]
-    conf = [{k: v for k, v in yaml.safe_load((d / "config.yaml").read_text()).items() if k != "out_dir"}
-            for d in (got, want)]
+    conf = [
+        {k: v for k, v in yaml.safe_load((d / "config.yaml").read_text()).items() if k != "out_dir"}
+        for d in (got, want)
+    ]
     assert conf[0] == conf[1]
     assert_no_leftovers(got)
     assert sorted(p.name for p in got.iterdir()) == sorted(p.name for p in want.iterdir())
@@ -141,7 +159,7 @@ def check_killed_at(run_dir: Path, fault: str) -> None:
     point = fault.rpartition(":")[0]
     history = read_history(run_dir) if (run_dir / "history.jsonl").exists() else []
     if point.startswith("write:"):
-        name = point[len("write:"):]
+        name = point[len("write:") :]
         assert list(run_dir.glob(f".{name}.tmp*")), f"no temporary {name} left by a kill inside atomic_write"
         assert not (run_dir / "metrics.json").exists() or name != "metrics.json"
     elif point == "start":
@@ -170,8 +188,7 @@ def references(small_data_dir, tmp_path_factory) -> dict[str, Path]:
     # the occurrences the kill cases aim at exist in these runs
     evals = lambda kind: [r for r in read_history(refs[kind]) if r["type"] == "eval"]  # noqa: E731
     assert [(r["epoch"], r["improved"]) for r in evals("single")] == [(1, True), (2, True)]
-    assert [(r["phase"], r["epoch"], r["improved"]) for r in evals("two")] == [(0, 1, True), (1, 1, True),
-                                                                               (1, 2, True)]
+    assert [(r["phase"], r["epoch"], r["improved"]) for r in evals("two")] == [(0, 1, True), (1, 1, True), (1, 2, True)]
     return refs
 
 
@@ -186,8 +203,10 @@ def report_kills(request):
     if not KILL_ATTEMPTED:
         return
     kills = lambda cases: sum(len(KILL_CASES[c][1]) for c in cases)  # noqa: E731
-    line = (f"test_faults: {kills(KILLED_IDENTICALLY)} of {kills(KILL_ATTEMPTED)} kills "
-            f"({len(KILLED_IDENTICALLY)} of {len(KILL_ATTEMPTED)} cases) resumed to an identical run")
+    line = (
+        f"test_faults: {kills(KILLED_IDENTICALLY)} of {kills(KILL_ATTEMPTED)} kills "
+        f"({len(KILLED_IDENTICALLY)} of {len(KILL_ATTEMPTED)} cases) resumed to an identical run"
+    )
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None and capture is not None:
@@ -272,9 +291,17 @@ def test_a_second_process_on_a_locked_run_is_refused(references, small_data_dir,
 
     # another process holds the run (a python -c that takes the lock and waits)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from mtlib.rundir import RunDirectory\n"
-         "d = RunDirectory(sys.argv[1]).lock(); print('locked', flush=True); sys.stdin.read(); d.unlock()",
-         str(run_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from mtlib.rundir import RunDirectory\n"
+            "d = RunDirectory(sys.argv[1]).lock(); print('locked', flush=True); sys.stdin.read(); d.unlock()",
+            str(run_dir),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLocked, match=rf"in use by pid {holder.pid} on "):
@@ -436,8 +463,12 @@ def test_nan_loss_marks_the_run_failed(small_data_dir, tmp_path):
 
 
 def test_nan_loss_in_a_later_phase_restarts_from_its_checkpoint(small_data_dir, tmp_path):
-    cfg = make_cfg(small_data_dir, tmp_path / "runs", "two",
-                   phases=[{"name": "pretrain", "freeze": "encoder", "lr": 1e-3}, {"name": "finetune", "lr": 1e6}])
+    cfg = make_cfg(
+        small_data_dir,
+        tmp_path / "runs",
+        "two",
+        phases=[{"name": "pretrain", "freeze": "encoder", "lr": 1e-3}, {"name": "finetune", "lr": 1e6}],
+    )
     run_dir = run_dir_for(cfg)
     with pytest.raises(NumericFault, match=PLACE) as info:
         run(cfg)
@@ -448,8 +479,12 @@ def test_nan_loss_in_a_later_phase_restarts_from_its_checkpoint(small_data_dir, 
     last = load_checkpoint(run_dir / "last.pt")
     assert last["phase"]["index"] == 0
 
-    restart = cfg.replace(name="restart", init_checkpoint=str(run_dir / "last.pt"), lr=1e-4,
-                          phases=[{"name": "finetune", "batches_per_epoch": 4}])
+    restart = cfg.replace(
+        name="restart",
+        init_checkpoint=str(run_dir / "last.pt"),
+        lr=1e-4,
+        phases=[{"name": "finetune", "batches_per_epoch": 4}],
+    )
     done = run(restart)
     metrics = json.loads((done / "metrics.json").read_text())
     assert metrics["dev"]["mean"] is not None and not (done / "failed.json").exists()

@@ -232,9 +232,9 @@ def test_task_gradients_store_write_round_trip():
     for t in range(2):
         buf.zero_grads()
         model(torch.randn(5, 3)).backward()
-        expected.append(torch.cat([
-            p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in buf.params
-        ]))
+        expected.append(
+            torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in buf.params])
+        )
         buf.store(t)
     assert model.unused.grad is None
     assert torch.equal(buf.buffer, torch.stack(expected))
@@ -369,8 +369,11 @@ def test_row_sparse_embeddings_give_the_same_update_as_dense(method, tied):
         combiner = make_combiner(name=method, num_tasks=3)
         update = combiner(grads, generator=torch.Generator().manual_seed(3), out=tg.update_buffer)
         tg.write(update)
-        assert torch.allclose(torch.tensor(conflict_stats(grads)["cosine"]), torch.tensor(
-            conflict_stats(dense_grads)["cosine"]), atol=1e-6)
+        assert torch.allclose(
+            torch.tensor(conflict_stats(grads)["cosine"]),
+            torch.tensor(conflict_stats(dense_grads)["cosine"]),
+            atol=1e-6,
+        )
         combined[name] = [p.grad.clone() for p in model.parameters()]
     for d, s in zip(combined["dense"], combined["sparse"]):
         assert not s.is_sparse and torch.allclose(d, s, atol=1e-6)

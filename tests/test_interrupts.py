@@ -47,8 +47,14 @@ def _popen(args: list[str], tmp: Path, name: str, own_tmpdir: bool = True) -> su
     """``python <args>`` with stdout and stderr in files (a pipe nobody reads could block it)."""
     out, err = open(tmp / f"{name}.out", "w"), open(tmp / f"{name}.err", "w")
     with out, err:
-        proc = subprocess.Popen([sys.executable, *args], stdout=out, stderr=err, env=_env(tmp, own_tmpdir), cwd=tmp,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            stdout=out,
+            stderr=err,
+            env=_env(tmp, own_tmpdir),
+            cwd=tmp,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     proc.err_file = tmp / f"{name}.err"
     return proc
 
@@ -122,7 +128,7 @@ def _start_time(pid: int) -> str | None:
 
 def _assert_all_gone(processes: list[tuple[int, str]], within: float = 15) -> None:
     deadline = time.monotonic() + within
-    while (alive := [pid for pid, t in processes if t is not None and _start_time(pid) == t]):
+    while alive := [pid for pid, t in processes if t is not None and _start_time(pid) == t]:
         if time.monotonic() > deadline:
             for pid in alive:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -147,8 +153,10 @@ def _sets(data_dir: Path, **more) -> list[str]:
 def _comparable(run_dir: Path) -> tuple[dict, list[dict]]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
-    return ({k: v for k, v in metrics.items() if k not in TIMING},
-            [{k: v for k, v in row.items() if k != "wall"} for row in history])
+    return (
+        {k: v for k, v in metrics.items() if k not in TIMING},
+        [{k: v for k, v in row.items() if k != "wall"} for row in history],
+    )
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -160,8 +168,7 @@ def uninterrupted(small_data_dir, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("sig", SIGNALS)
-def test_run_ends_in_one_line_and_resumes_to_the_uninterrupted_metrics(sig, tmp_path, small_data_dir,
-                                                                      uninterrupted):
+def test_run_ends_in_one_line_and_resumes_to_the_uninterrupted_metrics(sig, tmp_path, small_data_dir, uninterrupted):
     args = ["-m", "mtlib", "run", "smoke", "--set", f"out_dir={tmp_path / 'runs'}", *_sets(small_data_dir)]
     proc = _popen(args, tmp_path, "run")
     _wait_for(lambda: list(tmp_path.glob("runs/*/*/last.pt")), proc, "epoch 1's last.pt")
@@ -171,8 +178,9 @@ def test_run_ends_in_one_line_and_resumes_to_the_uninterrupted_metrics(sig, tmp_
     assert line.endswith(f"resume from {run_dir / 'last.pt'} (its last finished epoch)"), line
     assert not (run_dir / "metrics.json").exists(), "the run finished before the signal landed"
     _assert_no_locks(tmp_path / "runs")
-    again = subprocess.run([sys.executable, *args], env=_env(tmp_path), cwd=tmp_path, capture_output=True,
-                           text=True, timeout=300)
+    again = subprocess.run(
+        [sys.executable, *args], env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0 and again.stdout.strip() == str(run_dir), again.stderr[-3000:]
     assert json.loads((run_dir / "metrics.json").read_text())["resumed"]  # from last.pt, not from scratch
     assert _comparable(run_dir) == _comparable(uninterrupted)
@@ -183,8 +191,21 @@ def test_run_ends_in_one_line_and_resumes_to_the_uninterrupted_metrics(sig, tmp_
 def test_sweep_on_workers_stops_them_and_the_same_command_resumes(sig, tmp_path, small_data_dir):
     """The case of the issue: SIGTERM used to leave both workers training, holding their runs' locks (a new
     sweep got "in use by pid ...") and the log folder in $TMPDIR."""
-    args = ["-m", "mtlib", "sweep", "--profile", "smoke", "--rows", "base", "gradvac", "--out",
-            str(tmp_path / "runs"), "--workers", "2", *_sets(small_data_dir)]
+    args = [
+        "-m",
+        "mtlib",
+        "sweep",
+        "--profile",
+        "smoke",
+        "--rows",
+        "base",
+        "gradvac",
+        "--out",
+        str(tmp_path / "runs"),
+        "--workers",
+        "2",
+        *_sets(small_data_dir),
+    ]
     proc = _popen(args, tmp_path, "sweep")
     _wait_for(lambda: len(list(tmp_path.glob("runs/*/*/last.pt"))) == 2, proc, "both runs' last.pt")
     workers = _processes(proc.pid)
@@ -196,16 +217,27 @@ def test_sweep_on_workers_stops_them_and_the_same_command_resumes(sig, tmp_path,
     assert not _temp_folders(tmp_path)
     _assert_no_locks(tmp_path / "runs")
     if sig == signal.SIGTERM:  # once: the same command resumes both runs and finishes
-        again = subprocess.run([sys.executable, *args], env=_env(tmp_path), cwd=tmp_path, capture_output=True,
-                               text=True, timeout=300)
+        again = subprocess.run(
+            [sys.executable, *args], env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
         assert again.returncode == 0 and "[sweep] 2 done, 0 failed of 2" in again.stderr, again.stderr[-3000:]
         for metrics in tmp_path.glob("runs/*/*/metrics.json"):
             assert json.loads(metrics.read_text())["resumed"], metrics
 
 
 def test_sweep_in_this_process_ends_in_one_line(tmp_path, small_data_dir):
-    args = ["-m", "mtlib", "sweep", "--profile", "smoke", "--rows", "base", "--out", str(tmp_path / "runs"),
-            *_sets(small_data_dir)]
+    args = [
+        "-m",
+        "mtlib",
+        "sweep",
+        "--profile",
+        "smoke",
+        "--rows",
+        "base",
+        "--out",
+        str(tmp_path / "runs"),
+        *_sets(small_data_dir),
+    ]
     proc = _popen(args, tmp_path, "sweep")
     _wait_for(lambda: _rows("runs/*/*/history.jsonl", tmp_path), proc, "a history row")
     code, err = _interrupt(proc, signal.SIGINT)
@@ -215,8 +247,20 @@ def test_sweep_in_this_process_ends_in_one_line(tmp_path, small_data_dir):
 
 def test_sweep_on_ray_ends_in_one_line_and_stops_its_cluster(tmp_path, small_data_dir):
     pytest.importorskip("ray")
-    args = ["-m", "mtlib", "sweep", "--engine", "ray", "--profile", "smoke", "--rows", "base", "--out",
-            str(tmp_path / "runs"), *_sets(small_data_dir)]
+    args = [
+        "-m",
+        "mtlib",
+        "sweep",
+        "--engine",
+        "ray",
+        "--profile",
+        "smoke",
+        "--rows",
+        "base",
+        "--out",
+        str(tmp_path / "runs"),
+        *_sets(small_data_dir),
+    ]
     proc = _popen(args, tmp_path, "sweep", own_tmpdir=False)
     _wait_for(lambda: _rows("runs/*/*/history.jsonl", tmp_path), proc, "a history row")
     cluster = _processes(proc.pid)  # gcs, raylet, the run's worker, ...
@@ -228,8 +272,20 @@ def test_sweep_on_ray_ends_in_one_line_and_stops_its_cluster(tmp_path, small_dat
 
 def test_workers_end_when_the_sweep_is_killed(tmp_path, small_data_dir):
     """SIGKILL leaves the sweep no time to stop its workers: they end by themselves (PR_SET_PDEATHSIG)."""
-    args = ["-m", "mtlib", "sweep", "--profile", "smoke", "--rows", "base", "--out", str(tmp_path / "runs"),
-            "--workers", "1", *_sets(small_data_dir)]
+    args = [
+        "-m",
+        "mtlib",
+        "sweep",
+        "--profile",
+        "smoke",
+        "--rows",
+        "base",
+        "--out",
+        str(tmp_path / "runs"),
+        "--workers",
+        "1",
+        *_sets(small_data_dir),
+    ]
     proc = _popen(args, tmp_path, "sweep")
     _wait_for(lambda: _rows("runs/*/*/history.jsonl", tmp_path), proc, "a history row")
     workers = _processes(proc.pid)
@@ -256,8 +312,10 @@ def test_without_pdeathsig_the_watch_thread_ends_the_worker(tmp_path):
             except KeyboardInterrupt:
                 open(sys.argv[1], "w").write("unwound")
     """)
-    parent = (f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}, sys.argv[1]]); "
-              "time.sleep(120)")
+    parent = (
+        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}, sys.argv[1]]); "
+        "time.sleep(120)"
+    )
     proc = _popen(["-c", parent, str(tmp_path / "unwound")], tmp_path, "parent")
     _wait_for(lambda: "ready" in (tmp_path / "parent.out").read_text(), proc, "the child's start")
     orphan = _processes(proc.pid)
@@ -285,8 +343,9 @@ def _workbook(tmp: Path, folder: Path) -> list[str]:
 def _notebook(path: Path, call: str, out_dir: Path, data_dir: Path) -> None:
     params = nbformat.v4.new_code_cell(f"profile = 'quick'\nout_dir = {str(out_dir)!r}\ndata_dir = {str(data_dir)!r}")
     params.metadata["tags"] = ["parameters"]
-    nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell("from mtlib.study import runs"),
-                                         nbformat.v4.new_code_cell(call)])
+    nb = nbformat.v4.new_notebook(
+        cells=[params, nbformat.v4.new_code_cell("from mtlib.study import runs"), nbformat.v4.new_code_cell(call)]
+    )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
@@ -296,9 +355,12 @@ SETTINGS = ", ".join(f"{k}={v!r}" for k, v in RUN_SETTINGS.items())
 
 
 def test_workbook_in_its_pre_run_stops_the_workers(tmp_path, small_data_dir):
-    _notebook(tmp_path / "nbs" / "01_two.ipynb",  # two runs the pre-run reads and trains on 2 workers
-              f"runs.run_ids(['base', 'gradvac'], profile, out_dir=out_dir, data_dir=data_dir, {SETTINGS})",
-              tmp_path / "runs", small_data_dir)
+    _notebook(
+        tmp_path / "nbs" / "01_two.ipynb",  # two runs the pre-run reads and trains on 2 workers
+        f"runs.run_ids(['base', 'gradvac'], profile, out_dir=out_dir, data_dir=data_dir, {SETTINGS})",
+        tmp_path / "runs",
+        small_data_dir,
+    )
     proc = _popen(_workbook(tmp_path, tmp_path / "nbs"), tmp_path, "workbook")
     _wait_for(lambda: len(_rows("runs/*/*/history.jsonl", tmp_path)) == 2, proc, "both runs' history rows")
     workers = _processes(proc.pid)
@@ -312,9 +374,12 @@ def test_workbook_in_its_pre_run_stops_the_workers(tmp_path, small_data_dir):
 
 def test_workbook_in_a_notebook_stops_its_kernel(tmp_path, small_data_dir):
     # `out_dir + ''`: a call the pre-run cannot read, so the kernel trains the run itself
-    _notebook(tmp_path / "nbs" / "01_one.ipynb",
-              f"runs.run_ids(['base'], profile, out_dir=out_dir + '', data_dir=data_dir, {SETTINGS})",
-              tmp_path / "runs", small_data_dir)
+    _notebook(
+        tmp_path / "nbs" / "01_one.ipynb",
+        f"runs.run_ids(['base'], profile, out_dir=out_dir + '', data_dir=data_dir, {SETTINGS})",
+        tmp_path / "runs",
+        small_data_dir,
+    )
     proc = _popen(_workbook(tmp_path, tmp_path / "nbs"), tmp_path, "workbook")
     _wait_for(lambda: _rows("runs/*/*/history.jsonl", tmp_path), proc, "the kernel's history row")
     kernel = _processes(proc.pid)

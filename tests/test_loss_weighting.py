@@ -43,7 +43,7 @@ def test_famo_raises_the_weight_of_the_task_that_improves_least():
     w = FAMO(TASKS, lr=0.025)
     assert w.scale("sst", 3.0) == 1.0  # first update: the plain sum
     for step in range(50):  # sst stalls, para and sts fall
-        w.update({"sst": 1.0, "para": 1.0 * 0.97 ** step, "sts": 1.0 * 0.95 ** step}, dict.fromkeys(TASKS, 1), 1)
+        w.update({"sst": 1.0, "para": 1.0 * 0.97**step, "sts": 1.0 * 0.95**step}, dict.fromkeys(TASKS, 1), 1)
     z = w.weights()
     assert z["sst"] > 2 * max(z["para"], z["sts"]) and sum(z.values()) == pytest.approx(1.0)
     # the multiplier z_t / (c L_t) makes the gradient that of z_t log L_t / c
@@ -54,12 +54,12 @@ def test_famo_raises_the_weight_of_the_task_that_improves_least():
 def test_state_round_trip_continues_identically(cls):
     a, b = cls(TASKS), cls(TASKS)
     losses = [{"sst": 1.0 + 0.1 * i, "para": 2.0 / (i + 1), "sts": 0.5} for i in range(6)]
-    for i, l in enumerate(losses[:3]):
-        a.update(l, dict.fromkeys(TASKS, 1), 1 + i // 2)
+    for i, loss in enumerate(losses[:3]):
+        a.update(loss, dict.fromkeys(TASKS, 1), 1 + i // 2)
     b.load_state_dict(a.state_dict())
-    for i, l in enumerate(losses[3:], 3):
-        a.update(l, dict.fromkeys(TASKS, 1), 1 + i // 2)
-        b.update(l, dict.fromkeys(TASKS, 1), 1 + i // 2)
+    for i, loss in enumerate(losses[3:], 3):
+        a.update(loss, dict.fromkeys(TASKS, 1), 1 + i // 2)
+        b.update(loss, dict.fromkeys(TASKS, 1), 1 + i // 2)
         assert [a.scale(t, 0.7) for t in TASKS] == [b.scale(t, 0.7) for t in TASKS]
 
 

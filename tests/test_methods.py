@@ -15,8 +15,11 @@ def fake_run(root, name, seed, mean, conflict=0.5, share=0.01):
     d = root / name / f"seed{seed}"
     d.mkdir(parents=True)
     dev = {"sst": mean, "para": mean, "sts": mean}
-    (d / "metrics.json").write_text(json.dumps({"name": name, "seed": seed, "dev": dev,
-                                                "speed": {"pretrain": {}, "finetune": {"combine_share": share}}}))
+    (d / "metrics.json").write_text(
+        json.dumps(
+            {"name": name, "seed": seed, "dev": dev, "speed": {"pretrain": {}, "finetune": {"combine_share": share}}}
+        )
+    )
     grad = {"type": "grad", "conflict_share": conflict, "pairs": {"sst|para": -0.1, "sst|sts": 0.2, "para|sts": 0.0}}
     (d / "history.jsonl").write_text(json.dumps(grad) + "\n" + json.dumps(grad) + "\n")
     return d
@@ -27,8 +30,15 @@ def runs(tmp_path, means: dict[str, list[float]]):
 
 
 def test_exposure_not_surgery(tmp_path):
-    dirs = runs(tmp_path, {"pal_h1_pretrain": [0.50, 0.52, 0.51], "sum_all": [0.60, 0.61, 0.62],
-                           "pcgrad": [0.61, 0.60, 0.62], "gradvac": [0.59, 0.62, 0.61]})
+    dirs = runs(
+        tmp_path,
+        {
+            "pal_h1_pretrain": [0.50, 0.52, 0.51],
+            "sum_all": [0.60, 0.61, 0.62],
+            "pcgrad": [0.61, 0.60, 0.62],
+            "gradvac": [0.59, 0.62, 0.61],
+        },
+    )
     effects = methods.effects_table(dirs)
     assert effects.loc["exposure", "verdict"] == "holds"
     assert effects.loc["exposure", "difference"] == pytest.approx(0.10)
@@ -37,8 +47,15 @@ def test_exposure_not_surgery(tmp_path):
 
 
 def test_surgery_and_one_seed(tmp_path):
-    dirs = runs(tmp_path, {"pal_h1_pretrain": [0.60, 0.61, 0.60], "sum_all": [0.60, 0.60, 0.61],
-                           "pcgrad": [0.65, 0.66, 0.66], "gradvac": [0.60, 0.59, 0.61]})
+    dirs = runs(
+        tmp_path,
+        {
+            "pal_h1_pretrain": [0.60, 0.61, 0.60],
+            "sum_all": [0.60, 0.60, 0.61],
+            "pcgrad": [0.65, 0.66, 0.66],
+            "gradvac": [0.60, 0.59, 0.61],
+        },
+    )
     assert methods.exposure_or_surgery(methods.effects_table(dirs)).startswith("surgery")
     one = runs(tmp_path / "one", {"pal_h1_pretrain": [0.5], "sum_all": [0.6], "pcgrad": [0.58], "gradvac": [0.61]})
     text = methods.exposure_or_surgery(methods.effects_table(one))
@@ -67,8 +84,19 @@ class Groups:
 
 @pytest.mark.parametrize("divide", [True, False])
 def test_compromise_groups_with_and_without_the_divisors(divide):
-    step = CompromiseStep(None, None, None, ["sst", "para", "sts"], torch.Generator(), sampler=Groups(), k=7,
-                          combine="force", counts="update", num_epochs=2, divide=divide)
+    step = CompromiseStep(
+        None,
+        None,
+        None,
+        ["sst", "para", "sts"],
+        torch.Generator(),
+        sampler=Groups(),
+        k=7,
+        combine="force",
+        counts="update",
+        num_epochs=2,
+        divide=divide,
+    )
     counts, divisors = step.group(1)
     assert counts == {"sst": 4, "para": 2, "sts": 1}
     assert divisors == ({"sst": 4.0, "para": 2.0, "sts": 1.0} if divide else dict.fromkeys(counts, 1.0))

@@ -10,8 +10,7 @@ import pytest
 
 from mtlib import TASKS, data
 from mtlib import tasks
-from mtlib.data.metrics import (metric_name, accuracy, pearson, read_predictions, score,
-                           score_file, write_predictions)
+from mtlib.data.metrics import metric_name, accuracy, pearson, read_predictions, score, score_file, write_predictions
 
 MINI = Path(__file__).parent / "fixtures" / "mini_data"
 SHARED = data.SHARED_MIRROR  # ../shared/data beside the repo
@@ -67,12 +66,15 @@ def test_headers_match_the_reference_files_byte_for_byte(task, name):
     assert first == f"id \t {tasks.get(task).prediction_column} ".encode()
 
 
-@pytest.mark.parametrize("text,message", [
-    ("id \t Predicted_Sentiment \na , 1 \nb , x \n", r"bad.csv line 3: value 'x'"),
-    ("id \t Predicted_Sentiment \na 1 \n", r"bad.csv line 2: expected 'id , value'"),
-    ("a , 1 \n", r"bad.csv line 1: expected a header"),
-    ("id \t Predicted_Sentiment \nA , 1 \na , 2 \n", r"line 3: id 'a' appears twice"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("id \t Predicted_Sentiment \na , 1 \nb , x \n", r"bad.csv line 3: value 'x'"),
+        ("id \t Predicted_Sentiment \na 1 \n", r"bad.csv line 2: expected 'id , value'"),
+        ("a , 1 \n", r"bad.csv line 1: expected a header"),
+        ("id \t Predicted_Sentiment \nA , 1 \na , 2 \n", r"line 3: id 'a' appears twice"),
+    ],
+)
 def test_read_predictions_errors_name_file_and_line(tmp_path, text, message):
     bad = tmp_path / "bad.csv"
     bad.write_text(text)
@@ -103,8 +105,10 @@ def test_score_file_id_mismatches(tmp_path):
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="no shared reference predictions")
 def test_reference_predictions_rescore_to_published_values():
-    scores = {task: score_file(task, REFERENCE / f"{task}-dev-output.csv", SHARED / gold)
-              for task, gold in [("sst", "ids-sst-dev.csv"), ("para", "quora-dev.csv"), ("sts", "sts-dev.csv")]}
+    scores = {
+        task: score_file(task, REFERENCE / f"{task}-dev-output.csv", SHARED / gold)
+        for task, gold in [("sst", "ids-sst-dev.csv"), ("para", "quora-dev.csv"), ("sts", "sts-dev.csv")]
+    }
     assert {t: round(s, 4) for t, s in scores.items()} == {"sst": 0.5223, "para": 0.8821, "sts": 0.8753}
 
 

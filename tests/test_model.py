@@ -15,14 +15,21 @@ from mtlib.data import Example
 from mtlib import tasks
 from mtlib.model.multitask import MultitaskModel
 
-SST = [Example("s1", ("a lovely film",), 3), Example("s2", ("dull , too long and quite boring",), 0),
-       Example("s3", ("fine",), 2)]
-PARA = [Example("p1", ("how do i learn python ?", "what is the best way to learn python ?"), 1),
-        Example("p2", ("who is the president ?", "what is a cat ?"), 0),
-        Example("p3", ("why is the sky blue ?", "why is the sky blue"), 1)]
-STS = [Example("t1", ("a man plays a guitar .", "a man is playing guitar ."), 4.6),
-       Example("t2", ("a dog runs", "the stock market fell sharply today ."), 0.2),
-       Example("t3", ("two kids play", "children are playing"), 3.0)]
+SST = [
+    Example("s1", ("a lovely film",), 3),
+    Example("s2", ("dull , too long and quite boring",), 0),
+    Example("s3", ("fine",), 2),
+]
+PARA = [
+    Example("p1", ("how do i learn python ?", "what is the best way to learn python ?"), 1),
+    Example("p2", ("who is the president ?", "what is a cat ?"), 0),
+    Example("p3", ("why is the sky blue ?", "why is the sky blue"), 1),
+]
+STS = [
+    Example("t1", ("a man plays a guitar .", "a man is playing guitar ."), 4.6),
+    Example("t2", ("a dog runs", "the stock market fell sharply today ."), 0.2),
+    Example("t3", ("two kids play", "children are playing"), 3.0),
+]
 DATA = {"sst": SST, "para": PARA, "sts": STS}
 
 
@@ -53,10 +60,10 @@ def test_collate_concat_sentences(tokenizer):
         seps = [i for i, t in enumerate(toks) if t == tokenizer.sep_token_id]
         assert toks[0] == tokenizer.cls_token_id and len(seps) == 2 and seps[1] == n - 1
         # token type 0 up to and including the first [SEP], 1 on the second sentence and its [SEP]
-        assert types[row, :seps[0] + 1].eq(0).all() and types[row, seps[0] + 1:n].eq(1).all()
+        assert types[row, : seps[0] + 1].eq(0).all() and types[row, seps[0] + 1 : n].eq(1).all()
         assert types[row, n:].eq(0).all()
         first, second = (tokenizer(s, add_special_tokens=False)["input_ids"] for s in PARA[row].sentences)
-        assert toks[1:seps[0]] == first and toks[seps[0] + 1:seps[1]] == second
+        assert toks[1 : seps[0]] == first and toks[seps[0] + 1 : seps[1]] == second
 
 
 def test_collate_concat_embed_and_single(tokenizer):

@@ -15,7 +15,7 @@ from mtlib.study.notebook_params import ParameterError, cells_from_history, chec
 from mtlib.study.notebook_runs import calls_in, parameter_defaults
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("0*.ipynb"))
-PARAMS = '''# papermill parameters
+PARAMS = """# papermill parameters
 profile = "quick"        # params/profiles/<profile>.yaml
 seeds = None
 out_dir = "outputs/runs"
@@ -25,7 +25,7 @@ overrides = {}
 max_chars = 250
 threshold = 0.5
 data_dir = None
-prediction_rows = ["base", "advanced"]'''
+prediction_rows = ["base", "advanced"]"""
 
 
 def namespace(injected: str | None, before: list[str] | None = None, after: list[str] | None = None) -> dict:
@@ -59,45 +59,63 @@ def test_outside_papermill_it_does_nothing():
 
 
 def test_valid_values_pass():
-    check_parameters(namespace('profile = "smoke"\nseeds = [1, 2]\nout_dir = "/tmp/x"\nprogress = False\n'
-                               'rows = ["pcgrad"]\noverrides = {"epochs": 2, "max_train_examples": 32}\n'
-                               'max_chars = 100\nthreshold = 1\ndata_dir = "/data"\nprediction_rows = ["base"]'),
-                     notebook="03_gradient_methods")
+    check_parameters(
+        namespace(
+            'profile = "smoke"\nseeds = [1, 2]\nout_dir = "/tmp/x"\nprogress = False\n'
+            'rows = ["pcgrad"]\noverrides = {"epochs": 2, "max_train_examples": 32}\n'
+            'max_chars = 100\nthreshold = 1\ndata_dir = "/data"\nprediction_rows = ["base"]'
+        ),
+        notebook="03_gradient_methods",
+    )
     check_parameters(namespace(f'profile = "{REPO_ROOT / "params" / "profiles" / "smoke.yaml"}"'))  # a YAML path
     check_parameters(namespace("data_dir = 3\nseeds = None\nrows = None"))  # None defaults take anything
 
 
 def test_unknown_parameter_names_it_and_the_valid_ones():
     text = refused('profile = "smoke"\nlr = -1')
-    assert text == ("parameter 'lr' is not a parameter of this notebook; its parameters: profile, seeds, out_dir, "
-                    "progress, rows, overrides, max_chars, threshold, data_dir, prediction_rows")
+    assert text == (
+        "parameter 'lr' is not a parameter of this notebook; its parameters: profile, seeds, out_dir, "
+        "progress, rows, overrides, max_chars, threshold, data_dir, prediction_rows"
+    )
 
 
-@pytest.mark.parametrize("injected, expected", [
-    ("progress = 'notabool'", "parameter 'progress' = 'notabool': expected True or False, as its default True"),
-    ("progress = 1", "parameter 'progress' = 1: expected True or False"),
-    ("max_chars = 2.5", "parameter 'max_chars' = 2.5: expected an int, as its default 250"),
-    ("max_chars = True", "parameter 'max_chars' = True: expected an int"),
-    ("threshold = 'high'", "parameter 'threshold' = 'high': expected a number, as its default 0.5"),
-    ("out_dir = None", "parameter 'out_dir' = None: expected a string, as its default 'outputs/runs'"),
-    ("profile = 'nonexisting'", "parameter 'profile': profile 'nonexisting' not found at "),
-    ("profile = 3", "parameter 'profile' = 3: expected a profile name"),
-    ("seeds = 3", "parameter 'seeds' = 3: expected None (the profile's seeds) or a list of ints, e.g. [1, 2]"),
-    ("seeds = '[1, 2]'", "give lists and mappings with -y, e.g. -y 'seeds: [1, 2]'"),
-    ("seeds = [1, True]", "parameter 'seeds' = [1, True]: expected None"),
-    ("seeds = []", "parameter 'seeds' = []: expected None"),
-    ("rows = ['base']", "parameter 'rows' = ['base']: 'base' is not among the rows of 03_gradient_methods: "
-                        "pcgrad, gradvac, gradvac_smart"),
-    ("rows = 'pcgrad'", "parameter 'rows' = 'pcgrad': expected None (every row of this notebook) or a list of "
-                        "row ids; rows of 03_gradient_methods: pcgrad"),
-    ("prediction_rows = ['base', 'nope']", "parameter 'prediction_rows' = ['base', 'nope']: 'nope' is not among "
-                                           "the row ids of params/experiments.yaml: "),
-    ("prediction_rows = None", "parameter 'prediction_rows' = None: expected a list of row ids"),
-    ("overrides = {'epochz': 1}", "parameter 'overrides': unknown config key 'epochz'; allowed keys: "),
-    ("overrides = {'lr': 'x'}", "parameter 'overrides': key 'lr' has value 'x' (str); expected a number"),
-    ("overrides = {'seed': 3}", "parameter 'overrides' = {'seed': 3}: 'seed' cannot be overridden here"),
-    ("overrides = [1]", "parameter 'overrides' = [1]: expected a mapping of config keys"),
-])
+@pytest.mark.parametrize(
+    "injected, expected",
+    [
+        ("progress = 'notabool'", "parameter 'progress' = 'notabool': expected True or False, as its default True"),
+        ("progress = 1", "parameter 'progress' = 1: expected True or False"),
+        ("max_chars = 2.5", "parameter 'max_chars' = 2.5: expected an int, as its default 250"),
+        ("max_chars = True", "parameter 'max_chars' = True: expected an int"),
+        ("threshold = 'high'", "parameter 'threshold' = 'high': expected a number, as its default 0.5"),
+        ("out_dir = None", "parameter 'out_dir' = None: expected a string, as its default 'outputs/runs'"),
+        ("profile = 'nonexisting'", "parameter 'profile': profile 'nonexisting' not found at "),
+        ("profile = 3", "parameter 'profile' = 3: expected a profile name"),
+        ("seeds = 3", "parameter 'seeds' = 3: expected None (the profile's seeds) or a list of ints, e.g. [1, 2]"),
+        ("seeds = '[1, 2]'", "give lists and mappings with -y, e.g. -y 'seeds: [1, 2]'"),
+        ("seeds = [1, True]", "parameter 'seeds' = [1, True]: expected None"),
+        ("seeds = []", "parameter 'seeds' = []: expected None"),
+        (
+            "rows = ['base']",
+            "parameter 'rows' = ['base']: 'base' is not among the rows of 03_gradient_methods: "
+            "pcgrad, gradvac, gradvac_smart",
+        ),
+        (
+            "rows = 'pcgrad'",
+            "parameter 'rows' = 'pcgrad': expected None (every row of this notebook) or a list of "
+            "row ids; rows of 03_gradient_methods: pcgrad",
+        ),
+        (
+            "prediction_rows = ['base', 'nope']",
+            "parameter 'prediction_rows' = ['base', 'nope']: 'nope' is not among "
+            "the row ids of params/experiments.yaml: ",
+        ),
+        ("prediction_rows = None", "parameter 'prediction_rows' = None: expected a list of row ids"),
+        ("overrides = {'epochz': 1}", "parameter 'overrides': unknown config key 'epochz'; allowed keys: "),
+        ("overrides = {'lr': 'x'}", "parameter 'overrides': key 'lr' has value 'x' (str); expected a number"),
+        ("overrides = {'seed': 3}", "parameter 'overrides' = {'seed': 3}: 'seed' cannot be overridden here"),
+        ("overrides = [1]", "parameter 'overrides' = [1]: expected a mapping of config keys"),
+    ],
+)
 def test_bad_value_is_one_line_naming_the_parameter(injected, expected):
     assert expected in refused(injected, notebook="03_gradient_methods")
 
@@ -129,7 +147,8 @@ def test_every_notebook_checks_right_after_its_parameters(path):
     assert "parameters" in params.metadata.get("tags", []) and params.source.startswith("# papermill parameters")
     tree = ast.parse(check.source)
     assert len(tree.body) == 1 and ast.unparse(tree.body[0].value).startswith(
-        "notebook_params.check_parameters(globals()")  # one call, no logic
+        "notebook_params.check_parameters(globals()"
+    )  # one call, no logic
     assert not check.outputs and check.execution_count is None
     has_rows = "rows" in parameter_defaults(nb)
     assert (f'notebook="{path.stem}"' in check.source) == has_rows
@@ -143,23 +162,48 @@ def test_every_notebook_checks_right_after_its_parameters(path):
 
 
 def _papermill(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "papermill", *args, "--no-progress-bar", "-k", "python3"],
-                          capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "papermill", *args, "--no-progress-bar", "-k", "python3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
 
 
 def test_papermill_cli_unknown_parameter_fails_with_one_line(tmp_path):
     # the issue's command: before, "Passed unknown parameter: lr", training on the profile's lr, exit 0
     out = tmp_path / "03.ipynb"
-    proc = _papermill(str(REPO_ROOT / "notebooks" / "03_gradient_methods.ipynb"), str(out), "-p", "profile",
-                      "smoke", "-p", "out_dir", str(tmp_path / "runs"), "-p", "figures_dir", str(tmp_path / "fig"),
-                      "-p", "lr", "-1")
+    proc = _papermill(
+        str(REPO_ROOT / "notebooks" / "03_gradient_methods.ipynb"),
+        str(out),
+        "-p",
+        "profile",
+        "smoke",
+        "-p",
+        "out_dir",
+        str(tmp_path / "runs"),
+        "-p",
+        "figures_dir",
+        str(tmp_path / "fig"),
+        "-p",
+        "lr",
+        "-1",
+    )
     assert proc.returncode != 0
-    line = ("ParameterError: parameter 'lr' is not a parameter of this notebook; its parameters: profile, seeds, "
-            "out_dir, figures_dir, progress, rows, overrides, show_widgets")
+    line = (
+        "ParameterError: parameter 'lr' is not a parameter of this notebook; its parameters: profile, seeds, "
+        "out_dir, figures_dir, progress, rows, overrides, show_widgets"
+    )
     assert proc.stderr.strip().splitlines()[-1] == line, proc.stderr[-3000:]
     assert "PapermillExecutionError" in proc.stderr
-    errors = [o for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs
-              if o.output_type == "error"]
+    errors = [
+        o
+        for c in nbformat.read(out, as_version=4).cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
     assert len(errors) == 1 and errors[0].traceback == [line]  # the notebook shows the one line, no traceback
     assert not (tmp_path / "runs").exists()  # nothing trained
 
@@ -169,11 +213,20 @@ def test_papermill_bad_values_fail_before_anything_runs(tmp_path):
 
     md = tmp_path / "results.md"
     with pytest.raises(pm.PapermillExecutionError) as info:
-        pm.execute_notebook(str(REPO_ROOT / "notebooks" / "07_results.ipynb"), str(tmp_path / "07.ipynb"),
-                            parameters={"profile": "nonexisting", "progress": "notabool",
-                                        "out_dir": str(tmp_path / "runs"), "figures_dir": str(tmp_path / "fig"),
-                                        "results_md": str(md)},
-                            kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT))
+        pm.execute_notebook(
+            str(REPO_ROOT / "notebooks" / "07_results.ipynb"),
+            str(tmp_path / "07.ipynb"),
+            parameters={
+                "profile": "nonexisting",
+                "progress": "notabool",
+                "out_dir": str(tmp_path / "runs"),
+                "figures_dir": str(tmp_path / "fig"),
+                "results_md": str(md),
+            },
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(REPO_ROOT),
+        )
     err = info.value
     assert err.ename == "ParameterError" and len(err.traceback) == 1
     assert err.evalue.startswith("parameter 'profile': profile 'nonexisting' not found at ")

@@ -18,25 +18,27 @@ def _notebook(path, *cells: str):
 
 
 def test_calls_are_read_with_the_notebooks_parameters_and_merged(tmp_path, small_data_dir):
-    nb = _notebook(tmp_path / "02_x.ipynb",
-                   "%matplotlib inline\nfrom mtlib.study import runs",
-                   "run_dirs = runs.run_rows('02_baselines', profile, seeds=seeds, only=['base', 'advanced'], "
-                   "out_dir=out_dir, **overrides)",
-                   "run_dirs += runs.run_ids(['advanced_pal_finetune', 'base'], profile, seeds, out_dir=out_dir, "
-                   "**overrides)",
-                   # base again with other settings: a run of its own
-                   "runs.run_ids(['base'], profile, seeds=seeds, out_dir=out_dir, epochs=1, **overrides)",
-                   "runs.run_ids(['gradvac'], profile, out_dir=out_dir + '/b')",  # an expression: not read
-                   "runs.run_ids(['pcgrad'], profile, engine='ray')",  # another engine: not here
-                   "runs.run_ids(['nonesuch'], profile)")  # no such row: the notebook reports it
+    nb = _notebook(
+        tmp_path / "02_x.ipynb",
+        "%matplotlib inline\nfrom mtlib.study import runs",
+        "run_dirs = runs.run_rows('02_baselines', profile, seeds=seeds, only=['base', 'advanced'], "
+        "out_dir=out_dir, **overrides)",
+        "run_dirs += runs.run_ids(['advanced_pal_finetune', 'base'], profile, seeds, out_dir=out_dir, **overrides)",
+        # base again with other settings: a run of its own
+        "runs.run_ids(['base'], profile, seeds=seeds, out_dir=out_dir, epochs=1, **overrides)",
+        "runs.run_ids(['gradvac'], profile, out_dir=out_dir + '/b')",  # an expression: not read
+        "runs.run_ids(['pcgrad'], profile, engine='ray')",  # another engine: not here
+        "runs.run_ids(['nonesuch'], profile)",
+    )  # no such row: the notebook reports it
     overrides = {"data_dir": str(small_data_dir), "max_train_examples": 32}
     runs = notebook_runs([nb], "smoke", {"out_dir": str(tmp_path / "runs"), "seeds": [3], "overrides": overrides})
     assert [r.key for r in runs] == ["base seed3", "advanced seed3", "advanced_pal_finetune seed3", "base seed3'"]
     assert runs[2].parents == ["advanced seed3"] and runs[3].parents == []
     for r, more in zip(runs, [{}, {}, {}, {"epochs": 1}]):
         row = r.key.split()[0]
-        expected = resolve_config("smoke", row=row, seed=3,
-                                  out_dir=str(tmp_path / "runs"), progress=False, **overrides, **more)
+        expected = resolve_config(
+            "smoke", row=row, seed=3, out_dir=str(tmp_path / "runs"), progress=False, **overrides, **more
+        )
         assert r.cfg == expected  # the config the notebook resolves: the same run directory
 
 
@@ -49,7 +51,8 @@ def test_the_workbook_notebooks_ask_for_every_row_once_parents_first(small_data_
 
 
 def test_a_notebook_without_runs_or_parameters_cell_plans_nothing(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)"),
-                                         nbformat.v4.new_code_cell("this is not python (")])
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("print(1)"), nbformat.v4.new_code_cell("this is not python (")]
+    )
     nbformat.write(nb, tmp_path / "01_a.ipynb")
     assert notebook_runs([tmp_path / "01_a.ipynb"], "smoke") == []

@@ -12,7 +12,6 @@ from mtlib import data
 from mtlib.config import REPO_ROOT
 from mtlib.study.claimsfile import load_claims
 from mtlib.study.resolve import resolve_config
-from mtlib.train.identity import run_dir_for
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 NB01 = NOTEBOOKS / "01_data_exploration.ipynb"
@@ -21,8 +20,10 @@ LOGIC = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.For, ast.While
 
 
 def _has_data() -> bool:
-    return any((root / "ids-sst-train.csv").is_file() and (root / "quora-train-subset-head.csv").is_file()
-               for root in (data.default_data_dir(), data.SHARED_MIRROR))
+    return any(
+        (root / "ids-sst-train.csv").is_file() and (root / "quora-train-subset-head.csv").is_file()
+        for root in (data.default_data_dir(), data.SHARED_MIRROR)
+    )
 
 
 @pytest.mark.parametrize("path", [NB01, NB07], ids=lambda p: p.stem)
@@ -45,8 +46,14 @@ def test_notebook_conventions(path):
 def _execute(path: Path, target: Path, **parameters) -> nbformat.NotebookNode:
     import papermill as pm
 
-    pm.execute_notebook(str(path), str(target), parameters={"profile": "smoke", **parameters},
-                        kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT))
+    pm.execute_notebook(
+        str(path),
+        str(target),
+        parameters={"profile": "smoke", **parameters},
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(REPO_ROOT),
+    )
     return nbformat.read(target, as_version=4)
 
 
@@ -55,15 +62,23 @@ def test_01_data_exploration_runs(tmp_path):
     figures = tmp_path / "figures"
     nb = _execute(NB01, tmp_path / "01.ipynb", figures_dir=str(figures))
     assert sorted(p.name for p in figures.glob("*.png")) == [
-        "01_class_distributions.png", "01_length_distributions.png", "01_quora_availability.png"]
+        "01_class_distributions.png",
+        "01_length_distributions.png",
+        "01_quora_availability.png",
+    ]
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert images == 3  # each figure shown once
 
 
 def test_07_results_without_runs(tmp_path):
     md = tmp_path / "results.md"
-    _execute(NB07, tmp_path / "07.ipynb", out_dir=str(tmp_path / "runs"), figures_dir=str(tmp_path / "figures"),
-             results_md=str(md))
+    _execute(
+        NB07,
+        tmp_path / "07.ipynb",
+        out_dir=str(tmp_path / "runs"),
+        figures_dir=str(tmp_path / "figures"),
+        results_md=str(md),
+    )
     text = md.read_text()
     assert "No finished runs" in text and "0.741" in text  # the paper's numbers are still there
     assert "## The paper's claims" in text and f"0 holds, 0 fails, {len(load_claims())} inconclusive" in text
@@ -78,17 +93,24 @@ def test_07_results_after_a_smoke_run(tmp_path, small_data_dir):
     out = tmp_path / "runs"
     run(resolve_config("smoke", row="base_pal", out_dir=str(out), data_dir=str(small_data_dir)))
     md = tmp_path / "results.md"
-    nb = _execute(NB07, tmp_path / "07.ipynb", out_dir=str(out), figures_dir=str(tmp_path / "figures"),
-                  results_md=str(md))
+    nb = _execute(
+        NB07, tmp_path / "07.ipynb", out_dir=str(out), figures_dir=str(tmp_path / "figures"), results_md=str(md)
+    )
     line = next(line for line in md.read_text().splitlines() if line.startswith("| base_pal "))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[2] == "1" and all(c != "\u2014" for c in cells[3:8])  # one seed, our five scores present
     assert "tiny-random" in md.read_text() and "1 finished run(s) of 1 row(s)" in md.read_text()
-    shown = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
-                    for o in c.outputs)
+    shown = "".join(
+        o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+    )
     assert "tiny-random" in shown  # provenance displayed under the table
     claims_line = next(line for line in md.read_text().splitlines() if line.startswith("| pal_schedule "))
     assert "| 0 |" in claims_line and "inconclusive" in claims_line  # base_pal alone: nothing to pair with
-    images = [o for c in nb.cells if c.cell_type == "code" and "prediction_panels" in c.source for o in c.outputs
-              if "image/png" in o.get("data", {})]
+    images = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code" and "prediction_panels" in c.source
+        for o in c.outputs
+        if "image/png" in o.get("data", {})
+    ]
     assert len(images) == 1  # base_pal's confusion matrices and STS scatter, from its dev predictions

@@ -13,8 +13,20 @@ from mtlib.config import REPO_ROOT
 from mtlib.study.runs import rows_for
 
 NOTEBOOKS = ["02_baselines", "03_gradient_methods", "04_heads", "05_pals", "06_gradient_compromise"]
-LOGIC = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.For, ast.While, ast.If, ast.Try, ast.With,
-         ast.ListComp, ast.GeneratorExp, ast.DictComp, ast.Lambda)
+LOGIC = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.For,
+    ast.While,
+    ast.If,
+    ast.Try,
+    ast.With,
+    ast.ListComp,
+    ast.GeneratorExp,
+    ast.DictComp,
+    ast.Lambda,
+)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -40,10 +52,18 @@ def run_on_smoke(name: str, tmp_path: Path, data_dir) -> tuple[set, Path, nbform
     out_dir, figures = tmp_path / "runs", tmp_path / "figures"
     target = tmp_path / f"{name}.ipynb"
     pm.execute_notebook(
-        str(REPO_ROOT / "notebooks" / f"{name}.ipynb"), str(target), kernel_name="python3", progress_bar=False,
+        str(REPO_ROOT / "notebooks" / f"{name}.ipynb"),
+        str(target),
+        kernel_name="python3",
+        progress_bar=False,
         cwd=str(REPO_ROOT),
-        parameters={"profile": "smoke", "out_dir": str(out_dir), "figures_dir": str(figures), "progress": False,
-                    "overrides": {"data_dir": str(data_dir), "max_train_examples": 32}},
+        parameters={
+            "profile": "smoke",
+            "out_dir": str(out_dir),
+            "figures_dir": str(figures),
+            "progress": False,
+            "overrides": {"data_dir": str(data_dir), "max_train_examples": 32},
+        },
     )
     finished = {json.loads(p.read_text())["name"] for p in out_dir.glob("*/seed*/metrics.json")}
     return finished, figures, nbformat.read(target, as_version=4)
@@ -57,6 +77,11 @@ def test_runs_under_papermill(name, tmp_path, small_data_dir):
     assert (figures / f"{name[:2]}_dev_predictions.png").is_file()  # confusion matrices and STS scatter
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "ablation panel skipped" in text  # the widget panel is not built under papermill
-    tables = [o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
-              if "text/html" in o.get("data", {})]
+    tables = [
+        o["data"]["text/html"]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "text/html" in o.get("data", {})
+    ]
     assert any("paper" in t for t in tables)  # our numbers beside the paper's

@@ -22,8 +22,9 @@ def quiet_notes():
 
 def test_a_skipped_row_is_one_quiet_line_once(tmp_path, capsys):
     path = tmp_path / "quora-tiny.csv"
-    path.write_text("\tid\tsentence1\tsentence2\tis_duplicate\n0\ta\tHi?\tHello?\t1.0\n1\tb\tYes?\tNo?\t\n",
-                    encoding="utf-8")
+    path.write_text(
+        "\tid\tsentence1\tsentence2\tis_duplicate\n0\ta\tHi?\tHello?\t1.0\n1\tb\tYes?\tNo?\t\n", encoding="utf-8"
+    )
     assert len(read_task_file("para", path)) == 1
     out, err = capsys.readouterr()
     assert out.count("\n") == 1 and out.startswith("[data] quora-tiny.csv: skipped 1 malformed row(s) of 2")

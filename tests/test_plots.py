@@ -48,22 +48,51 @@ def history(n_epochs: int = 3, offset: float = 0.0, grads: int = 0, phases: int 
                 wall += 0.5
                 beta = 0.2 + 0.8 * (epoch - 1) / max(n_epochs - 1, 1)
                 c = (-0.1 + 0.05 * g, 0.2, -0.3 + 0.1 * epoch)
-                rows.append({"type": "grad", "epoch": epoch, "examples_seen": seen, "wall": wall,
-                             "cosine": [[1, c[0], c[1]], [c[0], 1, c[2]], [c[1], c[2], 1]],
-                             "pairs": {"sst|para": c[0], "sst|sts": c[1], "para|sts": c[2]},
-                             "conflict_share": sum(x < 0 for x in c) / 3,
-                             "norms": {"sst": 1.0 + g, "para": 0.5, "sts": 10.0},
-                             "counts": {"sst": 2, "para": 3, "sts": 1},
-                             "beta": beta})
+                rows.append(
+                    {
+                        "type": "grad",
+                        "epoch": epoch,
+                        "examples_seen": seen,
+                        "wall": wall,
+                        "cosine": [[1, c[0], c[1]], [c[0], 1, c[2]], [c[1], c[2], 1]],
+                        "pairs": {"sst|para": c[0], "sst|sts": c[1], "para|sts": c[2]},
+                        "conflict_share": sum(x < 0 for x in c) / 3,
+                        "norms": {"sst": 1.0 + g, "para": 0.5, "sts": 10.0},
+                        "counts": {"sst": 2, "para": 3, "sts": 1},
+                        "beta": beta,
+                    }
+                )
             seen += 48
             wall += 1.0
-            rows.append({"type": "train", "phase": phase, "epoch": epoch, "step": 6, "examples_seen": seen,
-                         "wall": wall, "loss": {"sst": 1.0, "para": 0.7}})
+            rows.append(
+                {
+                    "type": "train",
+                    "phase": phase,
+                    "epoch": epoch,
+                    "step": 6,
+                    "examples_seen": seen,
+                    "wall": wall,
+                    "loss": {"sst": 1.0, "para": 0.7},
+                }
+            )
             score = 0.3 + 0.1 * epoch + offset
-            rows.append({"type": "eval", "phase": phase, "phase_name": ["pretrain", "finetune"][phase % 2],
-                         "epoch": epoch, "examples_seen": seen, "wall": wall, "sst": score, "para": score + 0.2,
-                         "sts": score - 0.1, "mean": score + 1 / 30, "task_counts": {"sst": 1, "para": 4, "sts": epoch},
-                         "probabilities": {"sst": 0.2, "para": 0.6, "sts": 0.2}, "improved": True})
+            rows.append(
+                {
+                    "type": "eval",
+                    "phase": phase,
+                    "phase_name": ["pretrain", "finetune"][phase % 2],
+                    "epoch": epoch,
+                    "examples_seen": seen,
+                    "wall": wall,
+                    "sst": score,
+                    "para": score + 0.2,
+                    "sts": score - 0.1,
+                    "mean": score + 1 / 30,
+                    "task_counts": {"sst": 1, "para": 4, "sts": epoch},
+                    "probabilities": {"sst": 0.2, "para": 0.6, "sts": 0.2},
+                    "improved": True,
+                }
+            )
     rows.append({"type": "final", "sst": 0.5, "para": 0.7, "sts": 0.3, "mean": 0.5})
     return rows
 
@@ -229,10 +258,15 @@ def test_compromise_parts_counts_and_beta(tmp_path):
 
 
 def test_results_bars_ours_and_paper():
-    table = pd.DataFrame({
-        "id": ["a", "b"], **{m: [0.5, np.nan] for m in ("mean", "sst", "para")}, "sts": [-0.1, np.nan],
-        **{f"{m}_ci": [0.02, np.nan] for m in ("mean", "sst", "para", "sts")},
-        **{f"paper_{m}": [0.6, 0.7] for m in ("mean", "sst", "para", "sts")}})
+    table = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            **{m: [0.5, np.nan] for m in ("mean", "sst", "para")},
+            "sts": [-0.1, np.nan],
+            **{f"{m}_ci": [0.02, np.nan] for m in ("mean", "sst", "para", "sts")},
+            **{f"paper_{m}": [0.6, 0.7] for m in ("mean", "sst", "para", "sts")},
+        }
+    )
     fig = plots.results_bars(table)
     assert len(fig.axes) == 4
     for ax in fig.axes:

@@ -29,12 +29,17 @@ def _close_figures():
 def course_data(root: Path) -> Path:
     """Labelled dev files in the course layout (tab-separated, leading index column)."""
     root.mkdir()
-    (root / "ids-sst-dev.csv").write_text("\tid\tsentence\tsentiment\n" + "".join(
-        f"{i}\t{k}\ta sentence .\t{y}\n" for i, (k, y) in enumerate(SST)))
-    (root / "quora-dev.csv").write_text("\tid\tsentence1\tsentence2\tis_duplicate\n" + "".join(
-        f"{i}\t{k}\tone ?\ttwo ?\t{float(y)}\n" for i, (k, y) in enumerate(QUORA)))
-    (root / "sts-dev.csv").write_text("\tid\tsentence1\tsentence2\tsimilarity\n" + "".join(
-        f"{i}\t{k}\tone .\ttwo .\t{y}\n" for i, (k, y) in enumerate(STS)))
+    (root / "ids-sst-dev.csv").write_text(
+        "\tid\tsentence\tsentiment\n" + "".join(f"{i}\t{k}\ta sentence .\t{y}\n" for i, (k, y) in enumerate(SST))
+    )
+    (root / "quora-dev.csv").write_text(
+        "\tid\tsentence1\tsentence2\tis_duplicate\n"
+        + "".join(f"{i}\t{k}\tone ?\ttwo ?\t{float(y)}\n" for i, (k, y) in enumerate(QUORA))
+    )
+    (root / "sts-dev.csv").write_text(
+        "\tid\tsentence1\tsentence2\tsimilarity\n"
+        + "".join(f"{i}\t{k}\tone .\ttwo .\t{y}\n" for i, (k, y) in enumerate(STS))
+    )
     return root
 
 
@@ -45,8 +50,9 @@ def prediction_run(out: Path, data_dir: Path, tasks=("sst", "para", "sts"), name
     predicted = {"sst": [0, 1, 2, 2, 4, 3, 2], "para": [0, 1, 0, 0], "sts": [0.5, 2.0, 4.5, 3.0]}
     gold = {"sst": SST, "para": QUORA, "sts": STS}
     for task in tasks:
-        write_predictions(run_dir / "predictions" / f"{task}-dev-output.csv", task, [k for k, _ in gold[task]],
-                          predicted[task])
+        write_predictions(
+            run_dir / "predictions" / f"{task}-dev-output.csv", task, [k for k, _ in gold[task]], predicted[task]
+        )
     return run_dir
 
 
@@ -64,7 +70,10 @@ def test_dev_predictions_and_confusion_counts(tmp_path):
 
 def test_prediction_panels_show_counts_and_scores(tmp_path):
     data_dir = course_data(tmp_path / "data")
-    runs = [prediction_run(tmp_path / "runs", data_dir), prediction_run(tmp_path / "runs", data_dir, ("sst",), "pcgrad")]
+    runs = [
+        prediction_run(tmp_path / "runs", data_dir),
+        prediction_run(tmp_path / "runs", data_dir, ("sst",), "pcgrad"),
+    ]
     fig = plots.prediction_panels(runs, labels={"base": "BaseModel"})
     axes = fig.axes
     assert len(axes) == 6
@@ -92,16 +101,49 @@ def test_predictions_from_another_data_folder_are_refused(tmp_path):
 
 
 def test_claims_forest(tmp_path):
-    table = pd.DataFrame([
-        {"id": "w", "claim": "a beats b", "compare": "a > b", "metric": "mean", "n_seeds": 3, "difference": 0.1,
-         "ci_low": 0.05, "ci_high": 0.15, "verdict": "holds", "paper_difference": 0.2, "paper_says": None},
-        {"id": "o", "claim": "c beats d", "compare": "c > d", "metric": "sts", "n_seeds": 1, "difference": -0.1,
-         "ci_low": math.nan, "ci_high": math.nan, "verdict": "inconclusive", "paper_difference": 0.1,
-         "paper_says": None},
-        {"id": "s", "claim": "e is faster", "compare": "e < f", "metric": "examples_to_target", "n_seeds": 0,
-         "difference": math.nan, "ci_low": math.nan, "ci_high": math.nan, "verdict": "inconclusive",
-         "paper_difference": math.nan, "paper_says": "sooner"},
-    ])
+    table = pd.DataFrame(
+        [
+            {
+                "id": "w",
+                "claim": "a beats b",
+                "compare": "a > b",
+                "metric": "mean",
+                "n_seeds": 3,
+                "difference": 0.1,
+                "ci_low": 0.05,
+                "ci_high": 0.15,
+                "verdict": "holds",
+                "paper_difference": 0.2,
+                "paper_says": None,
+            },
+            {
+                "id": "o",
+                "claim": "c beats d",
+                "compare": "c > d",
+                "metric": "sts",
+                "n_seeds": 1,
+                "difference": -0.1,
+                "ci_low": math.nan,
+                "ci_high": math.nan,
+                "verdict": "inconclusive",
+                "paper_difference": 0.1,
+                "paper_says": None,
+            },
+            {
+                "id": "s",
+                "claim": "e is faster",
+                "compare": "e < f",
+                "metric": "examples_to_target",
+                "n_seeds": 0,
+                "difference": math.nan,
+                "ci_low": math.nan,
+                "ci_high": math.nan,
+                "verdict": "inconclusive",
+                "paper_difference": math.nan,
+                "paper_says": "sooner",
+            },
+        ]
+    )
     fig = plots.claims_forest(table)
     score, speed = fig.axes
     assert [t.get_text().splitlines()[0] for t in score.get_yticklabels()] == ["a beats b", "c beats d"]

@@ -38,8 +38,10 @@ def test_a_cpu_without_native_bf16_gets_fp32_without_a_measurement(monkeypatch, 
     choice = capability.cpu_auto_choice(tmp_path / "cpu_precision.json")
     assert time.perf_counter() - start < 0.2
     assert choice.precision == "fp32"
-    assert choice.reason == ("CPU AMD EPYC 7B13 64-Core Processor has no native bf16 instructions "
-                             "(no amx_bf16/avx512_bf16/bf16): fp32, not measured")
+    assert choice.reason == (
+        "CPU AMD EPYC 7B13 64-Core Processor has no native bf16 instructions "
+        "(no amx_bf16/avx512_bf16/bf16): fp32, not measured"
+    )
     assert not (tmp_path / "cpu_precision.json").exists() and "timing bf16" not in capsys.readouterr().out
     # the same through the runtime, as a run resolves it
     assert runtime.resolve_precision("auto", torch.device("cpu")) == "fp32"
@@ -99,12 +101,15 @@ def test_the_rounds_stop_at_the_budget():
     assert capability.measure_cpu_bf16(rounds=3, budget_s=60.0, shapes=((64, 64, 64),))["rounds"] == 3
 
 
-@pytest.mark.parametrize("machine,probes,expected", [
-    ("arm64", None, False),  # an Apple-silicon Mac: fp32, not measured
-    ("AMD64", (False, False), False),  # Windows x86 without AVX-512 BF16/AMX, as torch's CPU probe says
-    ("x86_64", (True, False), True),
-    ("x86_64", "missing", None),  # an x86 CPU this torch cannot describe: the bounded measurement decides
-])
+@pytest.mark.parametrize(
+    "machine,probes,expected",
+    [
+        ("arm64", None, False),  # an Apple-silicon Mac: fp32, not measured
+        ("AMD64", (False, False), False),  # Windows x86 without AVX-512 BF16/AMX, as torch's CPU probe says
+        ("x86_64", (True, False), True),
+        ("x86_64", "missing", None),  # an x86 CPU this torch cannot describe: the bounded measurement decides
+    ],
+)
 def test_without_proc_cpuinfo(monkeypatch, machine, probes, expected):
     monkeypatch.setattr(capability, "_cpuinfo", lambda: None)
     monkeypatch.setattr(capability.platform, "machine", lambda: machine)

@@ -37,10 +37,14 @@ def test_predict_cli_prints_the_three_scores_and_the_mean(finished_run, capsys):
     assert main(["predict", str(finished_run)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line for line in out if line.startswith("dev ")] == [
-        *(f"dev {t} {metric_name(t)} {own[t]:.4f}" for t in ("sst", "para", "sts")), f"dev mean {own['mean']:.4f}"]
+        *(f"dev {t} {metric_name(t)} {own[t]:.4f}" for t in ("sst", "para", "sts")),
+        f"dev mean {own['mean']:.4f}",
+    ]
     out_dir = finished_run.parents[2] / "predict" / finished_run.parent.name / finished_run.name / "best"
     assert f"wrote {out_dir / 'sts-dev-output.csv'}" in out
-    assert (out_dir / "sts-dev-output.csv").read_bytes() == (finished_run / "predictions" / "sts-dev-output.csv").read_bytes()
+    assert (out_dir / "sts-dev-output.csv").read_bytes() == (
+        finished_run / "predictions" / "sts-dev-output.csv"
+    ).read_bytes()
 
 
 def test_test_split_writes_the_files_it_has_data_for(finished_run):
@@ -54,7 +58,9 @@ def test_a_checkpoint_of_another_model_shape_is_refused(finished_run, capsys):
     encoder, tokenizer = load_backbone("tiny-random")
     other = MultitaskModel(ModelConfig(n_hidden_layers=1), encoder, tokenizer)  # a hidden layer in every head
     path = save_checkpoint(finished_run.parent / "other.pt", {"model": other.state_dict()})
-    with pytest.raises(CheckpointError, match=r"other.pt does not fit .*config.yaml \(backbone tiny-random.*unexpected"):
+    with pytest.raises(
+        CheckpointError, match=r"other.pt does not fit .*config.yaml \(backbone tiny-random.*unexpected"
+    ):
         predict_run(finished_run, checkpoint=str(path))
     assert main(["predict", str(finished_run), "--checkpoint", str(path)]) == 2
     err = capsys.readouterr().err.splitlines()

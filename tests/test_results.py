@@ -12,25 +12,60 @@ import yaml
 from mtlib.study import intervals, results
 from mtlib.study.experiments import load_experiments
 from mtlib.study.resolve import resolve_config
-from mtlib.train.identity import run_dir_for
 
 ROWS = [
-    {"id": "base_pal", "label": "BaseModel + Pal schedule", "notebook": "02_baselines",
-     "paper": {"sst": 0.499, "para": 0.869, "sts": 0.856, "mean": 0.741},
-     "config": {"n_hidden_layers": 0, "sampler": "pal"}},
-    {"id": "pcgrad", "label": "BaseModel + 1 hidden + PCGrad | surgery", "notebook": "03_gradient_methods",
-     "paper": {"sst": 0.484, "para": 0.871, "sts": 0.832, "mean": 0.729}, "config": {"n_hidden_layers": 1}},
+    {
+        "id": "base_pal",
+        "label": "BaseModel + Pal schedule",
+        "notebook": "02_baselines",
+        "paper": {"sst": 0.499, "para": 0.869, "sts": 0.856, "mean": 0.741},
+        "config": {"n_hidden_layers": 0, "sampler": "pal"},
+    },
+    {
+        "id": "pcgrad",
+        "label": "BaseModel + 1 hidden + PCGrad | surgery",
+        "notebook": "03_gradient_methods",
+        "paper": {"sst": 0.484, "para": 0.871, "sts": 0.832, "mean": 0.729},
+        "config": {"n_hidden_layers": 1},
+    },
 ]
 
 
-def metrics(name: str, seed: int, sst: float, para: float, sts: float, backbone: str = "minilm-l6",
-            config_hash: str = "h", dev_split: str = "full") -> dict:
-    data = {t: {"train_raw": 100, "train_filtered": 90, "train_used": 80, "augmented": 0, "dev": 50,
-                "dev_subsample": 20, "test": 0} for t in ("sst", "para", "sts")}
+def metrics(
+    name: str,
+    seed: int,
+    sst: float,
+    para: float,
+    sts: float,
+    backbone: str = "minilm-l6",
+    config_hash: str = "h",
+    dev_split: str = "full",
+) -> dict:
+    data = {
+        t: {
+            "train_raw": 100,
+            "train_filtered": 90,
+            "train_used": 80,
+            "augmented": 0,
+            "dev": 50,
+            "dev_subsample": 20,
+            "test": 0,
+        }
+        for t in ("sst", "para", "sts")
+    }
     data["quora_train"] = "subset head+extra (56,331 usable of 141,506)"
-    return {"name": name, "seed": seed, "config_hash": config_hash, "backbone": backbone,
-            "dev": {"sst": sst, "para": para, "sts": sts, "mean": (sst + para + sts) / 3}, "dev_split": dev_split,
-            "examples_seen": 1000, "train_seconds": 1.0, "data": data, "params": {}}
+    return {
+        "name": name,
+        "seed": seed,
+        "config_hash": config_hash,
+        "backbone": backbone,
+        "dev": {"sst": sst, "para": para, "sts": sts, "mean": (sst + para + sts) / 3},
+        "dev_split": dev_split,
+        "examples_seen": 1000,
+        "train_seconds": 1.0,
+        "data": data,
+        "params": {},
+    }
 
 
 def write(out: Path, m: dict, config: dict | None = None) -> Path:
@@ -65,7 +100,9 @@ def test_mean_ci():
 def test_course_means():
     course = ("sst", "para", "sts")
     assert results.means({"sst": 0.5, "para": 0.8, "sts": 0.8}, course) == pytest.approx((0.7, (0.5 + 0.8 + 0.9) / 3))
-    assert results.means({"sst": 0.5, "para": 0.8, "sts": -1.0}, course)[1] == pytest.approx(1.3 / 3)  # r = -1 maps to 0
+    assert results.means({"sst": 0.5, "para": 0.8, "sts": -1.0}, course)[1] == pytest.approx(
+        1.3 / 3
+    )  # r = -1 maps to 0
 
 
 def test_results_table_two_seeds_give_a_ci_and_both_means(tmp_path):
@@ -105,7 +142,8 @@ def test_results_table_no_runs_folder(tmp_path):
     assert beyond.count(True) > 0, "the test needs rows beyond the paper"
     assert list(table["paper_mean"].isna()) == beyond  # the paper's rows carry its numbers, the rest none
     assert list(results.results_table(tmp_path / "missing", notebook="03_gradient_methods")["id"]) == [
-        r["id"] for r in load_experiments() if r["notebook"] == "03_gradient_methods"]
+        r["id"] for r in load_experiments() if r["notebook"] == "03_gradient_methods"
+    ]
 
 
 def test_results_table_keeps_only_the_profiles_runs(tmp_path):
@@ -186,13 +224,19 @@ def test_run_config_read_once_and_reread_when_changed(tmp_path, monkeypatch):
 
 
 def test_provenance_says_when_runs_come_from_different_code_versions():
-    old, new = {"mtlib": "0.1.0", "commit": "aaaaaaaaaaaa", "dirty": False}, {"mtlib": "0.1.0", "commit": "bbbbbbbbbbbb",
-                                                                            "dirty": True}
+    old, new = (
+        {"mtlib": "0.1.0", "commit": "aaaaaaaaaaaa", "dirty": False},
+        {"mtlib": "0.1.0", "commit": "bbbbbbbbbbbb", "dirty": True},
+    )
     same = results.provenance([{**metrics("base_pal", s, 0.4, 0.8, 0.6), "code": old} for s in (1, 2)])
     assert "Code: mtlib 0.1.0 aaaaaaaaaaaa." in same and "code versions" not in same
-    mixed = results.provenance([{**metrics("base_pal", 1, 0.4, 0.8, 0.6), "code": old},
-                                {**metrics("base_pal", 2, 0.4, 0.8, 0.6), "code": new},
-                                metrics("pcgrad", 1, 0.4, 0.8, 0.6)])  # a run from before versions were recorded
+    mixed = results.provenance(
+        [
+            {**metrics("base_pal", 1, 0.4, 0.8, 0.6), "code": old},
+            {**metrics("base_pal", 2, 0.4, 0.8, 0.6), "code": new},
+            metrics("pcgrad", 1, 0.4, 0.8, 0.6),
+        ]
+    )  # a run from before versions were recorded
     assert "come from 3 code versions" in mixed
     assert "aaaaaaaaaaaa (1 run)" in mixed and "bbbbbbbbbbbb+dirty (1 run)" in mixed and "unrecorded" in mixed
 

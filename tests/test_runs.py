@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mtlib import rundir
-from mtlib.study import experiments, resolve, runs, tables, workbook
+from mtlib.study import tables, workbook
 from mtlib.config import RunConfig
 from mtlib.study.experiments import get_row, load_experiments, paper_rows
 from mtlib.study.runs import run_rows
@@ -79,7 +79,8 @@ def test_init_from_resolves_to_the_parent_best(tmp_path):
     assert child.phases[0]["freeze"] == "all_but_pals"
     # the parent of the same seed
     assert resolve_config("smoke", row="advanced_pal_finetune", seed=5, out_dir=str(tmp_path)).init_checkpoint == str(
-        run_dir_for(resolve_config("smoke", row="advanced", seed=5, out_dir=str(tmp_path))) / "best.pt")
+        run_dir_for(resolve_config("smoke", row="advanced", seed=5, out_dir=str(tmp_path))) / "best.pt"
+    )
     # an explicit init_checkpoint wins
     assert resolve_config("smoke", row="advanced_pal_finetune", init_checkpoint="x.pt").init_checkpoint == "x.pt"
     assert resolve_config("smoke", row="base").init_checkpoint is None
@@ -102,8 +103,13 @@ def test_config_for_sources(tmp_path):
 
 
 def test_run_rows_skips_finished_runs_and_trains_parents(tmp_path, small_data_dir):
-    kw = dict(out_dir=str(tmp_path / "runs"), data_dir=str(small_data_dir), max_train_examples=16, epochs=1,
-              batches_per_epoch=3)
+    kw = dict(
+        out_dir=str(tmp_path / "runs"),
+        data_dir=str(small_data_dir),
+        max_train_examples=16,
+        epochs=1,
+        batches_per_epoch=3,
+    )
     (first,) = run_rows("02_baselines", "smoke", only=["base"], **kw)
     metrics = first / "metrics.json"
     stamp = metrics.stat().st_mtime_ns
@@ -120,8 +126,14 @@ def test_run_rows_trains_the_parent_of_an_init_from_row(tmp_path, small_data_dir
 
     trained = []
     monkeypatch.setattr(mtrain, "run", lambda cfg, callback=None: trained.append(cfg) or run_dir_for(cfg))
-    run_rows("05_pals", "smoke", only=["advanced_pal_finetune"], out_dir=str(tmp_path), epochs=1,
-             data_dir=str(small_data_dir))
+    run_rows(
+        "05_pals",
+        "smoke",
+        only=["advanced_pal_finetune"],
+        out_dir=str(tmp_path),
+        epochs=1,
+        data_dir=str(small_data_dir),
+    )
     parent, child = trained
     assert parent.name == "advanced" and child.name == "advanced_pal_finetune"
     assert child.init_checkpoint == str(run_dir_for(parent) / "best.pt")
@@ -193,8 +205,9 @@ def test_run_name_read_metrics_and_find_run(tmp_path):
     cfg = RunConfig(name="my-row", out_dir=str(tmp_path), seed=3)
     d = run_dir_for(cfg)
     d.mkdir(parents=True)
-    (d / "metrics.json").write_text(json.dumps({"name": "my-row", "data": {"sst": {"train_used": 7}, "quora_train": "x"},
-                                                "params": {"encoder": 5}}))
+    (d / "metrics.json").write_text(
+        json.dumps({"name": "my-row", "data": {"sst": {"train_used": 7}, "quora_train": "x"}, "params": {"encoder": 5}})
+    )
     assert rundir.run_name(d) == rundir.run_name(str(d)) == "my-row"
     assert rundir.read_metrics(d)["name"] == "my-row"
     assert tables.train_sizes(d) == {"sst": 7}

@@ -7,8 +7,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mtlib.train.samplers import (SAMPLERS, TaskSampler, pal_alpha, pal_control_probabilities, pal_probabilities,
-                              task_ratios)
+from mtlib.train.samplers import (
+    SAMPLERS,
+    TaskSampler,
+    pal_alpha,
+    pal_control_probabilities,
+    pal_probabilities,
+    task_ratios,
+)
 
 TASKS = ["sst", "para", "sts"]
 N = {"sst": 267, "para": 8845, "sts": 189}  # docs/original.md §3: micro-batch counts of the raw data
@@ -28,7 +34,7 @@ def test_pal_probabilities_spec_example():
 
 def test_pal_alpha_sequence():
     alphas = [pal_alpha(e, 10) for e in range(1, 11)]
-    assert alphas == pytest.approx([1, .911, .822, .733, .644, .556, .467, .378, .289, .2], abs=5e-4)
+    assert alphas == pytest.approx([1, 0.911, 0.822, 0.733, 0.644, 0.556, 0.467, 0.378, 0.289, 0.2], abs=5e-4)
     assert pal_alpha(1, 1) == 0.2  # as the original: alpha 0.2 with a single epoch
     assert pal_probabilities(N, 1, 1) == pytest.approx([0.2533, 0.5102, 0.2364], abs=5e-5)
     with pytest.raises(ValueError, match="epoch"):
@@ -44,7 +50,7 @@ def test_task_ratios_rows():
     assert len(rows) == 10
     assert [r["epoch"] for r in rows] == list(range(1, 11))
     assert rows[0]["alpha"] == 1.0 and rows[-1]["alpha"] == pytest.approx(0.2)
-    assert (rows[0]["sst"], rows[0]["para"], rows[0]["sts"]) == pytest.approx((.0287, .9510, .0203), abs=5e-5)
+    assert (rows[0]["sst"], rows[0]["para"], rows[0]["sts"]) == pytest.approx((0.0287, 0.9510, 0.0203), abs=5e-5)
     assert all(sum(r[t] for t in TASKS) == pytest.approx(1.0) for r in rows)
 
 

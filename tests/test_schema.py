@@ -13,33 +13,106 @@ from mtlib.rundir.schema import ROWS, SCHEMA, EvalRow, GradRow, Metrics, StartRo
 # One row of each kind as the trainer writes it (key order included); eval/final scores keyed by task name,
 # one of them not a course task (tasks are data).
 ROWS_WRITTEN = [
-    {"wall": 0.07, "type": "start", "schema": SCHEMA, "run_id": "bb94a519a5", "config_hash": "e817edcce8",
-     "device": "cpu", "precision": "fp32", "params": {"encoder": 2057536, "head_sst": 325, "pals": 0, "total": 2057861,
-                                                       "trainable": 2057861},
-     "data": {"sst": {"train_raw": 240, "train_used": 32}, "quora_train": "subset head", "max_chars": 250}},
-    {"wall": 0.09, "type": "train", "phase": 0, "epoch": 1, "step": 3, "examples_seen": 24, "lr": 0.001,
-     "loss": {"sst": 1.57, "polarity": 0.76}},
-    {"wall": 0.16, "type": "eval", "phase": 0, "phase_name": "pretrain", "epoch": 1, "examples_seen": 24,
-     "sst": 0.17, "polarity": 0.46, "sts": None, "mean": 0.31, "task_counts": {"sst": 2, "polarity": 1, "sts": 0},
-     "improved": True, "probabilities": {"sst": 0.25, "polarity": 0.5, "sts": 0.25}},
-    {"wall": 0.17, "type": "eval", "phase": 1, "phase_name": "finetune", "epoch": 1, "examples_seen": 48,
-     "sst": 0.2, "mean": 0.2, "task_counts": {"sst": 3}, "improved": False},  # no probabilities: not a PAL sampler
-    {"wall": 0.27, "type": "grad", "epoch": 1, "examples_seen": 72, "cosine": [[1.0, -0.1], [-0.1, 1.0]],
-     "pairs": {"sst|polarity": -0.1}, "conflict_share": 1.0, "norms": {"sst": 0.5, "polarity": 2.0},
-     "loss_weights": {"sst": 1.2, "polarity": 0.8}, "counts": {"sst": 2, "polarity": 1}, "beta": 0.6},
-    {"wall": 0.28, "type": "grad", "epoch": 1, "examples_seen": 80, "cosine": [[1.0, 0.2], [0.2, 1.0]],
-     "pairs": {"sst|polarity": 0.2}, "conflict_share": 0.0, "norms": {"sst": 0.5, "polarity": 2.0},
-     "counts": {"sst": 1, "polarity": 1}},
+    {
+        "wall": 0.07,
+        "type": "start",
+        "schema": SCHEMA,
+        "run_id": "bb94a519a5",
+        "config_hash": "e817edcce8",
+        "device": "cpu",
+        "precision": "fp32",
+        "params": {"encoder": 2057536, "head_sst": 325, "pals": 0, "total": 2057861, "trainable": 2057861},
+        "data": {"sst": {"train_raw": 240, "train_used": 32}, "quora_train": "subset head", "max_chars": 250},
+    },
+    {
+        "wall": 0.09,
+        "type": "train",
+        "phase": 0,
+        "epoch": 1,
+        "step": 3,
+        "examples_seen": 24,
+        "lr": 0.001,
+        "loss": {"sst": 1.57, "polarity": 0.76},
+    },
+    {
+        "wall": 0.16,
+        "type": "eval",
+        "phase": 0,
+        "phase_name": "pretrain",
+        "epoch": 1,
+        "examples_seen": 24,
+        "sst": 0.17,
+        "polarity": 0.46,
+        "sts": None,
+        "mean": 0.31,
+        "task_counts": {"sst": 2, "polarity": 1, "sts": 0},
+        "improved": True,
+        "probabilities": {"sst": 0.25, "polarity": 0.5, "sts": 0.25},
+    },
+    {
+        "wall": 0.17,
+        "type": "eval",
+        "phase": 1,
+        "phase_name": "finetune",
+        "epoch": 1,
+        "examples_seen": 48,
+        "sst": 0.2,
+        "mean": 0.2,
+        "task_counts": {"sst": 3},
+        "improved": False,
+    },  # no probabilities: not a PAL sampler
+    {
+        "wall": 0.27,
+        "type": "grad",
+        "epoch": 1,
+        "examples_seen": 72,
+        "cosine": [[1.0, -0.1], [-0.1, 1.0]],
+        "pairs": {"sst|polarity": -0.1},
+        "conflict_share": 1.0,
+        "norms": {"sst": 0.5, "polarity": 2.0},
+        "loss_weights": {"sst": 1.2, "polarity": 0.8},
+        "counts": {"sst": 2, "polarity": 1},
+        "beta": 0.6,
+    },
+    {
+        "wall": 0.28,
+        "type": "grad",
+        "epoch": 1,
+        "examples_seen": 80,
+        "cosine": [[1.0, 0.2], [0.2, 1.0]],
+        "pairs": {"sst|polarity": 0.2},
+        "conflict_share": 0.0,
+        "norms": {"sst": 0.5, "polarity": 2.0},
+        "counts": {"sst": 1, "polarity": 1},
+    },
     {"wall": 0.5, "type": "final", "sst": 0.2, "polarity": 0.4, "mean": 0.3},
 ]
 
-METRICS = {"schema": SCHEMA, "name": "pal", "seed": 11711, "run_id": "1603aa3fac", "config_hash": "73d72b91a8",
-           "backbone": "tiny-random", "dev": {"sst": 0.17, "polarity": 0.46, "mean": 0.31}, "dev_split": "subsample",
-           "best_epoch": 2, "best_dev_subsample_mean": None, "examples_seen": 96, "train_seconds": 1.4,
-           "final_eval_seconds": 0.0, "device": "cpu", "precision": "fp32", "data": {"sst": {"train_used": 32}},
-           "data_sha256": {"sst": "ab12"}, "params": {"encoder": 10, "total": 12}, "resumed": [{"phase": 1, "epoch": 1}],
-           "shared_phases": None, "code": {"version": "0.1", "commit": None}, "speed": {"train": {"updates": 12}},
-           "precision_reason": "precision: fp32 set in the config"}
+METRICS = {
+    "schema": SCHEMA,
+    "name": "pal",
+    "seed": 11711,
+    "run_id": "1603aa3fac",
+    "config_hash": "73d72b91a8",
+    "backbone": "tiny-random",
+    "dev": {"sst": 0.17, "polarity": 0.46, "mean": 0.31},
+    "dev_split": "subsample",
+    "best_epoch": 2,
+    "best_dev_subsample_mean": None,
+    "examples_seen": 96,
+    "train_seconds": 1.4,
+    "final_eval_seconds": 0.0,
+    "device": "cpu",
+    "precision": "fp32",
+    "data": {"sst": {"train_used": 32}},
+    "data_sha256": {"sst": "ab12"},
+    "params": {"encoder": 10, "total": 12},
+    "resumed": [{"phase": 1, "epoch": 1}],
+    "shared_phases": None,
+    "code": {"version": "0.1", "commit": None},
+    "speed": {"train": {"updates": 12}},
+    "precision_reason": "precision: fp32 set in the config",
+}
 
 
 def write(run_dir, rows) -> None:
@@ -59,14 +132,28 @@ def test_every_row_kind_round_trips_byte_for_byte():
 
 
 def test_records_built_by_a_writer_give_the_written_row():
-    row = EvalRow(phase=0, phase_name="pretrain", epoch=1, examples_seen=24,
-                  scores={"sst": 0.17, "polarity": 0.46, "sts": None, "mean": 0.31},
-                  task_counts={"sst": 2, "polarity": 1, "sts": 0}, improved=True,
-                  probabilities={"sst": 0.25, "polarity": 0.5, "sts": 0.25})
+    row = EvalRow(
+        phase=0,
+        phase_name="pretrain",
+        epoch=1,
+        examples_seen=24,
+        scores={"sst": 0.17, "polarity": 0.46, "sts": None, "mean": 0.31},
+        task_counts={"sst": 2, "polarity": 1, "sts": 0},
+        improved=True,
+        probabilities={"sst": 0.25, "polarity": 0.5, "sts": 0.25},
+    )
     row.wall = 0.16
     assert json.dumps(row.to_json()) == json.dumps(ROWS_WRITTEN[2])
-    grad = GradRow(epoch=1, examples_seen=80, cosine=[[1.0, 0.2], [0.2, 1.0]], pairs={"sst|polarity": 0.2},
-                   conflict_share=0.0, norms={"sst": 0.5, "polarity": 2.0}, counts={"sst": 1, "polarity": 1}, wall=0.28)
+    grad = GradRow(
+        epoch=1,
+        examples_seen=80,
+        cosine=[[1.0, 0.2], [0.2, 1.0]],
+        pairs={"sst|polarity": 0.2},
+        conflict_share=0.0,
+        norms={"sst": 0.5, "polarity": 2.0},
+        counts={"sst": 1, "polarity": 1},
+        wall=0.28,
+    )
     assert json.dumps(grad.to_json()) == json.dumps(ROWS_WRITTEN[5])  # loss_weights, beta: left out when None
     assert StartRow(run_id="r", config_hash="c", device="cpu", precision="fp32", params={}, data={}).schema == SCHEMA
     with pytest.raises(TypeError):
@@ -107,16 +194,31 @@ def test_files_without_a_version_are_version_1(tmp_path):
     assert read_metrics(tmp_path)["dev"] == {"sst": 0.5}
 
 
-@pytest.mark.parametrize("line,bad,message", [
-    (1, {"type": "eval", "phase": 0, "epoch": "1"}, "'eval' row: field 'epoch' should be an integer, got '1'"),
-    (2, {"type": "eval", "epoch": 1, "polarity": "high"}, "'eval' row: field 'polarity' should be a number or null"),
-    (2, {"type": "train", "epoch": 1, "loss": {"sst": "x"}}, "'train' row: field 'loss' should be an object of numbers"),
-    (2, {"type": "grad", "counts": {"sst": 1.5}}, "'grad' row: field 'counts' should be an object of integers"),
-    (2, {"type": "resume", "epoch": 1}, "field 'type' should be one of start, train, eval, grad, final, got 'resume'"),
-    (2, {"epoch": 1}, "field 'type' should be one of start, train, eval, grad, final, got None"),
-    (2, [1, 2], "expected a JSON object (history row), got [1, 2]"),
-    (2, {"type": "final", "sst": True}, "'final' row: field 'sst' should be a number or null, got True"),
-])
+@pytest.mark.parametrize(
+    "line,bad,message",
+    [
+        (1, {"type": "eval", "phase": 0, "epoch": "1"}, "'eval' row: field 'epoch' should be an integer, got '1'"),
+        (
+            2,
+            {"type": "eval", "epoch": 1, "polarity": "high"},
+            "'eval' row: field 'polarity' should be a number or null",
+        ),
+        (
+            2,
+            {"type": "train", "epoch": 1, "loss": {"sst": "x"}},
+            "'train' row: field 'loss' should be an object of numbers",
+        ),
+        (2, {"type": "grad", "counts": {"sst": 1.5}}, "'grad' row: field 'counts' should be an object of integers"),
+        (
+            2,
+            {"type": "resume", "epoch": 1},
+            "field 'type' should be one of start, train, eval, grad, final, got 'resume'",
+        ),
+        (2, {"epoch": 1}, "field 'type' should be one of start, train, eval, grad, final, got None"),
+        (2, [1, 2], "expected a JSON object (history row), got [1, 2]"),
+        (2, {"type": "final", "sst": True}, "'final' row: field 'sst' should be a number or null, got True"),
+    ],
+)
 def test_a_malformed_row_is_one_line_naming_file_line_and_field(tmp_path, line, bad, message):
     rows = [bad] if line == 1 else [ROWS_WRITTEN[0], bad, ROWS_WRITTEN[-1]]
     write(tmp_path, rows)

@@ -15,35 +15,106 @@ from mtlib.study.widgets.controls import PHASE_TOGGLES, applies, make_control
 
 # What the separate tables said before the settings described themselves (pinned: the run ids depend on it).
 OLD_PHASE_KEYS = {
-    "lr", "head_lr", "lr_schedule", "warmup_ratio", "batch_size", "epochs", "batches_per_epoch", "patience",
-    "sampler", "pal_counts", "freeze", "gradient_method", "gradvac_beta", "gradvac_update",
-    "smart_weight", "smart_step_rule", "compromise", "compromise_k", "compromise_combine", "compromise_counts",
-    "hidden_dropout", "train_pals", "cagrad_c", "loss_weighting", "loss_weighting_lr", "dwa_temperature",
+    "lr",
+    "head_lr",
+    "lr_schedule",
+    "warmup_ratio",
+    "batch_size",
+    "epochs",
+    "batches_per_epoch",
+    "patience",
+    "sampler",
+    "pal_counts",
+    "freeze",
+    "gradient_method",
+    "gradvac_beta",
+    "gradvac_update",
+    "smart_weight",
+    "smart_step_rule",
+    "compromise",
+    "compromise_k",
+    "compromise_combine",
+    "compromise_counts",
+    "hidden_dropout",
+    "train_pals",
+    "cagrad_c",
+    "loss_weighting",
+    "loss_weighting_lr",
+    "dwa_temperature",
     "compromise_divide",
 }
-OLD_NON_RESULT_KEYS = {"name", "seed", "out_dir", "data_dir", "progress", "threads", "log_every", "device",
-                       "precision", "compile", "tensorboard", "task_file"}
+OLD_NON_RESULT_KEYS = {
+    "name",
+    "seed",
+    "out_dir",
+    "data_dir",
+    "progress",
+    "threads",
+    "log_every",
+    "device",
+    "precision",
+    "compile",
+    "tensorboard",
+    "task_file",
+}
 # (key, a value its range refuses, the expected text) for every key that had a range
 BAD = [
-    *[(k, 0, "an integer >= 1") for k in ("max_chars", "epochs", "batches_per_epoch", "patience", "eval_batch_size",
-                                           "log_every", "pal_size", "pal_heads", "head_size", "compromise_k")],
+    *[
+        (k, 0, "an integer >= 1")
+        for k in (
+            "max_chars",
+            "epochs",
+            "batches_per_epoch",
+            "patience",
+            "eval_batch_size",
+            "log_every",
+            "pal_size",
+            "pal_heads",
+            "head_size",
+            "compromise_k",
+        )
+    ],
     *[(k, 0, "an integer >= 1, or null") for k in ("max_train_examples", "dev_subsample", "final_dev_max", "threads")],
-    ("lr", 0.0, "a number > 0"), ("loss_weighting_lr", -1.0, "a number > 0"), ("dwa_temperature", 0.0, "a number > 0"),
+    ("lr", 0.0, "a number > 0"),
+    ("loss_weighting_lr", -1.0, "a number > 0"),
+    ("dwa_temperature", 0.0, "a number > 0"),
     ("head_lr", 0.0, "a number > 0, or null (the same as lr)"),
-    *[(k, 1.5, "a number in [0, 1]") for k in ("warmup_ratio", "augment_synonym_p", "augment_deletion_p",
-                                                "gradvac_beta")],
-    ("hidden_dropout", 1.0, "a number in [0, 1)"), ("n_hidden_layers", 17, "an integer in 0..16"),
-    ("smart_weight", -0.5, "a number >= 0 (0 = off)"), ("cagrad_c", -0.5, "a number >= 0"),
+    *[
+        (k, 1.5, "a number in [0, 1]")
+        for k in ("warmup_ratio", "augment_synonym_p", "augment_deletion_p", "gradvac_beta")
+    ],
+    ("hidden_dropout", 1.0, "a number in [0, 1)"),
+    ("n_hidden_layers", 17, "an integer in 0..16"),
+    ("smart_weight", -0.5, "a number >= 0 (0 = off)"),
+    ("cagrad_c", -0.5, "a number >= 0"),
     ("seed", 2**32, "an integer in 0..2**32-1"),
-    ("name", "../x", "a plain file name (letters, digits, _ . + = -; no '/', not starting with '.'; at most 100 "
-                     "characters)"),
+    (
+        "name",
+        "../x",
+        "a plain file name (letters, digits, _ . + = -; no '/', not starting with '.'; at most 100 characters)",
+    ),
     ("device", "tpu", "auto, cpu, cuda, cuda:N or mps"),
-    ("backbone", " ", "a non-empty string"), ("out_dir", "", "a non-empty string"),
-    ("data_dir", "", "a non-empty path, or null"), ("init_checkpoint", " ", "a non-empty path, or null"),
+    ("backbone", " ", "a non-empty string"),
+    ("out_dir", "", "a non-empty string"),
+    ("data_dir", "", "a non-empty path, or null"),
+    ("init_checkpoint", " ", "a non-empty path, or null"),
 ]
-GOOD = {"max_chars": 1, "max_train_examples": None, "lr": 1e-9, "head_lr": None, "warmup_ratio": 1.0,
-        "hidden_dropout": 0.0, "n_hidden_layers": 16, "smart_weight": 0.0, "cagrad_c": 0.0, "seed": 2**32 - 1,
-        "name": "a.b+c=d-e_f", "device": "cuda:3", "data_dir": None, "loss_weighting_lr": 1e-9}
+GOOD = {
+    "max_chars": 1,
+    "max_train_examples": None,
+    "lr": 1e-9,
+    "head_lr": None,
+    "warmup_ratio": 1.0,
+    "hidden_dropout": 0.0,
+    "n_hidden_layers": 16,
+    "smart_weight": 0.0,
+    "cagrad_c": 0.0,
+    "seed": 2**32 - 1,
+    "name": "a.b+c=d-e_f",
+    "device": "cuda:3",
+    "data_dir": None,
+    "loss_weighting_lr": 1e-9,
+}
 
 
 def test_every_field_is_a_setting_with_one_line_of_help():
@@ -95,38 +166,135 @@ def test_a_phase_key_out_of_range_names_the_phase():
 
 # ------------------------------------------------------------------ the run id
 PINNED_DEFAULT = {
-    "tasks": ["sst", "para", "sts"], "quora_train": "head+extra", "max_chars": 250, "max_train_examples": None,
-    "batching": "length", "augment": False, "backbone": "minilm-l6", "pooling": "pooler",
-    "pair_mode": "concat_sentences", "n_hidden_layers": 0, "head": "mlp", "pals": False, "init_checkpoint": None,
-    "phases": [{"batch_size": {"sst": 32, "para": 16, "sts": 32}, "batches_per_epoch": 300, "compromise": False,
-                "epochs": 10, "freeze": "none", "gradient_method": "none", "head_lr": 1e-05, "hidden_dropout": 0.2,
-                "lr": 1e-05, "lr_schedule": "constant", "pal_counts": "examples", "patience": 3, "sampler": "pal",
-                "smart_weight": 0.0, "warmup_ratio": 0.0}],
-    "dev_subsample": None, "final_dev": "full", "final_dev_max": None, "eval_batch_size": 128, "predict_test": True,
-}
-BUSY = dict(head="lstm", pals=True, augment=True, final_dev="subsample", final_dev_max=100, tasks=["sst", "sts"],
-            init_checkpoint="/x/outputs/runs/base-1234/seed1/best.pt",
-            phases=[dict(name="pre", freeze="encoder", lr=1e-3, sampler="random", epochs=1),
-                    dict(name="fine", gradient_method="gradvac", compromise=True, compromise_divide=False,
-                         loss_weighting="dwa", smart_weight=1.0, head_lr=1e-4)])
-PINNED_BUSY = {
-    "tasks": ["sst", "sts"], "quora_train": "head+extra", "max_chars": 250, "max_train_examples": None,
-    "batching": "length", "augment": True, "augment_synonym_p": 0.05, "augment_deletion_p": 0.1,
-    "backbone": "minilm-l6", "pooling": "pooler", "pair_mode": "concat_sentences", "n_hidden_layers": 0,
-    "head": "lstm", "head_size": 128, "head_cls": False, "head_tasks": "all", "pals": True, "pal_size": 132,
-    "pal_heads": 12, "init_checkpoint": "base-1234/seed1/best.pt",
+    "tasks": ["sst", "para", "sts"],
+    "quora_train": "head+extra",
+    "max_chars": 250,
+    "max_train_examples": None,
+    "batching": "length",
+    "augment": False,
+    "backbone": "minilm-l6",
+    "pooling": "pooler",
+    "pair_mode": "concat_sentences",
+    "n_hidden_layers": 0,
+    "head": "mlp",
+    "pals": False,
+    "init_checkpoint": None,
     "phases": [
-        {"batch_size": {"sst": 32, "sts": 32}, "batches_per_epoch": 300, "compromise": False, "epochs": 1,
-         "freeze": "encoder", "gradient_method": "none", "head_lr": 0.001, "hidden_dropout": 0.2, "lr": 0.001,
-         "lr_schedule": "constant", "patience": 3, "sampler": "random", "smart_weight": 0.0, "train_pals": True,
-         "warmup_ratio": 0.0},
-        {"batch_size": {"sst": 32, "sts": 32}, "batches_per_epoch": 300, "compromise": True,
-         "compromise_combine": "encourage", "compromise_counts": "update", "compromise_divide": False,
-         "compromise_k": 16, "dwa_temperature": 2.0, "epochs": 10, "freeze": "none", "gradient_method": "gradvac",
-         "gradvac_beta": 0.01, "gradvac_update": "every", "head_lr": 0.0001, "hidden_dropout": 0.2,
-         "loss_weighting": "dwa", "lr": 1e-05, "lr_schedule": "constant", "pal_counts": "examples", "patience": 3,
-         "smart_step_rule": "smart_pytorch", "smart_weight": 1.0, "train_pals": True, "warmup_ratio": 0.0}],
-    "dev_subsample": None, "final_dev": "subsample", "eval_batch_size": 128, "predict_test": True,
+        {
+            "batch_size": {"sst": 32, "para": 16, "sts": 32},
+            "batches_per_epoch": 300,
+            "compromise": False,
+            "epochs": 10,
+            "freeze": "none",
+            "gradient_method": "none",
+            "head_lr": 1e-05,
+            "hidden_dropout": 0.2,
+            "lr": 1e-05,
+            "lr_schedule": "constant",
+            "pal_counts": "examples",
+            "patience": 3,
+            "sampler": "pal",
+            "smart_weight": 0.0,
+            "warmup_ratio": 0.0,
+        }
+    ],
+    "dev_subsample": None,
+    "final_dev": "full",
+    "final_dev_max": None,
+    "eval_batch_size": 128,
+    "predict_test": True,
+}
+BUSY = dict(
+    head="lstm",
+    pals=True,
+    augment=True,
+    final_dev="subsample",
+    final_dev_max=100,
+    tasks=["sst", "sts"],
+    init_checkpoint="/x/outputs/runs/base-1234/seed1/best.pt",
+    phases=[
+        dict(name="pre", freeze="encoder", lr=1e-3, sampler="random", epochs=1),
+        dict(
+            name="fine",
+            gradient_method="gradvac",
+            compromise=True,
+            compromise_divide=False,
+            loss_weighting="dwa",
+            smart_weight=1.0,
+            head_lr=1e-4,
+        ),
+    ],
+)
+PINNED_BUSY = {
+    "tasks": ["sst", "sts"],
+    "quora_train": "head+extra",
+    "max_chars": 250,
+    "max_train_examples": None,
+    "batching": "length",
+    "augment": True,
+    "augment_synonym_p": 0.05,
+    "augment_deletion_p": 0.1,
+    "backbone": "minilm-l6",
+    "pooling": "pooler",
+    "pair_mode": "concat_sentences",
+    "n_hidden_layers": 0,
+    "head": "lstm",
+    "head_size": 128,
+    "head_cls": False,
+    "head_tasks": "all",
+    "pals": True,
+    "pal_size": 132,
+    "pal_heads": 12,
+    "init_checkpoint": "base-1234/seed1/best.pt",
+    "phases": [
+        {
+            "batch_size": {"sst": 32, "sts": 32},
+            "batches_per_epoch": 300,
+            "compromise": False,
+            "epochs": 1,
+            "freeze": "encoder",
+            "gradient_method": "none",
+            "head_lr": 0.001,
+            "hidden_dropout": 0.2,
+            "lr": 0.001,
+            "lr_schedule": "constant",
+            "patience": 3,
+            "sampler": "random",
+            "smart_weight": 0.0,
+            "train_pals": True,
+            "warmup_ratio": 0.0,
+        },
+        {
+            "batch_size": {"sst": 32, "sts": 32},
+            "batches_per_epoch": 300,
+            "compromise": True,
+            "compromise_combine": "encourage",
+            "compromise_counts": "update",
+            "compromise_divide": False,
+            "compromise_k": 16,
+            "dwa_temperature": 2.0,
+            "epochs": 10,
+            "freeze": "none",
+            "gradient_method": "gradvac",
+            "gradvac_beta": 0.01,
+            "gradvac_update": "every",
+            "head_lr": 0.0001,
+            "hidden_dropout": 0.2,
+            "loss_weighting": "dwa",
+            "lr": 1e-05,
+            "lr_schedule": "constant",
+            "pal_counts": "examples",
+            "patience": 3,
+            "smart_step_rule": "smart_pytorch",
+            "smart_weight": 1.0,
+            "train_pals": True,
+            "warmup_ratio": 0.0,
+        },
+    ],
+    "dev_subsample": None,
+    "final_dev": "subsample",
+    "eval_batch_size": 128,
+    "predict_test": True,
 }
 
 
@@ -138,14 +306,17 @@ def test_settings_are_the_pinned_dicts():
     assert [list(p) for p in busy.settings()["phases"]] == [sorted(p) for p in PINNED_BUSY["phases"]]
 
 
-@pytest.mark.parametrize("key,value,base,where", [
-    ("cagrad_c", 0.9, {"gradient_method": "pcgrad"}, {"gradient_method": "cagrad"}),
-    ("dwa_temperature", 5.0, {"loss_weighting": "uncertainty"}, {"loss_weighting": "dwa"}),
-    ("loss_weighting_lr", 0.1, {"loss_weighting": "dwa"}, {"loss_weighting": "famo", "gradient_method": "sum"}),
-    ("gradvac_beta", 0.5, {"gradient_method": "pcgrad"}, {"gradient_method": "gradvac"}),
-    ("sampler", "random", {"gradient_method": "pcgrad"}, {"gradient_method": "none"}),
-    ("head_size", 256, {"head": "mlp"}, {"head": "rnn"}),
-])
+@pytest.mark.parametrize(
+    "key,value,base,where",
+    [
+        ("cagrad_c", 0.9, {"gradient_method": "pcgrad"}, {"gradient_method": "cagrad"}),
+        ("dwa_temperature", 5.0, {"loss_weighting": "uncertainty"}, {"loss_weighting": "dwa"}),
+        ("loss_weighting_lr", 0.1, {"loss_weighting": "dwa"}, {"loss_weighting": "famo", "gradient_method": "sum"}),
+        ("gradvac_beta", 0.5, {"gradient_method": "pcgrad"}, {"gradient_method": "gradvac"}),
+        ("sampler", "random", {"gradient_method": "pcgrad"}, {"gradient_method": "none"}),
+        ("head_size", 256, {"head": "mlp"}, {"head": "rnn"}),
+    ],
+)
 def test_a_setting_counts_in_the_run_id_exactly_where_it_is_used(key, value, base, where):
     unused, used = RunConfig.from_dict(base), RunConfig.from_dict(where)
     assert not SETTINGS[key].used(unused) and SETTINGS[key].used(used)
@@ -156,8 +327,11 @@ def test_a_setting_counts_in_the_run_id_exactly_where_it_is_used(key, value, bas
 def test_settings_added_later_leave_older_run_ids_alone():
     phase = _phase_settings(RunConfig.from_dict({"compromise": True, "gradient_method": "sum"}))
     assert "loss_weighting" not in phase and "compromise_divide" not in phase  # at their defaults
-    phase = _phase_settings(RunConfig.from_dict({"compromise": True, "gradient_method": "sum",
-                                                 "compromise_divide": False, "loss_weighting": "dwa"}))
+    phase = _phase_settings(
+        RunConfig.from_dict(
+            {"compromise": True, "gradient_method": "sum", "compromise_divide": False, "loss_weighting": "dwa"}
+        )
+    )
     assert phase["compromise_divide"] is False and phase["loss_weighting"] == "dwa"
 
 

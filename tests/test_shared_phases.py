@@ -18,10 +18,17 @@ PRETRAIN = {"name": "pretrain", "freeze": "encoder", "lr": 1e-3}
 
 
 def cfg(data_dir: Path, out: Path, name: str, finetune: dict, pretrain: dict | None = None):
-    return resolve_config("smoke", out_dir=str(out / "runs"), data_dir=str(data_dir), max_train_examples=32,
-                          progress=False, threads=1, hidden_dropout=0.3, name=name,
-                          phases=[{**PRETRAIN, **(pretrain or {})}, {"name": "finetune", "batches_per_epoch": 4,
-                                                                     **finetune}])
+    return resolve_config(
+        "smoke",
+        out_dir=str(out / "runs"),
+        data_dir=str(data_dir),
+        max_train_examples=32,
+        progress=False,
+        threads=1,
+        hidden_dropout=0.3,
+        name=name,
+        phases=[{**PRETRAIN, **(pretrain or {})}, {"name": "finetune", "batches_per_epoch": 4, **finetune}],
+    )
 
 
 def metrics(run_dir: Path) -> dict:
@@ -31,8 +38,9 @@ def metrics(run_dir: Path) -> dict:
 
 def assert_same(got: Path, want: Path) -> None:
     assert metrics(got) == metrics(want)
-    assert ([{k: v for k, v in r.items() if k != "wall"} for r in read_history(got)]
-            == [{k: v for k, v in r.items() if k != "wall"} for r in read_history(want)])
+    assert [{k: v for k, v in r.items() if k != "wall"} for r in read_history(got)] == [
+        {k: v for k, v in r.items() if k != "wall"} for r in read_history(want)
+    ]
     a, b = (load_checkpoint(d / "best.pt")["model"] for d in (got, want))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
     for p in (want / "predictions").iterdir():
@@ -80,8 +88,12 @@ def test_a_state_whose_run_is_gone_is_not_adopted(small_data_dir, tmp_path, caps
 
 
 def test_the_key_covers_the_phases_done_and_the_seed_not_the_later_phases():
-    identity = {"settings": {"lr": 1, "phases": [{"lr": 1}, {"lr": 2}]}, "data": {}, "device_type": "cpu",
-                "precision": "fp32"}
+    identity = {
+        "settings": {"lr": 1, "phases": [{"lr": 1}, {"lr": 2}]},
+        "data": {},
+        "device_type": "cpu",
+        "precision": "fp32",
+    }
     later = {**identity, "settings": {"lr": 1, "phases": [{"lr": 1}, {"lr": 3}]}}
     key = shared_phases.phases_key(identity, 1, 1)
     assert shared_phases.phases_key(later, 1, 1) == key

@@ -32,7 +32,9 @@ def test_cpu_choice_follows_the_measurement_not_the_brand(speedup, error, expect
 
 def test_cuda_choice_and_auto_on_a_mocked_gpu(monkeypatch):
     assert capability.cuda_choice("A100", True).precision == "bf16"
-    assert capability.cuda_choice("T4", False) == capability.Choice("fp16", "CUDA T4 has no bf16: fp16 with a GradScaler")
+    assert capability.cuda_choice("T4", False) == capability.Choice(
+        "fp16", "CUDA T4 has no bf16: fp16 with a GradScaler"
+    )
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Old GPU")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert capability.auto_choice(torch.device("cuda")).precision == "fp16"
@@ -107,7 +109,7 @@ def test_cached_encodings_equal_collate(small_data_dir, task, pair_mode):
     tokenizer = load_tokenizer("tiny-random")
     examples = parse.load_split(task, "train", str(small_data_dir))[:40]
     for start in (0, 8, 0, 24):  # the second 0: now from the cache
-        batch = examples[start:start + 16]
+        batch = examples[start : start + 16]
         want, got = collate(batch, tokenizer, pair_mode), encode_batch(batch, tokenizer, pair_mode)
         for key in ("enc", "enc2"):
             assert (key in want) == (key in got)
@@ -158,8 +160,15 @@ def test_tf32_only_on_cuda():
 # ------------------------------------------------------------------ speed reports
 def test_speed_meter_state_round_trip():
     meter = SpeedMeter()
-    meter.phases["train"] = {"train_seconds": 2.0, "examples": 100, "tokens": 3000, "padded_tokens": 4000,
-                             "updates": 5, "eval_seconds": 1.0, "eval_examples": 50}
+    meter.phases["train"] = {
+        "train_seconds": 2.0,
+        "examples": 100,
+        "tokens": 3000,
+        "padded_tokens": 4000,
+        "updates": 5,
+        "eval_seconds": 1.0,
+        "eval_examples": 50,
+    }
     again = SpeedMeter(json.loads(json.dumps(meter.state_dict())))
     report = again.report()
     assert report["train"]["examples_per_s"] == 50 and report["train"]["tokens_per_s"] == 1500
@@ -168,8 +177,12 @@ def test_speed_meter_state_round_trip():
 
 
 def test_every_run_reports_its_speed(smoke_cfg):
-    cfg = smoke_cfg.replace(phases=({"name": "pretrain", "freeze": "encoder", "epochs": 1, "batches_per_epoch": 2},
-                                    {"name": "finetune", "epochs": 1, "batches_per_epoch": 3}))
+    cfg = smoke_cfg.replace(
+        phases=(
+            {"name": "pretrain", "freeze": "encoder", "epochs": 1, "batches_per_epoch": 2},
+            {"name": "finetune", "epochs": 1, "batches_per_epoch": 3},
+        )
+    )
     metrics = json.loads((run(cfg) / "metrics.json").read_text())
     speed = metrics["speed"]
     assert set(speed) == {"pretrain", "finetune", "all"}
@@ -193,8 +206,14 @@ def test_bench_train_rows_train_the_same_sentences(small_data_dir, capsys, monke
     from mtlib.bench.train import DEFAULT_ROWS, bench_train
 
     monkeypatch.setattr(bench, "matmul_peak", lambda *a, **k: {"peak": 50.0})  # the real one: ~2 s of matmuls
-    out = bench_train("tiny-random", ("fp32",), batches_per_task=1, repeats=1, data_dir=str(small_data_dir),
-                      batch_size={"sst": 4, "para": 4, "sts": 4})
+    out = bench_train(
+        "tiny-random",
+        ("fp32",),
+        batches_per_task=1,
+        repeats=1,
+        data_dir=str(small_data_dir),
+        batch_size={"sst": 4, "para": 4, "sts": 4},
+    )
     rows = out["rows"]
     assert set(rows) == {("fp32", r) for r in DEFAULT_ROWS} and out["peaks"]["fp32"] == 50.0
     for r in rows.values():

@@ -26,8 +26,9 @@ KILLED = "gradvac seed1"
 def _kw(tmp, data_dir, name):
     # each engine's runs in a folder of their own, with their own cache: a Ray run that adopted the local
     # run's pretraining (mtlib.train.shared_phases) could finish before the kill lands
-    return dict(out_dir=str(tmp / name / "runs"), data_dir=str(data_dir), max_train_examples=32, progress=False,
-                threads=1)
+    return dict(
+        out_dir=str(tmp / name / "runs"), data_dir=str(data_dir), max_train_examples=32, progress=False, threads=1
+    )
 
 
 def _runs(tmp, data_dir, name):
@@ -45,8 +46,9 @@ def sweeps(small_data_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep")
     local = run_sweep(_runs(tmp, small_data_dir, "local"), "local", show=False)
     runs = _runs(tmp, small_data_dir, "ray")
-    runs += plan("smoke", ["base"], [5], init_checkpoint=str(tmp / "missing" / "best.pt"),
-                 **_kw(tmp, small_data_dir, "ray"))
+    runs += plan(
+        "smoke", ["base"], [5], init_checkpoint=str(tmp / "missing" / "best.pt"), **_kw(tmp, small_data_dir, "ray")
+    )
     seen = {"killed": None, "address": None}
 
     def on_update(sweep):
@@ -92,9 +94,25 @@ def test_a_bad_config_fails_once_and_the_others_finish(sweeps):
 
 
 def test_cli_exit_status_is_nonzero_when_a_run_fails(small_data_dir, tmp_path, capsys):
-    args = ["sweep", "--profile", "smoke", "--rows", "base", "--seeds", "7", "--out", str(tmp_path),
-            "--set", f"data_dir={small_data_dir}", "--set", "max_train_examples=32", "--set", "progress=false",
-            "--set", f"init_checkpoint={tmp_path / 'nowhere.pt'}"]
+    args = [
+        "sweep",
+        "--profile",
+        "smoke",
+        "--rows",
+        "base",
+        "--seeds",
+        "7",
+        "--out",
+        str(tmp_path),
+        "--set",
+        f"data_dir={small_data_dir}",
+        "--set",
+        "max_train_examples=32",
+        "--set",
+        "progress=false",
+        "--set",
+        f"init_checkpoint={tmp_path / 'nowhere.pt'}",
+    ]
     assert main(args) == 1
     assert "base seed7" in capsys.readouterr().err
 
@@ -106,8 +124,13 @@ def test_the_output_folder_must_be_shared_and_absolute(tmp_path):
         check_shared_folder(tmp_path, [], lambda paths: [{"node": "n2", "seen": {p: None for p in paths}}])
     data = tmp_path / "d.csv"
     with pytest.raises(ValueError, match="does not see the data file"):
-        check_shared_folder(tmp_path / "out", [data], lambda paths: [
-            {"node": "n2", "seen": {p: (open(p).read() if ".sweep-probe-" in p else None) for p in paths}}])
+        check_shared_folder(
+            tmp_path / "out",
+            [data],
+            lambda paths: [
+                {"node": "n2", "seen": {p: (open(p).read() if ".sweep-probe-" in p else None) for p in paths}}
+            ],
+        )
 
 
 def test_without_ray_the_engine_says_how_to_install_it(monkeypatch):

@@ -24,8 +24,14 @@ ROWS, SEEDS = ["base", "gradvac", "advanced_pal_finetune"], [1]
 
 def _kw(tmp, data_dir, name, **more):
     # threads unset: the engine picks cores // workers (the smoke profile's own threads: 1 would hide that)
-    return {"out_dir": str(tmp / name), "data_dir": str(data_dir), "max_train_examples": 32, "progress": False,
-            "threads": None, **more}
+    return {
+        "out_dir": str(tmp / name),
+        "data_dir": str(data_dir),
+        "max_train_examples": 32,
+        "progress": False,
+        "threads": None,
+        **more,
+    }
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,8 +47,9 @@ def sweeps(small_data_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pool")
     local = run_sweep(plan("smoke", ROWS, SEEDS, **_kw(tmp, small_data_dir, "local", threads=1)), show=False)
     runs = plan("smoke", ROWS, SEEDS, **_kw(tmp, small_data_dir, "pool"))
-    bad = plan("smoke", ["base"], [5], init_checkpoint=str(tmp / "missing" / "best.pt"),
-               **_kw(tmp, small_data_dir, "pool"))[0]
+    bad = plan(
+        "smoke", ["base"], [5], init_checkpoint=str(tmp / "missing" / "best.pt"), **_kw(tmp, small_data_dir, "pool")
+    )[0]
     runs += [bad, SweepRun("child of bad", runs[0].cfg, [bad.key])]
     order: list[tuple[str, str]] = []
 
@@ -99,10 +106,12 @@ def test_a_killed_worker_fails_its_run_and_the_next_sweep_resumes_it(sweeps, sma
     again = run_sweep(plan("smoke", ["base"], SEEDS, **kw), workers=1, show=False)
     done = again.runs["base seed1"]
     assert done.state == "done" and read_metrics(done.run_dir)["resumed"]
-    whole = run_sweep(plan("smoke", ["base"], SEEDS, **_kw(tmp, small_data_dir, "whole", batches_per_epoch=40,
-                                                             threads=1)), show=False)
-    assert read_metrics(done.run_dir)["dev"] == pytest.approx(read_metrics(whole.runs["base seed1"].run_dir)["dev"],
-                                                              abs=1e-6)
+    whole = run_sweep(
+        plan("smoke", ["base"], SEEDS, **_kw(tmp, small_data_dir, "whole", batches_per_epoch=40, threads=1)), show=False
+    )
+    assert read_metrics(done.run_dir)["dev"] == pytest.approx(
+        read_metrics(whole.runs["base seed1"].run_dir)["dev"], abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("value", [0, -2, "0", "two", 1.5, True, None, ""])
@@ -131,8 +140,12 @@ def test_default_workers_by_cores_on_a_cpu_and_by_memory_and_cores_on_a_gpu(monk
     assert threads_per_worker(3, cores=2) == 1
     monkeypatch.setattr(runtime, "resolve_device", lambda name: torch.device("cuda"))
     # a 16 GB card on 2 cores (a notebook service), a 40 GB one, an 80 GB H100 on 16 cores, 141 GB on 64
-    assert [default_workers("auto", cores=c, gpu_gb=g) for c, g in ((2, 15.9), (8, 40), (16, 79.2), (64, 141))] \
-        == [1, 4, 7, 8]
+    assert [default_workers("auto", cores=c, gpu_gb=g) for c, g in ((2, 15.9), (8, 40), (16, 79.2), (64, 141))] == [
+        1,
+        4,
+        7,
+        8,
+    ]
     assert default_workers("auto", cores=4, gpu_gb=141) == 2
 
 

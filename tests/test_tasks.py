@@ -38,10 +38,18 @@ def data_dir(small_data_dir, tmp_path) -> Path:
 
 
 def four(data_dir: Path, out: Path, **changes):
-    return resolve_config("smoke", out_dir=str(out / "runs"), data_dir=str(data_dir), max_train_examples=32,
-                          progress=False, threads=1, task_file=str(TASK_FILE),
-                          tasks=["sst", "para", "sts", "polarity"],
-                          batch_size={"sst": 8, "para": 8, "sts": 8, "polarity": 8}, **changes)
+    return resolve_config(
+        "smoke",
+        out_dir=str(out / "runs"),
+        data_dir=str(data_dir),
+        max_train_examples=32,
+        progress=False,
+        threads=1,
+        task_file=str(TASK_FILE),
+        tasks=["sst", "para", "sts", "polarity"],
+        batch_size={"sst": 8, "para": 8, "sts": 8, "polarity": 8},
+        **changes,
+    )
 
 
 def test_the_course_tasks_are_declared_once():
@@ -57,10 +65,16 @@ def test_a_fourth_task_trains_evaluates_resumes_predicts_and_shows(data_dir, tmp
     # killed after its first epoch (another process: the task file is registered there from the config)
     path = tmp_path / "cfg.yaml"
     path.write_text(cfg.to_yaml())
-    code = ("import sys; from mtlib.config import RunConfig; from mtlib.train.trainer import run; "
-            "run(RunConfig.from_yaml(sys.argv[1]))")
-    killed = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
-                            env={**os.environ, "MTLIB_FAULT": "epoch_end:1"})
+    code = (
+        "import sys; from mtlib.config import RunConfig; from mtlib.train.trainer import run; "
+        "run(RunConfig.from_yaml(sys.argv[1]))"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MTLIB_FAULT": "epoch_end:1"},
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     run_dir = run(cfg)  # resumes
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -81,8 +95,9 @@ def test_a_fourth_task_trains_evaluates_resumes_predicts_and_shows(data_dir, tmp
     assert "Polarity" in results.to_markdown(table, results.provenance(table))
     fig = plots.prediction_panels([run_dir])
     assert len(fig.axes) == 4 and "Polarity" in fig.axes[3].get_title()
-    assert dev_curve_png(json.loads("[" + ",".join((run_dir / "history.jsonl").read_text().split("\n")[:-1]) + "]"),
-                         cfg.name)
+    assert dev_curve_png(
+        json.loads("[" + ",".join((run_dir / "history.jsonl").read_text().split("\n")[:-1]) + "]"), cfg.name
+    )
     assert "Polarity acc." in results_html(metrics, None)
     # the task's declaration is part of the run id; the course tasks' runs keep theirs
     identity = json.loads((run_dir / "identity.json").read_text())
@@ -90,14 +105,25 @@ def test_a_fourth_task_trains_evaluates_resumes_predicts_and_shows(data_dir, tmp
 
 
 def test_a_two_task_configuration(data_dir, tmp_path):
-    cfg = resolve_config("smoke", out_dir=str(tmp_path / "runs"), data_dir=str(data_dir), max_train_examples=32,
-                         progress=False, threads=1, tasks=["sst", "sts"], batch_size={"sst": 8, "sts": 8},
-                         epochs=1, batches_per_epoch=4)
+    cfg = resolve_config(
+        "smoke",
+        out_dir=str(tmp_path / "runs"),
+        data_dir=str(data_dir),
+        max_train_examples=32,
+        progress=False,
+        threads=1,
+        tasks=["sst", "sts"],
+        batch_size={"sst": 8, "sts": 8},
+        epochs=1,
+        batches_per_epoch=4,
+    )
     run_dir = run(cfg)
     dev = json.loads((run_dir / "metrics.json").read_text())["dev"]
     assert set(dev) == {"sst", "sts", "mean"} and dev["mean"] == pytest.approx((dev["sst"] + dev["sts"]) / 2)
-    assert sorted(p.name for p in (run_dir / "predictions").iterdir())[:2] == ["sst-dev-output.csv",
-                                                                               "sts-dev-output.csv"]
+    assert sorted(p.name for p in (run_dir / "predictions").iterdir())[:2] == [
+        "sst-dev-output.csv",
+        "sts-dev-output.csv",
+    ]
     assert predict_run(run_dir, out_dir=tmp_path / "again")["scores"] == dev
     rows = [{"id": cfg.name, "label": "two tasks", "notebook": "none", "paper": {}, "config": {}}]
     table = results.results_table(tmp_path / "runs", experiments=rows)
@@ -105,13 +131,19 @@ def test_a_two_task_configuration(data_dir, tmp_path):
     assert len(plots.prediction_panels([run_dir]).axes) == 2
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"kind": "ordinal"}, "key 'kind' has value 'ordinal'; expected multiclass or binary or regression"),
-    ({"labels": [0, 2]}, "key 'labels' has value [0, 2]; expected [0, 1] for a binary task"),
-    ({"metric": "pearson"}, "key 'metric' has value 'pearson'; expected accuracy for a classification task"),
-    ({"text_columns": ["a", "b"]}, "key 'text_columns' has value ['a', 'b']; expected 1 column(s) for input 'single'"),
-    ({"colour": None, "loss": "hinge"}, "unknown key 'loss'"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"kind": "ordinal"}, "key 'kind' has value 'ordinal'; expected multiclass or binary or regression"),
+        ({"labels": [0, 2]}, "key 'labels' has value [0, 2]; expected [0, 1] for a binary task"),
+        ({"metric": "pearson"}, "key 'metric' has value 'pearson'; expected accuracy for a classification task"),
+        (
+            {"text_columns": ["a", "b"]},
+            "key 'text_columns' has value ['a', 'b']; expected 1 column(s) for input 'single'",
+        ),
+        ({"colour": None, "loss": "hinge"}, "unknown key 'loss'"),
+    ],
+)
 def test_a_bad_declaration_is_one_line_naming_the_file_and_key(change, message, tmp_path):
     spec = yaml.safe_load(TASK_FILE.read_text())["polarity"]
     path = tmp_path / "bad.yaml"

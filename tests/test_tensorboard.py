@@ -52,12 +52,26 @@ def test_a_live_run_writes_every_history_scalar_and_the_confusion_images(gradvac
     events, images = read_events(run_dir)
     history = read_history(run_dir)
     evals = [r for r in history if r["type"] == "eval"]
-    assert {"train_loss/sst", "train_loss/para", "train_loss/sts", "train/lr", "dev/sst", "dev/para", "dev/sts",
-            "dev/mean", "gradients/cosine_sst_para", "gradients/cosine_para_sts", "gradients/conflict_share",
-            "gradients/norm_sst", "final_dev/mean"} <= set(events)
+    assert {
+        "train_loss/sst",
+        "train_loss/para",
+        "train_loss/sts",
+        "train/lr",
+        "dev/sst",
+        "dev/para",
+        "dev/sts",
+        "dev/mean",
+        "gradients/cosine_sst_para",
+        "gradients/cosine_para_sts",
+        "gradients/conflict_share",
+        "gradients/norm_sst",
+        "final_dev/mean",
+    } <= set(events)
     assert [s for s, _ in events["dev/mean"]] == [r["examples_seen"] for r in evals]
     np.testing.assert_allclose([v for _, v in events["dev/mean"]], [r["mean"] for r in evals], rtol=1e-6)
-    assert len(events["gradients/conflict_share"]) == len([r for r in history if r["type"] == "grad"]) == 2 * 3  # 3 tasks a step
+    assert (
+        len(events["gradients/conflict_share"]) == len([r for r in history if r["type"] == "grad"]) == 2 * 3
+    )  # 3 tasks a step
     assert_same(events, history_scalars(run_dir))
     assert images == ["confusion/para", "confusion/sst"]
     dev = json.loads((run_dir / "metrics.json").read_text())["dev"]
@@ -104,7 +118,8 @@ def test_a_resumed_run_leaves_one_event_file_matching_its_history(smoke_cfg):
     events, _ = read_events(run_dir)
     assert "sampler/p_sst" in events
     assert [v for _, v in events["sampler/epoch_batches_sts"]] == [
-        r["task_counts"]["sts"] for r in read_history(run_dir) if r["type"] == "eval"]
+        r["task_counts"]["sts"] for r in read_history(run_dir) if r["type"] == "eval"
+    ]
     assert_same(events, history_scalars(run_dir))
 
 

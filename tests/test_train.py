@@ -47,8 +47,15 @@ def phase_states(monkeypatch):
 
 def test_training_lowers_the_loss(smoke_cfg):
     # 8 fixed examples per task, a high learning rate: the model memorises them
-    cfg = smoke_cfg.replace(max_train_examples=8, lr=1e-3, sampler="round_robin", epochs=1,
-                            batches_per_epoch=36, log_every=6, hidden_dropout=0.0)
+    cfg = smoke_cfg.replace(
+        max_train_examples=8,
+        lr=1e-3,
+        sampler="round_robin",
+        epochs=1,
+        batches_per_epoch=36,
+        log_every=6,
+        hidden_dropout=0.0,
+    )
     run_dir = run(cfg)
     train = rows(run_dir, "train")
     assert [r["step"] for r in train] == [6, 12, 18, 24, 30, 36]
@@ -106,7 +113,8 @@ def test_run_directory_contents_and_no_overwrite(smoke_cfg, small_data_dir):
         labels = {ex.id: ex.label for ex in load_split(task, "dev", small_data_dir)}
         predictions = read_predictions(path)
         assert score(task, list(predictions.values()), [labels[i] for i in predictions]) == pytest.approx(
-            metrics["dev"][task])
+            metrics["dev"][task]
+        )
     assert (pred / "sst-test-output.csv").is_file() and (pred / "sts-test-output.csv").is_file()
     assert not (pred / "para-test-output.csv").exists()  # no Quora test file in the course data
 
@@ -123,11 +131,24 @@ RESUME_CASES = {
     "pal": ({"epochs": 3, "patience": 3}, lambda r: r["type"] == "eval" and r["epoch"] == 1),
     # gradient compromise in the second phase, interrupted mid-epoch
     "phases+compromise": (
-        {"epochs": 3, "patience": 3, "compromise_k": 4, "batches_per_epoch": 8,
-         "phases": [{"name": "pretrain", "freeze": "encoder", "lr": 1e-3, "epochs": 1},
-                    {"name": "finetune", "sampler": "pal_control", "gradient_method": "gradvac",
-                     "compromise": True, "smart_weight": 0.01}]},
-        lambda r: r["type"] == "grad" and r["epoch"] == 2),
+        {
+            "epochs": 3,
+            "patience": 3,
+            "compromise_k": 4,
+            "batches_per_epoch": 8,
+            "phases": [
+                {"name": "pretrain", "freeze": "encoder", "lr": 1e-3, "epochs": 1},
+                {
+                    "name": "finetune",
+                    "sampler": "pal_control",
+                    "gradient_method": "gradvac",
+                    "compromise": True,
+                    "smart_weight": 0.01,
+                },
+            ],
+        },
+        lambda r: r["type"] == "grad" and r["epoch"] == 2,
+    ),
 }
 
 
@@ -168,8 +189,9 @@ def test_resume_reproduces_an_uninterrupted_run(smoke_cfg, tmp_path, case):
 
 
 def test_pretrain_phase_freezes_the_encoder(smoke_cfg, phase_states):
-    cfg = smoke_cfg.replace(epochs=1, sampler="round_robin",
-                            phases=[{"name": "pretrain", "freeze": "encoder", "lr": 1e-3}])
+    cfg = smoke_cfg.replace(
+        epochs=1, sampler="round_robin", phases=[{"name": "pretrain", "freeze": "encoder", "lr": 1e-3}]
+    )
     run_dir = run(cfg)
     ((before, after),) = phase_states
     encoder = [k for k in before if k.startswith("encoder.")]
@@ -181,8 +203,10 @@ def test_pretrain_phase_freezes_the_encoder(smoke_cfg, phase_states):
 
 
 def test_phases_run_in_order_and_hand_over(smoke_cfg, phase_states):
-    cfg = smoke_cfg.replace(epochs=1, phases=[{"name": "pretrain", "freeze": "encoder", "lr": 1e-3},
-                                              {"name": "finetune", "batches_per_epoch": 3}])
+    cfg = smoke_cfg.replace(
+        epochs=1,
+        phases=[{"name": "pretrain", "freeze": "encoder", "lr": 1e-3}, {"name": "finetune", "batches_per_epoch": 3}],
+    )
     run_dir = run(cfg)
     evals = rows(run_dir, "eval")
     assert [(r["phase"], r["phase_name"]) for r in evals] == [(0, "pretrain"), (1, "finetune")]
@@ -192,15 +216,24 @@ def test_phases_run_in_order_and_hand_over(smoke_cfg, phase_states):
     assert any(not torch.equal(before_fine[k], after_fine[k]) for k in before_fine if k.startswith("encoder."))
 
 
-@pytest.mark.parametrize("changes", [
-    {"gradient_method": "pcgrad"},
-    {"gradient_method": "gradvac", "gradvac_update": "on_fire"},
-    {"gradient_method": "gradvac", "compromise": True, "sampler": "pal_control", "compromise_k": 4},
-    {"gradient_method": "sum", "compromise": True, "compromise_combine": "force", "compromise_k": 4,
-     "compromise_counts": "cumulative"},
-    # two encodings per pair and SMART's embedding forward both feed the row-sparse embedding table
-    {"gradient_method": "pcgrad", "pair_mode": "concat_embed", "smart_weight": 1.0},
-], ids=["pcgrad", "gradvac", "compromise", "force", "concat_embed_smart"])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"gradient_method": "pcgrad"},
+        {"gradient_method": "gradvac", "gradvac_update": "on_fire"},
+        {"gradient_method": "gradvac", "compromise": True, "sampler": "pal_control", "compromise_k": 4},
+        {
+            "gradient_method": "sum",
+            "compromise": True,
+            "compromise_combine": "force",
+            "compromise_k": 4,
+            "compromise_counts": "cumulative",
+        },
+        # two encodings per pair and SMART's embedding forward both feed the row-sparse embedding table
+        {"gradient_method": "pcgrad", "pair_mode": "concat_embed", "smart_weight": 1.0},
+    ],
+    ids=["pcgrad", "gradvac", "compromise", "force", "concat_embed_smart"],
+)
 def test_gradient_methods_log_conflicts(smoke_cfg, changes):
     cfg = smoke_cfg.replace(epochs=1, batches_per_epoch=8, **changes)
     run_dir = run(cfg)
@@ -227,8 +260,9 @@ def test_gradient_method_needs_a_trainable_encoder(smoke_cfg):
 
 def test_smart_runs(smoke_cfg):
     for pair_mode in ("concat_sentences", "concat_embed"):  # concat_embed pairs skip SMART
-        cfg = smoke_cfg.replace(epochs=1, batches_per_epoch=4, smart_weight=1.0, sampler="round_robin",
-                                pair_mode=pair_mode)
+        cfg = smoke_cfg.replace(
+            epochs=1, batches_per_epoch=4, smart_weight=1.0, sampler="round_robin", pair_mode=pair_mode
+        )
         run_dir = run(cfg)
         losses = [v for r in rows(run_dir, "train") for v in r["loss"].values()]
         assert losses and all(math.isfinite(v) for v in losses)
@@ -237,16 +271,22 @@ def test_smart_runs(smoke_cfg):
 def test_pals_train_and_all_but_pals_changes_only_pals(smoke_cfg, phase_states, tmp_path):
     base = run(smoke_cfg.replace(epochs=1, batches_per_epoch=3, name="base"))
     phase_states.clear()
-    cfg = smoke_cfg.replace(name="pal_only", pals=True, pal_size=16, pal_heads=4, epochs=1,
-                            init_checkpoint=str(base / "best.pt"),
-                            phases=[{"name": "pal_only", "freeze": "all_but_pals", "lr": 1e-2}])
+    cfg = smoke_cfg.replace(
+        name="pal_only",
+        pals=True,
+        pal_size=16,
+        pal_heads=4,
+        epochs=1,
+        init_checkpoint=str(base / "best.pt"),
+        phases=[{"name": "pal_only", "freeze": "all_but_pals", "lr": 1e-2}],
+    )
     run_dir = run(cfg)
     init = load_checkpoint(base / "best.pt")["model"]
     final = load_checkpoint(run_dir / "best.pt")["model"]
     pal_keys = [k for k in final if ".pals." in f".{k}"]
     assert pal_keys and set(final) - set(pal_keys) == set(init)
     assert all(torch.equal(final[k], init[k]) for k in init)  # encoder and heads untouched
-    (before, after), = phase_states
+    ((before, after),) = phase_states
     assert any(not torch.equal(before[k], after[k]) for k in pal_keys)  # the PALs trained
     start = rows(run_dir, "start")[0]
     assert start["params"]["pals"] > 0

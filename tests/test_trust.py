@@ -26,9 +26,16 @@ PRETRAIN = {"name": "pretrain", "freeze": "encoder", "lr": 1e-3}
 
 
 def two_phase(data_dir: Path, out: Path, name: str = "b", **finetune):
-    return resolve_config("smoke", out_dir=str(out / "runs"), data_dir=str(data_dir), max_train_examples=32,
-                          progress=True, threads=1, name=name,
-                          phases=[PRETRAIN, {"name": "finetune", "batches_per_epoch": 3, **finetune}])
+    return resolve_config(
+        "smoke",
+        out_dir=str(out / "runs"),
+        data_dir=str(data_dir),
+        max_train_examples=32,
+        progress=True,
+        threads=1,
+        name=name,
+        phases=[PRETRAIN, {"name": "finetune", "batches_per_epoch": 3, **finetune}],
+    )
 
 
 def shared(run_dir: Path):
@@ -40,7 +47,7 @@ def flip(path: Path, count: int = 64) -> None:
     structure stays intact, so only a content check can notice)."""
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle:middle + count] = bytes(b ^ 0xFF for b in data[middle:middle + count])
+    data[middle : middle + count] = bytes(b ^ 0xFF for b in data[middle : middle + count])
     path.write_bytes(bytes(data))
 
 
@@ -126,8 +133,10 @@ def test_a_flipped_byte_in_last_pt_stops_the_resume_with_what_to_do(smoke_cfg, c
 
     cfg = smoke_cfg.replace(epochs=2, batches_per_epoch=3)
     env = {**os.environ, "MTLIB_FAULT": "epoch_end:2"}
-    code = ("import sys; from mtlib.config import RunConfig; from mtlib.train.trainer import run; "
-            "run(RunConfig.from_yaml(sys.argv[1]))")
+    code = (
+        "import sys; from mtlib.config import RunConfig; from mtlib.train.trainer import run; "
+        "run(RunConfig.from_yaml(sys.argv[1]))"
+    )
     path = Path(cfg.out_dir) / "cfg.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(cfg.to_yaml())
@@ -200,7 +209,9 @@ def test_a_data_edit_keeping_size_and_mtime_gives_a_new_run_id_in_the_same_proce
     st = dev.stat()
     text = dev.read_bytes()
     i = text.rindex(b"5.0") if b"5.0" in text else text.rindex(b"0")
-    dev.write_bytes(text[:i] + (b"4.0" if text[i:i + 3] == b"5.0" else b"1") + text[i + (3 if text[i:i + 3] == b"5.0" else 1):])
+    dev.write_bytes(
+        text[:i] + (b"4.0" if text[i : i + 3] == b"5.0" else b"1") + text[i + (3 if text[i : i + 3] == b"5.0" else 1) :]
+    )
     os.utime(dev, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert dev.stat().st_size == st.st_size and dev.stat().st_mtime_ns == st.st_mtime_ns
     assert run_dir_for(cfg) != before
@@ -213,8 +224,10 @@ def test_eda_runs_carry_their_augmentation_inputs_in_the_identity(smoke_cfg):
 
 
 # ----------------------------------------------------------------------------- EDA cache
-SST = [Example(id=f"s{i}", sentences=(f"the movie number {i} was a good and quiet film",), label=i % 5 if i < 15 else 3)
-       for i in range(40)]
+SST = [
+    Example(id=f"s{i}", sentences=(f"the movie number {i} was a good and quiet film",), label=i % 5 if i < 15 else 3)
+    for i in range(40)
+]
 
 
 @pytest.mark.parametrize("damage", ["half", "empty", "edited"])
@@ -222,8 +235,11 @@ def test_a_damaged_eda_cache_is_said_and_rebuilt(damage, tmp_path, capsys):
     want = augment_examples("sst", SST, seed=3, cache_dir=tmp_path)
     (cache,) = tmp_path.glob("eda-sst-*.jsonl")
     lines = cache.read_text().splitlines(keepends=True)
-    cache.write_text({"half": "".join(lines[:len(lines) // 2]), "empty": "",
-                      "edited": "".join(lines).replace("movie", "mouse", 1)}[damage])
+    cache.write_text(
+        {"half": "".join(lines[: len(lines) // 2]), "empty": "", "edited": "".join(lines).replace("movie", "mouse", 1)}[
+            damage
+        ]
+    )
     assert augment_examples("sst", SST, seed=3, cache_dir=tmp_path) == want
     assert f"EDA cache file {cache} is not usable" in capsys.readouterr().err
     assert augment_examples("sst", SST, seed=3, cache_dir=tmp_path) == want  # rewritten whole
@@ -238,7 +254,7 @@ def test_predict_never_writes_into_the_run_even_when_the_dev_file_changed(smoke_
     before = {p.relative_to(finished): p.read_bytes() for p in finished.rglob("*") if p.is_file()}
     dev = data / "ids-sst-dev.csv"
     lines = dev.read_text().splitlines(keepends=True)
-    dev.write_text("".join(lines[:len(lines) // 2]))  # the dev file changed since the run
+    dev.write_text("".join(lines[: len(lines) // 2]))  # the dev file changed since the run
     result = predict_run(finished)
     assert any("ids-sst-dev.csv differs from the file this run read" in w for w in result["warnings"])
     assert result["files"] and all(finished not in Path(f).parents for f in result["files"])

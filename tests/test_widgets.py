@@ -27,8 +27,9 @@ def panel(tmp_path, row=None, controls=None, **kw):
 
 # ------------------------------------------------------------------ values -> config
 def test_dropdown_options_come_from_the_runconfig_types(tmp_path):
-    p = panel(tmp_path, controls=["pair_mode", "sampler", "gradient_method", "head", "head_tasks",
-                                  "compromise_combine"])
+    p = panel(
+        tmp_path, controls=["pair_mode", "sampler", "gradient_method", "head", "head_tasks", "compromise_combine"]
+    )
     for key, w in p.controls.items():
         assert tuple(w.options) == get_args(field_types()[key]), key
 
@@ -40,7 +41,12 @@ def test_widget_values_flow_into_the_config(tmp_path):
     p.set(gradient_method="pcgrad", seed=3, epochs=1)
     cfg = p.config()
     assert (cfg.sampler, cfg.n_hidden_layers, cfg.gradient_method, cfg.seed, cfg.epochs) == (
-        "round_robin", 1, "pcgrad", 3, 1)
+        "round_robin",
+        1,
+        "pcgrad",
+        3,
+        1,
+    )
     assert p.target().row is None  # no paper row has this configuration: a run named after the changes
     assert p.target().cfg.name == "base+sampler=round_robin+n_hidden_layers=1+gradient_method=pcgrad+epochs=1"
     assert p.target().run_dir.parent.parent == tmp_path / "runs" / "widgets"
@@ -165,14 +171,22 @@ def test_run_button_trains_in_the_background_draws_live_and_shows_the_results(tm
     p.set(sampler="round_robin", n_hidden_layers=1, epochs=2)
     seen = []  # the buttons, the progress bar and the curve while the trainer runs
     real_draw = p._draw
-    monkeypatch.setattr(p, "_draw", lambda: (seen.append((p.run_button.disabled, p.stop_button.disabled,
-                                                           p.progress.value, p.status.value)), real_draw()))
+    monkeypatch.setattr(
+        p,
+        "_draw",
+        lambda: (
+            seen.append((p.run_button.disabled, p.stop_button.disabled, p.progress.value, p.status.value)),
+            real_draw(),
+        ),
+    )
     p.run_button.click()
     assert p.job is not None and p.wait(120)
     assert p.last_error is None, p.message.value
     run_dir = p.last_run_dir
-    assert run_dir == p.target().run_dir and run_dir.parent.name == "base+sampler=round_robin+n_hidden_layers=1-" \
-        + run_dir.parent.name.rsplit("-", 1)[1]
+    assert (
+        run_dir == p.target().run_dir
+        and run_dir.parent.name == "base+sampler=round_robin+n_hidden_layers=1-" + run_dir.parent.name.rsplit("-", 1)[1]
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     evals = [r for r in p.history if r["type"] == "eval"]
     assert len(evals) == 2 and all("mean" in r and "examples_seen" in r for r in evals)
@@ -226,6 +240,7 @@ def test_stop_leaves_a_run_that_resumes(tmp_path):
         rows.append(row)
         if row["type"] == "eval":
             first_eval.set()
+
     p._on_row = on_row
     p.run_button.click()
     assert first_eval.wait(120)

@@ -31,10 +31,13 @@ def merge_bomb(levels: int) -> str:
 
 
 def read_in_child(path: Path, timeout: float = 30) -> subprocess.CompletedProcess:
-    code = ("import sys\nfrom mtlib.configtypes import ConfigError\nfrom mtlib.study.yamlfile import read_yaml\n"
-            "try:\n    read_yaml(sys.argv[1])\nexcept ConfigError as err:\n    print(err)\n    sys.exit(2)\n")
-    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    code = (
+        "import sys\nfrom mtlib.configtypes import ConfigError\nfrom mtlib.study.yamlfile import read_yaml\n"
+        "try:\n    read_yaml(sys.argv[1])\nexcept ConfigError as err:\n    print(err)\n    sys.exit(2)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 @pytest.mark.parametrize("make, line", [(alias_bomb, 6), (merge_bomb, 5)])
@@ -54,8 +57,9 @@ def test_bomb_refused_quickly_with_file_and_line(tmp_path, make, line):
 def test_bomb_through_the_cli_is_one_error_line(tmp_path):
     path = tmp_path / "bomb.yaml"
     path.write_text(alias_bomb(10))
-    proc = subprocess.run([sys.executable, "-m", "mtlib", "run", str(path)], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtlib", "run", str(path)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {path} line 6: "), proc.stderr
@@ -72,22 +76,24 @@ def test_small_bomb_below_the_limit_reads_correctly(tmp_path):
 def test_self_containing_value_refused(tmp_path):
     path = tmp_path / "loop.yaml"
     path.write_text("x: 1\nloop: &loop [1, *loop]\n")
-    with pytest.raises(ConfigError, match=r"loop.yaml line 2: an alias \(\*name\) here refers to a value that "
-                                          r"contains it"):
+    with pytest.raises(
+        ConfigError,
+        match=r"loop.yaml line 2: an alias \(\*name\) here refers to a value that "
+        r"contains it",
+    ):
         read_yaml(path)
 
 
 def test_anchors_aliases_and_merge_keys_still_read(tmp_path):
     path = tmp_path / "merge.yaml"
-    path.write_text("base: &base {lr: 1, name: pretrain}\n"
-                    "phases: [*base, *base]\n"
-                    "merged:\n"
-                    "  <<: *base\n"
-                    "  lr: 2\n")
+    path.write_text("base: &base {lr: 1, name: pretrain}\nphases: [*base, *base]\nmerged:\n  <<: *base\n  lr: 2\n")
     data, lines = read_yaml_lines(path)
     # a key after a merge wins over the merged one, and is not "given twice"
-    assert data == {"base": {"lr": 1, "name": "pretrain"}, "phases": [{"lr": 1, "name": "pretrain"}] * 2,
-                    "merged": {"lr": 2, "name": "pretrain"}}
+    assert data == {
+        "base": {"lr": 1, "name": "pretrain"},
+        "phases": [{"lr": 1, "name": "pretrain"}] * 2,
+        "merged": {"lr": 2, "name": "pretrain"},
+    }
     assert lines["merged.lr"] == 5 and lines["phases[1]"] == 1 and lines["phases[1].lr"] == 1  # an alias: its anchor
     path.write_text("merged:\n  <<: {lr: 1}\n  lr: 2\n  lr: 3\n")
     with pytest.raises(ConfigError, match=r"line 4: key 'merged.lr' appears twice \(first on line 3\)"):

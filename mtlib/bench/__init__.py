@@ -8,8 +8,16 @@
 from __future__ import annotations
 
 
-def main(what: str, profile: str = "quick", repeats: int = 5, backbone: str = "minilm-l6",
-         precision: str = "auto", steps: int = 3, rows: str | None = None, device: str = "auto") -> int:
+def main(
+    what: str,
+    profile: str = "quick",
+    repeats: int = 5,
+    backbone: str = "minilm-l6",
+    precision: str = "auto",
+    steps: int = 3,
+    rows: str | None = None,
+    device: str = "auto",
+) -> int:
     if what == "gradients":
         from mtlib.bench.gradients import bench_gradients
 

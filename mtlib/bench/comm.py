@@ -21,9 +21,27 @@ import torch
 
 def bench_comm(profile: str = "smoke", nproc: int = 2, repeats: int = 10, method: str = "pcgrad") -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # launch N copies of this benchmark
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-               "-m", "mtlib", "bench", "comm", "--profile", profile, "--repeats", str(repeats), "--method", method]
-        return subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}).returncode
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            str(nproc),
+            "-m",
+            "mtlib",
+            "bench",
+            "comm",
+            "--profile",
+            profile,
+            "--repeats",
+            str(repeats),
+            "--method",
+            method,
+        ]
+        return subprocess.run(
+            cmd, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        ).returncode
     return _measure(profile, repeats, method)
 
 
@@ -68,12 +86,16 @@ def _measure(profile: str, repeats: int, method: str) -> int:
         up, comm = statistics.median(updates), statistics.median(comms)
         tg = phase.step.task_grads
         mb = len(cfg.tasks) * statistics.median(widths) * 4 / 2**20
-        print(f"[bench comm] {mdist.world_size()} processes ({torch.distributed.get_backend()}), backbone "
-              f"{cfg.backbone}, {method}, {precision}, D = {tg.dim:,} shared parameters, T = {len(cfg.tasks)} rows of "
-              f"{int(statistics.median(widths)):,} active values ({mb:.2f} MiB per update), threads "
-              f"{torch.get_num_threads()}, {repeats} updates")
-        print(f"[bench comm] update {up * 1e3:.1f} ms, all-reduces {comm * 1e3:.1f} ms ({100 * comm / up:.0f}% of "
-              f"the update), medians")
+        print(
+            f"[bench comm] {mdist.world_size()} processes ({torch.distributed.get_backend()}), backbone "
+            f"{cfg.backbone}, {method}, {precision}, D = {tg.dim:,} shared parameters, T = {len(cfg.tasks)} rows of "
+            f"{int(statistics.median(widths)):,} active values ({mb:.2f} MiB per update), threads "
+            f"{torch.get_num_threads()}, {repeats} updates"
+        )
+        print(
+            f"[bench comm] update {up * 1e3:.1f} ms, all-reduces {comm * 1e3:.1f} ms ({100 * comm / up:.0f}% of "
+            f"the update), medians"
+        )
     return 0
 
 

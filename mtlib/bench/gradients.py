@@ -45,9 +45,11 @@ def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
     gen = torch.Generator().manual_seed(0)
     sizes = ", ".join(f"{t} {b['labels'].shape[0]}" for t, b in batches.items())
     table = model.encoder.get_input_embeddings()
-    print(f"[bench] backbone {cfg.backbone}, D = {sum(p.numel() for p in shared):,} shared parameters "
-          f"({table.weight.numel():,} in the word embeddings), device {device}, {precision}, batches {sizes}, "
-          f"threads {torch.get_num_threads()}")
+    print(
+        f"[bench] backbone {cfg.backbone}, D = {sum(p.numel() for p in shared):,} shared parameters "
+        f"({table.weight.numel():,} in the word embeddings), device {device}, {precision}, batches {sizes}, "
+        f"threads {torch.get_num_threads()}"
+    )
     results = {}
     # "row-sparse" is what the trainer does; "dense" flattens every embedding row, for comparison.
     for layout, tables in (("row-sparse", [table]), ("dense", [])):
@@ -88,15 +90,24 @@ def bench_gradients(profile: str = "quick", repeats: int = 5) -> dict:
                 t = time.perf_counter()
                 combiner.coefficients(combiner.last_gram, gen)
                 solve_s.append(time.perf_counter() - t)
-            results[(layout, method)] = {"update_s": statistics.median(update_s), "width": tg.active_dim,
-                                         "combine_s": statistics.median(combine_s),
-                                         "solve_s": statistics.median(solve_s) if solve_s else 0.0}
-    print(f"\n{'layout':10s} {'method':10s} {'buffer row':>11s} {'update (s)':>11s} {'combination (s)':>16s} "
-          f"{'share':>7s} {'solve (ms)':>10s}")
+            results[(layout, method)] = {
+                "update_s": statistics.median(update_s),
+                "width": tg.active_dim,
+                "combine_s": statistics.median(combine_s),
+                "solve_s": statistics.median(solve_s) if solve_s else 0.0,
+            }
+    print(
+        f"\n{'layout':10s} {'method':10s} {'buffer row':>11s} {'update (s)':>11s} {'combination (s)':>16s} "
+        f"{'share':>7s} {'solve (ms)':>10s}"
+    )
     for (layout, method), r in results.items():
         r["share"] = r["combine_s"] / r["update_s"]
-        print(f"{layout:10s} {method:10s} {r['width']:11,d} {r['update_s']:11.3f} {r['combine_s']:16.4f} "
-              f"{r['share']:7.1%} {1e3 * r['solve_s']:10.2f}")
-    print(f"(median of {repeats}; combination = zeroing each task's buffer row + storing + gathering the touched "
-          "embedding rows + combining + conflict diagnostics + writing back; row-sparse is what training uses)")
+        print(
+            f"{layout:10s} {method:10s} {r['width']:11,d} {r['update_s']:11.3f} {r['combine_s']:16.4f} "
+            f"{r['share']:7.1%} {1e3 * r['solve_s']:10.2f}"
+        )
+    print(
+        f"(median of {repeats}; combination = zeroing each task's buffer row + storing + gathering the touched "
+        "embedding rows + combining + conflict diagnostics + writing back; row-sparse is what training uses)"
+    )
     return results

@@ -27,8 +27,11 @@ def matmul_peak(precision: str, hidden: int, intermediate: int, device: torch.de
     dtype = DTYPES[precision]
     square = 8192 if device.type == "cuda" else 2048
     per_round = 10 if device.type == "cuda" else 1
-    shapes = {"model": (1024, hidden, intermediate), "model-T": (1024, intermediate, hidden),
-              "square": (square, square, square)}
+    shapes = {
+        "model": (1024, hidden, intermediate),
+        "model-T": (1024, intermediate, hidden),
+        "square": (square, square, square),
+    }
     out = {}
     for name, (m, k, n) in shapes.items():
         a = torch.randn(m, k, device=device).to(dtype)

@@ -17,12 +17,13 @@ from mtlib import tasks as task_records
 from mtlib.train.runtime import autocast
 
 
-
 class PlainLoop:
     def __init__(self, encoder: nn.Module, tokenizer, device: torch.device, precision: str, lr: float = 1e-5):
         self.encoder = copy.deepcopy(encoder).to(device).train()
         hidden = self.encoder.config.hidden_size
-        self.heads = nn.ModuleDict({t: nn.Linear(hidden, r.out_dim) for t, r in task_records.course().items()}).to(device)
+        self.heads = nn.ModuleDict({t: nn.Linear(hidden, r.out_dim) for t, r in task_records.course().items()}).to(
+            device
+        )
         params = [*self.encoder.parameters(), *self.heads.parameters()]
         self.optimizer = torch.optim.AdamW(params, lr=lr, eps=1e-6, weight_decay=0.0)
         self.tokenizer, self.device, self.precision = tokenizer, device, precision

@@ -44,9 +44,12 @@ ROWS = {  # name -> (label, kind, batching)
     "single-compiled": ("mtlib single-task, torch.compile", "single", "length"),
 }
 DEFAULT_ROWS = ("plain-random", "plain", "single-random", "single", "pcgrad", "gradvac", "compromise")
-STEP_CHANGES = {"single": {"gradient_method": "none", "sampler": "round_robin"},
-                "pcgrad": {"gradient_method": "pcgrad"}, "gradvac": {"gradient_method": "gradvac"},
-                "compromise": {"gradient_method": "gradvac", "compromise": True}}
+STEP_CHANGES = {
+    "single": {"gradient_method": "none", "sampler": "round_robin"},
+    "pcgrad": {"gradient_method": "pcgrad"},
+    "gradvac": {"gradient_method": "gradvac"},
+    "compromise": {"gradient_method": "gradvac", "compromise": True},
+}
 
 
 class RecordingStream(BatchStream):
@@ -77,8 +80,15 @@ class Setup:
 
 
 def build(backbone: str, batch_size: dict, batches_per_task: int, device: str, data_dir: str | None = None) -> Setup:
-    cfg = resolve_config("quick", batch_size=batch_size, progress=False, device=device, seed=11711, data_dir=data_dir,
-                         backbone="minilm-l6" if backbone == "bert-base" else backbone)
+    cfg = resolve_config(
+        "quick",
+        batch_size=batch_size,
+        progress=False,
+        device=device,
+        seed=11711,
+        data_dir=data_dir,
+        backbone="minilm-l6" if backbone == "bert-base" else backbone,
+    )
     if backbone == "bert-base":
         from transformers import BertConfig, BertModel
 
@@ -90,14 +100,20 @@ def build(backbone: str, batch_size: dict, batches_per_task: int, device: str, d
     dev = resolve_device(cfg.device)
     configure_backends(dev)  # what a run does: TF32 for the fp32 matmuls on CUDA
     model = MultitaskModel(ModelConfig.of(cfg), encoder, tokenizer).to(dev).train()
-    train = {t: parse.filter_by_length(parse.load_split(t, "train", cfg.data_dir, quora_train=cfg.quora_train),
-                                       cfg.max_chars) for t in cfg.tasks}
+    train = {
+        t: parse.filter_by_length(
+            parse.load_split(t, "train", cfg.data_dir, quora_train=cfg.quora_train), cfg.max_chars
+        )
+        for t in cfg.tasks
+    }
     return Setup(cfg, model, train, dev, batches_per_task)
 
 
 def _streams(s: Setup, batching: str) -> dict:
-    return {t: RecordingStream(s.train[t], s.cfg.batch_size[t], seed=s.cfg.seed + i, batching=batching)
-            for i, t in enumerate(s.cfg.tasks)}
+    return {
+        t: RecordingStream(s.train[t], s.cfg.batch_size[t], seed=s.cfg.seed + i, batching=batching)
+        for i, t in enumerate(s.cfg.tasks)
+    }
 
 
 def _variant(s: Setup, row: str) -> MultitaskModel:
@@ -117,8 +133,12 @@ def _mtlib_runner(s: Setup, row: str, kind: str, streams: dict, precision: str):
     sizes = {t: len(s.train[t]) for t in s.cfg.tasks}
     phase = build_phase(0, "bench", pcfg, True, _variant(s, row), streams, sizes, s.device, precision, s.cfg.seed)
     n_tasks = len(s.cfg.tasks)
-    updates = {"single": n_tasks * s.batches_per_task, "pcgrad": s.batches_per_task, "gradvac": s.batches_per_task,
-               "compromise": max(1, round(n_tasks * s.batches_per_task / pcfg.compromise_k))}[kind]
+    updates = {
+        "single": n_tasks * s.batches_per_task,
+        "pcgrad": s.batches_per_task,
+        "gradvac": s.batches_per_task,
+        "compromise": max(1, round(n_tasks * s.batches_per_task / pcfg.compromise_k)),
+    }[kind]
 
     def update() -> None:  # what Trainer._update does
         phase.optimizer.zero_grad(set_to_none=True)
@@ -167,14 +187,27 @@ def measure_row(s: Setup, row: str, precision: str) -> dict:
                 padded += max(sizes) * len(sizes)
     del update
     release_memory()
-    return {"seconds": seconds, "examples": examples, "tokens": sum(lengths), "padded": padded,
-            "flops": training_flops(lengths, s.model.encoder.config), "rss": memory.peak,
-            "device_memory": memory.device_peak}
+    return {
+        "seconds": seconds,
+        "examples": examples,
+        "tokens": sum(lengths),
+        "padded": padded,
+        "flops": training_flops(lengths, s.model.encoder.config),
+        "rss": memory.peak,
+        "device_memory": memory.device_peak,
+    }
 
 
-def bench_train(backbone: str = "minilm-l6", precisions: tuple[str, ...] = ("auto",), batches_per_task: int = 3,
-                repeats: int = 3, rows: tuple[str, ...] = DEFAULT_ROWS, batch_size: dict | None = None,
-                device: str = "auto", data_dir: str | None = None) -> dict:
+def bench_train(
+    backbone: str = "minilm-l6",
+    precisions: tuple[str, ...] = ("auto",),
+    batches_per_task: int = 3,
+    repeats: int = 3,
+    rows: tuple[str, ...] = DEFAULT_ROWS,
+    batch_size: dict | None = None,
+    device: str = "auto",
+    data_dir: str | None = None,
+) -> dict:
     batch_size = batch_size or {"sst": 32, "para": 16, "sts": 32}
     s = build(backbone, batch_size, batches_per_task, device, data_dir)
     resolved = list(dict.fromkeys(resolve_precision(p, s.device) for p in precisions))
@@ -184,16 +217,24 @@ def bench_train(backbone: str = "minilm-l6", precisions: tuple[str, ...] = ("aut
     peaks: dict = {}
     for rep in range(repeats):  # the peak too is measured in every repetition, beside the rows it divides
         for p in dict.fromkeys(["fp32", *resolved]):
-            peaks.setdefault(p, []).append(matmul_peak(p, config.hidden_size, config.intermediate_size, s.device)["peak"])
+            peaks.setdefault(p, []).append(
+                matmul_peak(p, config.hidden_size, config.intermediate_size, s.device)["peak"]
+            )
         for p in resolved:
             for row in rows:
                 runs.setdefault((p, row), []).append(measure_row(s, row, p))
-        done = ", ".join(f"{p} {row} {runs[(p, row)][-1]['examples'] / runs[(p, row)][-1]['seconds']:.1f}"
-                         for p in resolved for row in rows)
+        done = ", ".join(
+            f"{p} {row} {runs[(p, row)][-1]['examples'] / runs[(p, row)][-1]['seconds']:.1f}"
+            for p in resolved
+            for row in rows
+        )
         print(f"  repetition {rep + 1}/{repeats} (examples/s): {done}", flush=True)
     s.peaks = {p: statistics.median(v) for p, v in peaks.items()}
-    print("matmul peak: " + ", ".join(f"{p} {v:,.0f} GFLOP/s" for p, v in s.peaks.items())
-          + " (best of the encoder's feed-forward shapes at 1,024 tokens and a large square; median over repetitions)")
+    print(
+        "matmul peak: "
+        + ", ".join(f"{p} {v:,.0f} GFLOP/s" for p, v in s.peaks.items())
+        + " (best of the encoder's feed-forward shapes at 1,024 tokens and a large square; median over repetitions)"
+    )
     results = {key: summarize(reps, s.peaks[key[0]]) for key, reps in runs.items()}
     print_table(results, rows, resolved)
     return {"rows": results, "peaks": s.peaks}
@@ -202,9 +243,16 @@ def bench_train(backbone: str = "minilm-l6", precisions: tuple[str, ...] = ("aut
 def summarize(reps: list[dict], peak: float) -> dict:
     seconds = statistics.median(r["seconds"] for r in reps)
     first = reps[0]  # the same batches in every repetition
-    out = {"seconds": seconds, "tokens": first["tokens"], "examples_per_s": first["examples"] / seconds, "tokens_per_s": first["tokens"] / seconds,
-           "padded_per_real": first["padded"] / first["tokens"], "gflops": first["flops"] / seconds / 1e9,
-           "rss_gb": max(r["rss"] for r in reps) / 1e9, "examples": first["examples"]}
+    out = {
+        "seconds": seconds,
+        "tokens": first["tokens"],
+        "examples_per_s": first["examples"] / seconds,
+        "tokens_per_s": first["tokens"] / seconds,
+        "padded_per_real": first["padded"] / first["tokens"],
+        "gflops": first["flops"] / seconds / 1e9,
+        "rss_gb": max(r["rss"] for r in reps) / 1e9,
+        "examples": first["examples"],
+    }
     out["mfu"] = out["gflops"] / peak
     if first["device_memory"] is not None:
         out["device_memory_gb"] = max(r["device_memory"] for r in reps) / 1e9
@@ -214,21 +262,30 @@ def summarize(reps: list[dict], peak: float) -> dict:
 def _header(s: Setup, backbone, batch_size, repeats, precisions, resolved) -> None:
     config = s.model.encoder.config
     params = sum(p.numel() for p in s.model.encoder.parameters()) / 1e6
-    where = (f"{torch.cuda.get_device_name(s.device)}" if s.device.type == "cuda" else
-             f"{cpu_model()} ({', '.join(cpu_flags()) or 'no bf16 instructions'}), {torch.get_num_threads()} threads")
+    where = (
+        f"{torch.cuda.get_device_name(s.device)}"
+        if s.device.type == "cuda"
+        else f"{cpu_model()} ({', '.join(cpu_flags()) or 'no bf16 instructions'}), {torch.get_num_threads()} threads"
+    )
     sizes = ", ".join(f"{t} {b}" for t, b in batch_size.items())
-    print(f"[bench train] backbone {backbone} ({params:.1f}M encoder parameters, {config.num_hidden_layers} layers x "
-          f"{config.hidden_size}), device {s.device}: {where}")
-    print(f"batches {sizes}; {s.batches_per_task} batches per task per row; {repeats} repetitions, rows "
-          "interleaved, medians; every row trains the same sentences")
+    print(
+        f"[bench train] backbone {backbone} ({params:.1f}M encoder parameters, {config.num_hidden_layers} layers x "
+        f"{config.hidden_size}), device {s.device}: {where}"
+    )
+    print(
+        f"batches {sizes}; {s.batches_per_task} batches per task per row; {repeats} repetitions, rows "
+        "interleaved, medians; every row trains the same sentences"
+    )
     if "auto" in precisions:
         print(f"precision auto -> {resolve_precision('auto', s.device)}: {precision_reason('auto', s.device)}")
 
 
 def print_table(results: dict, rows, precisions) -> None:
     memory = "device GB" if any("device_memory_gb" in r for r in results.values()) else "peak RSS GB"
-    print(f"\n{'prec':5s} {'row':37s} {'ex/s':>7s} {'tokens/s':>9s} {'pad/real':>8s} {'GFLOP/s':>8s} {'MFU':>6s} "
-          f"{memory:>11s} {'vs loop':>8s} {'vs single':>9s}")
+    print(
+        f"\n{'prec':5s} {'row':37s} {'ex/s':>7s} {'tokens/s':>9s} {'pad/real':>8s} {'GFLOP/s':>8s} {'MFU':>6s} "
+        f"{memory:>11s} {'vs loop':>8s} {'vs single':>9s}"
+    )
     for p in precisions:
         base = results.get((p, "plain-random"))
         single = results.get((p, "single"))
@@ -237,12 +294,16 @@ def print_table(results: dict, rows, precisions) -> None:
             vs_loop = f"{r['examples_per_s'] / base['examples_per_s']:.2f}x" if base else "-"
             vs_single = f"{r['examples_per_s'] / single['examples_per_s']:.2f}x" if single else "-"
             mem = r.get("device_memory_gb", r["rss_gb"])
-            print(f"{p:5s} {ROWS[row][0]:37s} {r['examples_per_s']:7.1f} {r['tokens_per_s']:9,.0f} "
-                  f"{r['padded_per_real']:8.2f} {r['gflops']:8.1f} {r['mfu']:6.1%} {mem:11.2f} {vs_loop:>8s} "
-                  f"{vs_single:>9s}")
+            print(
+                f"{p:5s} {ROWS[row][0]:37s} {r['examples_per_s']:7.1f} {r['tokens_per_s']:9,.0f} "
+                f"{r['padded_per_real']:8.2f} {r['gflops']:8.1f} {r['mfu']:6.1%} {mem:11.2f} {vs_loop:>8s} "
+                f"{vs_single:>9s}"
+            )
     if len(precisions) > 1:
         a, b = precisions[0], precisions[-1]
         ratios = [results[(b, r)]["examples_per_s"] / results[(a, r)]["examples_per_s"] for r in rows]
         print(f"{b} / {a} examples/s per row: " + ", ".join(f"{r} {x:.2f}x" for r, x in zip(rows, ratios)))
-    print("ex/s: distinct training examples per second; pad/real: padded token slots per real token; MFU: model "
-          "FLOPs of the real tokens / measured matmul peak; peak RSS: the whole process (data and model included)")
+    print(
+        "ex/s: distinct training examples per second; pad/real: padded token slots per real token; MFU: model "
+        "FLOPs of the real tokens / measured matmul peak; peak RSS: the whole process (data and model included)"
+    )

@@ -26,8 +26,9 @@ def _gold(task: str, split: str, data_dir: str | None) -> dict[str, float]:
     return {ex.id: ex.label for ex in parse.load_split(task, split, data_dir)}
 
 
-def predictions_with_gold(path: str | Path, task: str, data_dir: str | Path | None = None,
-                          split: str = "dev") -> pd.DataFrame:
+def predictions_with_gold(
+    path: str | Path, task: str, data_dir: str | Path | None = None, split: str = "dev"
+) -> pd.DataFrame:
     """Table of id, predicted, gold: each prediction of ``path`` matched by id to the labelled ``split`` file of
     ``data_dir`` (a run whose final dev set was a subsample predicted, and is paired on, only those examples).
     An id the gold file lacks is an error naming the file: the predictions came from another data folder."""
@@ -35,11 +36,14 @@ def predictions_with_gold(path: str | Path, task: str, data_dir: str | Path | No
     gold = _gold(task, split, None if data_dir is None else str(data_dir))
     missing = [i for i in predicted if i not in gold]
     if missing:
-        raise ValueError(f"{path}: {len(missing)} id(s) not in the {task} {split} file of "
-                         f"{data_dir or 'the default data folder'} (e.g. {missing[0]}); were these predictions "
-                         "made on another data folder?")
-    return pd.DataFrame({"id": list(predicted), "predicted": list(predicted.values()),
-                         "gold": [gold[i] for i in predicted]})
+        raise ValueError(
+            f"{path}: {len(missing)} id(s) not in the {task} {split} file of "
+            f"{data_dir or 'the default data folder'} (e.g. {missing[0]}); were these predictions "
+            "made on another data folder?"
+        )
+    return pd.DataFrame(
+        {"id": list(predicted), "predicted": list(predicted.values()), "gold": [gold[i] for i in predicted]}
+    )
 
 
 def confusion_counts(task: str, pairs: pd.DataFrame) -> np.ndarray:

@@ -36,6 +36,8 @@ def augmented_classes(task: str) -> tuple[int, ...] | None | bool:
     of class ids (the study augments only Quora positives, whatever the subset's balance), False = none."""
     augment = task_records.get(task).augment
     return None if augment == "minority" else False if augment == "none" else tuple(augment)
+
+
 # The study's outputs hold ~47% synonym replacement, ~40% deletion, ~12% identical copies: EDA with
 # insertion and swap off keeps one of its SR and RD outputs at random, and RD (each word with p=0.1)
 # often deletes nothing in a short sentence. So each copy draws SR or RD with probability 1/2.
@@ -191,9 +193,14 @@ def augment_targets(task: str, examples: Sequence[Example], params: EDAParams = 
 # ----------------------------------------------------------------------------- entry point
 
 
-def augment_examples(task: str, examples: Sequence[Example], params: EDAParams = EDAParams(),
-                     seed: int = 0, cache_dir: str | os.PathLike | None = None,
-                     progress: bool = False) -> list[Example]:
+def augment_examples(
+    task: str,
+    examples: Sequence[Example],
+    params: EDAParams = EDAParams(),
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> list[Example]:
     """Originals plus EDA copies (ids `aug-<orig id>-<k>`), shuffled with `seed`; STS unchanged.
 
     Copies whose texts equal an original's or an earlier copy's are dropped. Unlike the study

@@ -53,17 +53,23 @@ def eda_inputs() -> dict:
         base = Path(getattr(pointer, "path", None) or pointer.zipfile.filename)  # a folder, or a zip file
         for f in sorted(base.rglob("*")) if base.is_dir() else [base]:
             if f.is_file():
-                digest.update(f"{resource}/{f.relative_to(base) if base.is_dir() else f.name}:"
-                              f"{sha256_file_cached(f)}\n".encode())
+                digest.update(
+                    f"{resource}/{f.relative_to(base) if base.is_dir() else f.name}:{sha256_file_cached(f)}\n".encode()
+                )
     return {"nlpaug": version, "nltk_data": digest.hexdigest()[:16]}
 
 
-def cache_path(cache_dir: str | os.PathLike, task: str, examples: Sequence[Example],
-               params, seed: int) -> Path:
+def cache_path(cache_dir: str | os.PathLike, task: str, examples: Sequence[Example], params, seed: int) -> Path:
     """`cache_dir/eda-<task>-<key>.jsonl`, key = sha256 of task, params, seed, the input rows and ``eda_inputs()``."""
     payload = json.dumps(
-        {"v": CACHE_VERSION, "task": task, "params": dataclasses.asdict(params), "seed": seed,
-         "examples": _examples_hash(examples), "inputs": eda_inputs()},
+        {
+            "v": CACHE_VERSION,
+            "task": task,
+            "params": dataclasses.asdict(params),
+            "seed": seed,
+            "examples": _examples_hash(examples),
+            "inputs": eda_inputs(),
+        },
         sort_keys=True,
     )
     return Path(cache_dir) / f"eda-{task}-{hashlib.sha256(payload.encode()).hexdigest()[:20]}.jsonl"
@@ -80,20 +86,24 @@ def read_cache(path: Path) -> list[Example]:
         head = json.loads(header)
         assert isinstance(head, dict) and head.get("format") == CACHE_FORMAT
     except (ValueError, AssertionError):
-        raise CacheDamaged(f"{path}: no {CACHE_FORMAT} header (empty, cut short, or written by an earlier "
-                           "mtlib)") from None
+        raise CacheDamaged(
+            f"{path}: no {CACHE_FORMAT} header (empty, cut short, or written by an earlier mtlib)"
+        ) from None
     digest = hashlib.sha256(body).hexdigest()
     rows = body.decode("utf-8").splitlines()
     if digest != head.get("sha256") or len(rows) != head.get("rows"):
-        raise CacheDamaged(f"{path}: {len(rows)} rows with sha256 {digest[:12]}..., but it was written with "
-                           f"{head.get('rows')} rows, sha256 {str(head.get('sha256'))[:12]}...")
+        raise CacheDamaged(
+            f"{path}: {len(rows)} rows with sha256 {digest[:12]}..., but it was written with "
+            f"{head.get('rows')} rows, sha256 {str(head.get('sha256'))[:12]}..."
+        )
     return [Example(id=r["id"], sentences=tuple(r["sentences"]), label=r["label"]) for r in map(json.loads, rows)]
 
 
 def write_cache(path: Path, examples: Sequence[Example]) -> None:
     """Atomically, with fsync, behind a header that lets a reader check it is whole."""
-    body = "".join(json.dumps({"id": e.id, "sentences": list(e.sentences), "label": e.label}) + "\n"
-                   for e in examples).encode("utf-8")
+    body = "".join(
+        json.dumps({"id": e.id, "sentences": list(e.sentences), "label": e.label}) + "\n" for e in examples
+    ).encode("utf-8")
     head = {"format": CACHE_FORMAT, "rows": len(examples), "sha256": hashlib.sha256(body).hexdigest()}
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temporaries(path.parent)

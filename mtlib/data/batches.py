@@ -55,7 +55,7 @@ class BatchStream:
             self.order = self._permutation()
             self.pos = 0
             self.passes += 1
-        idx = self.order[self.pos:self.pos + self.batch_size]
+        idx = self.order[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
         return [self.examples[i] for i in idx]
 
@@ -64,8 +64,12 @@ class BatchStream:
         return order if self.lengths is None else length_bucketed(order, self.lengths, self.batch_size, self.rng)
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "order": self.order.tolist(), "pos": self.pos,
-                "passes": self.passes}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "order": self.order.tolist(),
+            "pos": self.pos,
+            "passes": self.passes,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
@@ -78,4 +82,4 @@ def eval_batches(examples: Sequence[Example], batch_size: int) -> Iterator[list[
     lengths = np.array([sum(len(s) for s in ex.sentences) for ex in examples])
     order = np.argsort(-lengths, kind="stable")
     for i in range(0, len(order), batch_size):
-        yield order[i:i + batch_size].tolist()
+        yield order[i : i + batch_size].tolist()

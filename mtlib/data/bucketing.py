@@ -22,8 +22,9 @@ def example_lengths(examples: Sequence) -> np.ndarray:
     return np.array([sum(len(s) for s in ex.sentences) for ex in examples], dtype=np.int64)
 
 
-def length_bucketed(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                    pool_batches: int = POOL_BATCHES) -> np.ndarray:
+def length_bucketed(
+    order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool_batches: int = POOL_BATCHES
+) -> np.ndarray:
     """``order`` (a permutation) rearranged so each run of ``batch_size`` holds similar lengths.
 
     The short tail a pass drops (len % batch_size examples) stays the tail of the random permutation, so the
@@ -34,7 +35,7 @@ def length_bucketed(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng
     pool = batch_size * pool_batches
     out = []
     for start in range(0, full, pool):
-        chunk = body[start:start + pool]
+        chunk = body[start : start + pool]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches = chunk.reshape(-1, batch_size)
         out.append(batches[rng.permutation(len(batches))].reshape(-1))

@@ -18,9 +18,8 @@ from mtlib.data.parse import Example, read_task_file, utf8_problem
 from mtlib.rundir.files import atomic_write
 
 
-
 def metric_name(task: str) -> str:
-    """"accuracy" or "pearson": the task's declared metric."""
+    """ "accuracy" or "pearson": the task's declared metric."""
     return task_records.get(task).metric
 
 
@@ -91,8 +90,10 @@ def score(task: str, pred: Sequence[float] | np.ndarray, gold: Sequence[float] |
     if label_set(task):
         bad = [i for i, v in enumerate(p) if prediction_problem(task, v)]
         if bad:
-            raise ValueError(f"{prediction_problem(task, p[bad[0]])} (at index {bad[0]}; {len(bad)} of {p.size} "
-                             f"predictions); {expected(task)}")
+            raise ValueError(
+                f"{prediction_problem(task, p[bad[0]])} (at index {bad[0]}; {len(bad)} of {p.size} "
+                f"predictions); {expected(task)}"
+            )
     return accuracy(pred, gold) if metric == "accuracy" else pearson(pred, gold)
 
 
@@ -125,8 +126,9 @@ def read_predictions(path: str | Path, task: str | None = None) -> dict[str, flo
     except UnicodeDecodeError:
         raise ValueError(f"{path}: {utf8_problem(path)}; is it a prediction file?") from None
     if not lines:
-        raise ValueError(f"{path}: the file is empty (expected a header 'id \\t Predicted_...' and one "
-                         "'id , value' row per example)")
+        raise ValueError(
+            f"{path}: the file is empty (expected a header 'id \\t Predicted_...' and one 'id , value' row per example)"
+        )
     if not lines or lines[0].split("\t")[0].strip() != "id":
         first = lines[0][:60] if lines else "<empty file>"
         raise ValueError(f"{path} line 1: expected a header 'id \\t Predicted_...', found {first!r}")
@@ -156,8 +158,9 @@ def _examples(ids: Iterable[str], limit: int = 3) -> str:
     return ", ".join(ids[:limit]) + (", ..." if len(ids) > limit else "")
 
 
-def score_predictions(task: str, predictions: Mapping[str, float], gold: Sequence[Example],
-                      name: str = "predictions") -> float:
+def score_predictions(
+    task: str, predictions: Mapping[str, float], gold: Sequence[Example], name: str = "predictions"
+) -> float:
     """Score {id: value} against gold examples; every gold id needs exactly one prediction and vice versa."""
     gold_ids = {ex.id for ex in gold}
     extra = set(predictions) - gold_ids

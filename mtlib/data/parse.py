@@ -179,8 +179,10 @@ def _require(path: Path) -> Path:
     note = ""
     if path.name in OPTIONAL_FILES:
         note = " This file is not part of the project's shared data; it is used only when a mirror provides it."
-    raise FileNotFoundError(f"data file {path.name} not found in {path.parent}. Fetch the data with "
-                            f"`{FETCH_COMMAND}` (or point MTLIB_DATA_DIR at a folder holding it).{note}")
+    raise FileNotFoundError(
+        f"data file {path.name} not found in {path.parent}. Fetch the data with "
+        f"`{FETCH_COMMAND}` (or point MTLIB_DATA_DIR at a folder holding it).{note}"
+    )
 
 
 def _train_files(task: Task, root: Path, quora_train: str) -> tuple[list[Path], str | None]:
@@ -198,13 +200,20 @@ def _read_files(task: Task, files: list[Path], labelled: bool) -> ExampleList:
     if len(parts) == 1:
         return parts[0]
     examples = [ex for part in parts for ex in part]
-    return ExampleList(examples, LoadReport(tuple(n for p in parts for n in p.report.files),
-                                            sum(p.report.rows for p in parts), sum(p.report.skipped for p in parts),
-                                            [r for p in parts for r in p.report.reasons]))
+    return ExampleList(
+        examples,
+        LoadReport(
+            tuple(n for p in parts for n in p.report.files),
+            sum(p.report.rows for p in parts),
+            sum(p.report.skipped for p in parts),
+            [r for p in parts for r in p.report.reasons],
+        ),
+    )
 
 
-def load_split(task: str, split: str, data_dir: str | Path | None = None,
-               quora_train: str = "head+extra") -> ExampleList:
+def load_split(
+    task: str, split: str, data_dir: str | Path | None = None, quora_train: str = "head+extra"
+) -> ExampleList:
     """Examples of one task/split, parsed as the course does; `.report` says what was read and skipped.
 
     A task with ``train_subsets`` (the course's Quora: quora-train.csv is not in the shared data) reads them
@@ -214,17 +223,24 @@ def load_split(task: str, split: str, data_dir: str | Path | None = None,
     """
     record = _task_split(task, split)
     root = resolve_data_dir(data_dir)
-    files, subset = (_train_files(record, root, quora_train) if split == "train" else
-                     ([_require(root / n) for n in record.files[split]], None))
+    files, subset = (
+        _train_files(record, root, quora_train)
+        if split == "train"
+        else ([_require(root / n) for n in record.files[split]], None)
+    )
     out = _read_files(record, files, labelled=split != "test")
     if split == "train" and record.train_subsets:
-        out.report.source = (f"subset {subset} ({len(out):,} usable of {QUORA_TRAIN_FULL_ROWS:,})" if subset else
-                             f"full {files[0].name} ({len(out):,} usable of {out.report.rows:,})")
+        out.report.source = (
+            f"subset {subset} ({len(out):,} usable of {QUORA_TRAIN_FULL_ROWS:,})"
+            if subset
+            else f"full {files[0].name} ({len(out):,} usable of {out.report.rows:,})"
+        )
     return out
 
 
-def split_files(task: str, split: str, data_dir: str | Path | None = None,
-                quora_train: str = "head+extra") -> list[Path]:
+def split_files(
+    task: str, split: str, data_dir: str | Path | None = None, quora_train: str = "head+extra"
+) -> list[Path]:
     """The files ``load_split`` reads for this task and split (what a run's identity checksums)."""
     record = _task_split(task, split)
     root = resolve_data_dir(data_dir)
@@ -271,8 +287,16 @@ def dataset_summary(data_dir: str | Path | None = None, quora_train: str = "head
             label_info = f"mean {labels.mean():.2f}, sd {labels.std():.2f}"
         else:  # class counts, e.g. "0:12627 1:7585"
             label_info = " ".join(f"{k:.0f}:{v}" for k, v in labels.value_counts().sort_index().items())
-        rows.append({"task": task, "split": split, "source": ex.report.source, "examples": len(ex),
-                     "skipped": ex.report.skipped,
-                     "length_filtered": len(filter_by_length(ex)) if split == "train" else None,
-                     "labels": label_info, "mean_chars": round(sum(len("".join(e.sentences)) for e in ex) / len(ex), 1)})
+        rows.append(
+            {
+                "task": task,
+                "split": split,
+                "source": ex.report.source,
+                "examples": len(ex),
+                "skipped": ex.report.skipped,
+                "length_filtered": len(filter_by_length(ex)) if split == "train" else None,
+                "labels": label_info,
+                "mean_chars": round(sum(len("".join(e.sentences)) for e in ex) / len(ex), 1),
+            }
+        )
     return pd.DataFrame(rows).astype({"examples": "Int64", "skipped": "Int64", "length_filtered": "Int64"})

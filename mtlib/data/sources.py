@@ -49,10 +49,14 @@ _SHA256: dict[str, str | None] = {  # from the shared data's SHA256SUMS; None = 
 }
 # name -> (sha256, url); url None = only mirrors have it (the subsets were cut for this project).
 FILES: dict[str, tuple[str | None, str | None]] = {
-    name: (sha, None if name in QUORA_SUBSETS else COURSE_URL + name) for name, sha in _SHA256.items()}
+    name: (sha, None if name in QUORA_SUBSETS else COURSE_URL + name) for name, sha in _SHA256.items()
+}
 MIRROR_FOLDERS = ("reference", "nltk_data")  # copied as well; checked against the mirror's SHA256SUMS if any
 MIRROR_DOCS = ("README.md", "SHA256SUMS")  # copied unverified from a mirror folder, so data/ documents itself
-NLTK_RESOURCES = {"wordnet": "corpora/wordnet", "averaged_perceptron_tagger_eng": "taggers/averaged_perceptron_tagger_eng"}
+NLTK_RESOURCES = {
+    "wordnet": "corpora/wordnet",
+    "averaged_perceptron_tagger_eng": "taggers/averaged_perceptron_tagger_eng",
+}
 
 
 class ChecksumError(ValueError):
@@ -106,8 +110,9 @@ def _write_atomic(stream: BinaryIO, target: Path, expected: str | None, origin: 
             os.fsync(out.fileno())  # the rename below must not land before the data
         actual = digest.hexdigest()
         if expected is not None and actual != expected:
-            raise ChecksumError(f"checksum mismatch for {target.name} (from {origin}): "
-                                f"expected sha256 {expected}, got {actual}")
+            raise ChecksumError(
+                f"checksum mismatch for {target.name} (from {origin}): expected sha256 {expected}, got {actual}"
+            )
         os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, target)
     except BaseException:
@@ -139,8 +144,13 @@ def _folder_files(source: Path | str | None, manifest: dict[str, str]) -> list[s
     """Relative paths beyond the registry that the mirror offers: its docs, reference/ and nltk_data/."""
     if isinstance(source, Path):
         docs = [name for name in MIRROR_DOCS if (source / name).is_file()]
-        return docs + sorted(p.relative_to(source).as_posix() for d in MIRROR_FOLDERS if (source / d).is_dir()
-                             for p in (source / d).rglob("*") if p.is_file())
+        return docs + sorted(
+            p.relative_to(source).as_posix()
+            for d in MIRROR_FOLDERS
+            if (source / d).is_dir()
+            for p in (source / d).rglob("*")
+            if p.is_file()
+        )
     return sorted(n for n in manifest if n.split("/")[0] in MIRROR_FOLDERS)
 
 
@@ -164,8 +174,9 @@ def _fetch_nltk(nltk_dir: Path, download: bool, progress: bool) -> dict[str, str
     return status
 
 
-def _obtain(name: str, expected: str | None, target: Path, source: Path | str | None,
-            download: bool) -> tuple[str, str]:
+def _obtain(
+    name: str, expected: str | None, target: Path, source: Path | str | None, download: bool
+) -> tuple[str, str]:
     """Try the mirror, then the course URL: ("copied"|"downloaded", origin), or ("unavailable", why)."""
     candidates: list[tuple[str, str]] = []
     if isinstance(source, Path) and (source / name).is_file():
@@ -189,8 +200,9 @@ def _obtain(name: str, expected: str | None, target: Path, source: Path | str | 
     return "unavailable", "; ".join(errors) or "no source offers it"
 
 
-def fetch(data_dir: str | Path | None = None, mirror: str | Path | None = None, download: bool = True,
-          progress: bool = True) -> dict[str, Any]:
+def fetch(
+    data_dir: str | Path | None = None, mirror: str | Path | None = None, download: bool = True, progress: bool = True
+) -> dict[str, Any]:
     """Fill `data_dir` with the course files (+ reference/, nltk_data/) and verify their sha256.
 
     Sources, per file: `mirror` (a folder or an http(s) URL; default `$MTLIB_DATA_MIRROR`, else the shared
@@ -211,8 +223,15 @@ def fetch(data_dir: str | Path | None = None, mirror: str | Path | None = None, 
     wanted = {name: sha or manifest.get(name) for name, (sha, _url) in FILES.items()}
     for rel in _folder_files(source, manifest):  # the registry pins only the course files
         wanted.setdefault(rel, manifest.get(rel))
-    report: dict[str, Any] = {"data_dir": str(dest), "source": str(source) if source else "course repository",
-                              "present": [], "copied": [], "downloaded": [], "unavailable": {}, "nltk": {}}
+    report: dict[str, Any] = {
+        "data_dir": str(dest),
+        "source": str(source) if source else "course repository",
+        "present": [],
+        "copied": [],
+        "downloaded": [],
+        "unavailable": {},
+        "nltk": {},
+    }
     for name, expected in wanted.items():
         target = dest / name
         if target.is_file() and (expected is None or sha256_file(target) == expected):
@@ -224,15 +243,22 @@ def fetch(data_dir: str | Path | None = None, mirror: str | Path | None = None, 
             if progress:
                 print(f"{how} {name} <- {origin}", flush=True)
         elif target.is_file():  # present but wrong, and no source could replace it
-            raise ChecksumError(f"checksum mismatch for {target}: expected sha256 {expected}, "
-                                f"got {sha256_file(target)}, and no source could replace it ({origin})")
+            raise ChecksumError(
+                f"checksum mismatch for {target}: expected sha256 {expected}, "
+                f"got {sha256_file(target)}, and no source could replace it ({origin})"
+            )
         else:
             report["unavailable"][name] = origin
     report["nltk"] = _fetch_nltk(nltk_data_dir(dest), download, progress)
-    missing = [n for n in report["unavailable"] if n in FILES and n not in OPTIONAL_FILES
-               and not (n in QUORA_SUBSETS and (dest / "quora-train.csv").is_file())]
+    missing = [
+        n
+        for n in report["unavailable"]
+        if n in FILES and n not in OPTIONAL_FILES and not (n in QUORA_SUBSETS and (dest / "quora-train.csv").is_file())
+    ]
     if missing:
-        raise FileNotFoundError(f"required data file(s) {', '.join(missing)} not found (source: {report['source']}; "
-                                f"download={'on' if download else 'off'}). The Quora subset files exist only in "
-                                "mirrors: set MTLIB_DATA_MIRROR to a folder or URL holding them.")
+        raise FileNotFoundError(
+            f"required data file(s) {', '.join(missing)} not found (source: {report['source']}; "
+            f"download={'on' if download else 'off'}). The Quora subset files exist only in "
+            "mirrors: set MTLIB_DATA_MIRROR to a folder or URL holding them."
+        )
     return report

@@ -64,9 +64,9 @@ def pad(rows: list[dict], tokenizer) -> tuple[dict[str, torch.Tensor], int, int]
         array = np.full((len(rows), width), pad_values.get(key, 0), dtype=np.int64)
         for i, r in enumerate(rows):
             if left:
-                array[i, width - lengths[i]:] = r[key]
+                array[i, width - lengths[i] :] = r[key]
             else:
-                array[i, :lengths[i]] = r[key]
+                array[i, : lengths[i]] = r[key]
         out[key] = array
     mask = np.arange(width)[None, :] < np.asarray(lengths)[:, None]
     out["attention_mask"] = (mask[:, ::-1] if left else mask).astype(np.int64)
@@ -84,7 +84,7 @@ def encode_batch(examples: Sequence[Example], tokenizer, pair_mode: str, device:
     device = torch.device(device)
     per_example = cached_encodings(examples, tokenizer, pair_mode)
     batch: dict = {"n_tokens": 0, "n_padded": 0}
-    for j, key in enumerate(("enc", "enc2")[:len(per_example[0])]):
+    for j, key in enumerate(("enc", "enc2")[: len(per_example[0])]):
         tensors, real, padded = pad([e[j] for e in per_example], tokenizer)
         batch[key] = {k: _to(v, device) for k, v in tensors.items()}
         batch["n_tokens"] += real

@@ -37,8 +37,13 @@ def minilm_path() -> Path:
 
 def tiny_config(vocab_size: int) -> BertConfig:
     return BertConfig(
-        vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=128, max_position_embeddings=512, type_vocab_size=2,
+        vocab_size=vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=512,
+        type_vocab_size=2,
     )
 
 
@@ -71,7 +76,8 @@ def _from_pretrained(cls, name: str):
             " HF_HUB_OFFLINE is set and the model is not in the local cache: on a machine with internet run "
             f"`HF_HUB_OFFLINE=0 python -c \"from transformers import AutoModel; AutoModel.from_pretrained('{name}')\"` "
             "once, or pass a local folder."
-            if offline else ""
+            if offline
+            else ""
         )
         raise FileNotFoundError(
             f"backbone {name!r} could not be loaded ({type(e).__name__}: {str(e).splitlines()[0]}). "

@@ -64,8 +64,10 @@ class MultitaskModel(nn.Module):
         self.encoder = encoder
         self.tokenizer = tokenizer
         if cfg.pooling == "pooler" and getattr(encoder, "pooler", None) is None:  # DeBERTa, ELECTRA: no pooler
-            raise ValueError(f"config: key 'pooling' is 'pooler' but this encoder ({type(encoder).__name__}) has no "
-                             "pooler layer; expected 'cls' or 'mean' for it")
+            raise ValueError(
+                f"config: key 'pooling' is 'pooler' but this encoder ({type(encoder).__name__}) has no "
+                "pooler layer; expected 'cls' or 'mean' for it"
+            )
         hidden = encoder.config.hidden_size
         self.records = {t: task_records.get(t) for t in self.tasks}
         self.head_kinds = {t: (cfg.head if cfg.head_tasks in ("all", t) else "mlp") for t in self.tasks}
@@ -73,9 +75,13 @@ class MultitaskModel(nn.Module):
         for task, kind in self.head_kinds.items():
             pair_embed = cfg.pair_mode == "concat_embed" and self.records[task].pair
             self.heads[task] = build_head(
-                kind, in_dim=2 * hidden if pair_embed else hidden, hidden_size=hidden,
+                kind,
+                in_dim=2 * hidden if pair_embed else hidden,
+                hidden_size=hidden,
                 out_dim=self.records[task].out_dim,
-                n_hidden_layers=cfg.n_hidden_layers, dropout=cfg.hidden_dropout, size=cfg.head_size,
+                n_hidden_layers=cfg.n_hidden_layers,
+                dropout=cfg.hidden_dropout,
+                size=cfg.head_size,
                 use_cls=cfg.head_cls,
             )
         if cfg.pals:

@@ -153,9 +153,11 @@ def _bert_layers(bert: nn.Module) -> nn.ModuleList:
     output = getattr(getattr(layers[0], "attention", None), "output", None) if layers else None
     if not all(hasattr(output, name) for name in ("dense", "LayerNorm")):
         kind = getattr(getattr(bert, "config", None), "model_type", "?")
-        raise ValueError(f"PALs need BERT-style layers (encoder.layer[i].attention.output, as in BERT, RoBERTa, "
-                         f"DeBERTa-v2/v3); this encoder ({type(bert).__name__}, model type {kind!r}) has none: "
-                         "set pals: false or choose another backbone")
+        raise ValueError(
+            f"PALs need BERT-style layers (encoder.layer[i].attention.output, as in BERT, RoBERTa, "
+            f"DeBERTa-v2/v3); this encoder ({type(bert).__name__}, model type {kind!r}) has none: "
+            "set pals: false or choose another backbone"
+        )
     return layers
 
 

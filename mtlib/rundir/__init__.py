@@ -22,5 +22,19 @@ from mtlib.rundir.files import RunDirectory, RunLocked, atomic_write
 from mtlib.rundir.read import collect_metrics, read_config, read_history, read_metrics, run_name
 from mtlib.rundir.schema import SchemaError
 
-__all__ = ["RunDirectory", "RunLocked", "atomic_write", "CheckpointError", "check_fits", "load_checkpoint", "model_state", "save_checkpoint",
-           "collect_metrics", "read_config", "read_history", "read_metrics", "run_name", "SchemaError"]
+__all__ = [
+    "RunDirectory",
+    "RunLocked",
+    "atomic_write",
+    "CheckpointError",
+    "check_fits",
+    "load_checkpoint",
+    "model_state",
+    "save_checkpoint",
+    "collect_metrics",
+    "read_config",
+    "read_history",
+    "read_metrics",
+    "run_name",
+    "SchemaError",
+]

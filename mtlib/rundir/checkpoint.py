@@ -52,7 +52,7 @@ def file_digest(path: str | Path) -> str:
     with open(path, "rb") as f:
         header = f.read(_HEADER_LEN)
         if header.startswith(MAGIC) and len(header) == _HEADER_LEN:
-            return header[len(MAGIC):-1].decode("ascii", "replace")
+            return header[len(MAGIC) : -1].decode("ascii", "replace")
         h = hashlib.sha256(header)
         while chunk := f.read(_CHUNK):
             h.update(chunk)
@@ -65,22 +65,29 @@ def _payload(path: Path, what_to_do: str, legacy: bool) -> io.BytesIO | Path:
         header = f.read(_HEADER_LEN)
         if not header.startswith(MAGIC):
             if not legacy:
-                raise CheckpointError(f"checkpoint {path} carries no digest (written by an earlier mtlib); it cannot "
-                                      f"be verified.{what_to_do}")
-            print(f"note: checkpoint {path} was written before checkpoints carried a digest; loaded unverified",
-                  file=sys.stderr)
+                raise CheckpointError(
+                    f"checkpoint {path} carries no digest (written by an earlier mtlib); it cannot "
+                    f"be verified.{what_to_do}"
+                )
+            print(
+                f"note: checkpoint {path} was written before checkpoints carried a digest; loaded unverified",
+                file=sys.stderr,
+            )
             return path
         body = f.read()
-    recorded = header[len(MAGIC):-1].decode("ascii", "replace")
+    recorded = header[len(MAGIC) : -1].decode("ascii", "replace")
     actual = hashlib.sha256(body).hexdigest()
     if len(header) != _HEADER_LEN or actual != recorded:
-        raise CheckpointError(f"checkpoint {path} is damaged: its content does not match the digest it was saved "
-                              f"with (sha256 {actual[:12]}..., recorded {recorded[:12]}...).{what_to_do}")
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its content does not match the digest it was saved "
+            f"with (sha256 {actual[:12]}..., recorded {recorded[:12]}...).{what_to_do}"
+        )
     return io.BytesIO(body)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", remedy: str = "",
-                    legacy: bool = True) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", remedy: str = "", legacy: bool = True
+) -> dict[str, Any]:
     """The checkpoint's dict; ``CheckpointError`` naming the file, what is wrong and ``remedy`` (what to do).
     ``legacy=False`` refuses first-format files (no digest) too: caches rebuild rather than trust them."""
     path = Path(path)
@@ -92,7 +99,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         state = torch.load(source, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - a zip error, an unpickling refusal, a truncated file: all "damaged"
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} is damaged or not an mtlib checkpoint ({reason}).{what_to_do}") from None
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or not an mtlib checkpoint ({reason}).{what_to_do}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not in mtlib's format {FORMAT!r}.{what_to_do}")
     return state
@@ -111,9 +120,15 @@ def check_fits(state: dict[str, Any], expected: dict[str, Any], path: str | Path
     model's ``state_dict()``); ``what`` names what they should fit, e.g. a run's config.yaml."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k}: {list(state[k].shape)} in the checkpoint, {list(expected[k].shape)} expected" for k in expected
-              if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    problems = [f"{len(found)} {kind} (e.g. {', '.join(found[:2])})" for kind, found in
-                (("keys missing", missing), ("unexpected keys", unexpected), ("shapes differ", shapes)) if found]
+    shapes = [
+        f"{k}: {list(state[k].shape)} in the checkpoint, {list(expected[k].shape)} expected"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = [
+        f"{len(found)} {kind} (e.g. {', '.join(found[:2])})"
+        for kind, found in (("keys missing", missing), ("unexpected keys", unexpected), ("shapes differ", shapes))
+        if found
+    ]
     if problems:
         raise CheckpointError(f"checkpoint {path} does not fit {what}: {'; '.join(problems)}")

@@ -13,7 +13,13 @@ from pathlib import Path
 
 from mtlib.rundir.temporaries import TMP
 
-CONFIG, IDENTITY, HISTORY, METRICS, FAILED = "config.yaml", "identity.json", "history.jsonl", "metrics.json", "failed.json"
+CONFIG, IDENTITY, HISTORY, METRICS, FAILED = (
+    "config.yaml",
+    "identity.json",
+    "history.jsonl",
+    "metrics.json",
+    "failed.json",
+)
 LAST, BEST, PREDICTIONS, LOCK = "last.pt", "best.pt", "predictions", ".lock"
 FAULT_ENV = "MTLIB_FAULT"  # tests: "<point>" or "<point>:<n>" kills this process (SIGKILL) at that write point
 
@@ -43,8 +49,10 @@ _FAULT_COUNTS: dict[str, int] = {}
 
 def _explain(err: OSError, path: Path) -> OSError:
     if err.errno == errno.ENOSPC:
-        return OSError(errno.ENOSPC, f"no space left on device while writing {path}; free some space and run again "
-                                     "(earlier files are intact)")
+        return OSError(
+            errno.ENOSPC,
+            f"no space left on device while writing {path}; free some space and run again (earlier files are intact)",
+        )
     return OSError(err.errno, f"could not write {path}: {err.strerror or err}")
 
 
@@ -219,8 +227,10 @@ class RunDirectory:
             except BlockingIOError:
                 holder = _read_holder(fd)
                 os.close(fd)
-                raise RunLocked(f"{self.path} is in use by {holder}; wait for that run to end or stop it "
-                                "(two processes must not train one run)") from None
+                raise RunLocked(
+                    f"{self.path} is in use by {holder}; wait for that run to end or stop it "
+                    "(two processes must not train one run)"
+                ) from None
             # the holder before us may have removed the file between our open and our flock: retry
             if os.path.exists(lock_path) and os.fstat(fd).st_ino == os.stat(lock_path).st_ino:
                 break
@@ -252,8 +262,10 @@ class RunDirectory:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RunLocked(f"{self.path} is being trained by {_read_holder(fd)}; wait for that run to end "
-                                "(its files change until then)") from None
+                raise RunLocked(
+                    f"{self.path} is being trained by {_read_holder(fd)}; wait for that run to end "
+                    "(its files change until then)"
+                ) from None
             yield self
         finally:
             if created:

@@ -206,8 +206,9 @@ def version_of(data: dict, where: str = "") -> int:
     """The version a start row or metrics.json declares (1 without one); one newer than this code reads is refused."""
     version = data.get("schema", 1)
     if not CHECKS["int"][0](version) or not 1 <= version <= SCHEMA:
-        raise SchemaError(f"{where}: schema {_short(version)} is not one this mtlib reads (1 to {SCHEMA}); a newer "
-                          "mtlib wrote it")
+        raise SchemaError(
+            f"{where}: schema {_short(version)} is not one this mtlib reads (1 to {SCHEMA}); a newer mtlib wrote it"
+        )
     return version
 
 
@@ -250,4 +251,3 @@ class Metrics(Record):
     speed: dict = _req("object")  # per phase: examples/s, tokens/s, ...
     precision_reason: str = _req("str")
     extra: dict = field(default_factory=dict)
-

@@ -29,10 +29,26 @@ from mtlib.study.results import means, results_table, run_tasks
 from mtlib.study.tables import dev_evals, first_reaching
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
-COLUMNS = ["id", "claim", "compare", "metric", "n_seeds", "difference", "ci_low", "ci_high", "verdict", "reason",
-           "paper_difference", "paper_says", "seeds"]
-METRIC_NAMES = {"mean": "dev mean", "mean_sts01": "dev mean (STS\u2192[0,1])",
-                "examples_to_target": "examples to dev target"}  # a task's: its metric_name (mtlib.tasks)
+COLUMNS = [
+    "id",
+    "claim",
+    "compare",
+    "metric",
+    "n_seeds",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "reason",
+    "paper_difference",
+    "paper_says",
+    "seeds",
+]
+METRIC_NAMES = {
+    "mean": "dev mean",
+    "mean_sts01": "dev mean (STS\u2192[0,1])",
+    "examples_to_target": "examples to dev target",
+}  # a task's: its metric_name (mtlib.tasks)
 
 
 def metric_label(metric: str) -> str:
@@ -115,8 +131,12 @@ def _differences(claim: Claim, left: dict[int, dict], right: dict[int, dict]) ->
     return seeds, diffs
 
 
-def claims_table(out_dir: str | Path = "outputs/runs", profile: str | Path | None = None,
-                 claims: list[Claim] | None = None, experiments: list[dict] | None = None) -> pd.DataFrame:
+def claims_table(
+    out_dir: str | Path = "outputs/runs",
+    profile: str | Path | None = None,
+    claims: list[Claim] | None = None,
+    experiments: list[dict] | None = None,
+) -> pd.DataFrame:
     """One row per claim: our paired difference over seeds with its 95% CI and verdict, and the paper's.
 
     Runs count as in ``results.results_table`` (with ``profile``, only the runs that profile produces).
@@ -131,14 +151,27 @@ def claims_table(out_dir: str | Path = "outputs/runs", profile: str | Path | Non
     for claim in claims:
         seeds, diffs = _differences(claim, runs.get(claim.left, {}), runs.get(claim.right, {}))
         paired = [s for s, d in zip(seeds, diffs) if math.isfinite(d)]
-        paper = _paper_value(by_id[claim.left], claim.metric) - _paper_value(by_id[claim.right], claim.metric) \
-            if is_score(claim.metric) else math.nan
-        records.append({"id": claim.id, "claim": claim.claim, "compare": claim.compare, "metric": claim.metric,
-                        **verdict(diffs, claim.sign), "paper_difference": paper, "paper_says": claim.paper_says,
-                        "seeds": paired})
+        paper = (
+            _paper_value(by_id[claim.left], claim.metric) - _paper_value(by_id[claim.right], claim.metric)
+            if is_score(claim.metric)
+            else math.nan
+        )
+        records.append(
+            {
+                "id": claim.id,
+                "claim": claim.claim,
+                "compare": claim.compare,
+                "metric": claim.metric,
+                **verdict(diffs, claim.sign),
+                "paper_difference": paper,
+                "paper_says": claim.paper_says,
+                "seeds": paired,
+            }
+        )
     table = pd.DataFrame(records, columns=COLUMNS)
-    table.attrs.update({"profile": None if profile is None else str(profile), "out_dir": str(out_dir),
-                        "results": results})
+    table.attrs.update(
+        {"profile": None if profile is None else str(profile), "out_dir": str(out_dir), "results": results}
+    )
     return table
 
 
@@ -168,23 +201,30 @@ def _paper(rec: pd.Series) -> str:
 
 def formatted_claims(table: pd.DataFrame) -> pd.DataFrame:
     """The claims table as display strings: claim, comparison, metric, seeds, ours (95% CI), verdict, paper."""
-    out = pd.DataFrame({
-        "Claim": table["claim"], "Comparison": table["compare"],
-        "Metric": [metric_label(m) for m in table["metric"]], "Seeds": table["n_seeds"],
-        "Ours: difference [95% CI]": [_ours(r) for _, r in table.iterrows()],
-        "Verdict": table["verdict"], "Why": table["reason"],
-        "Paper: difference": [_paper(r) for _, r in table.iterrows()],
-    })
+    out = pd.DataFrame(
+        {
+            "Claim": table["claim"],
+            "Comparison": table["compare"],
+            "Metric": [metric_label(m) for m in table["metric"]],
+            "Seeds": table["n_seeds"],
+            "Ours: difference [95% CI]": [_ours(r) for _, r in table.iterrows()],
+            "Verdict": table["verdict"],
+            "Why": table["reason"],
+            "Paper: difference": [_paper(r) for _, r in table.iterrows()],
+        }
+    )
     out.index = table["id"]
     out.index.name = "id"
     return out
 
 
-CLAIMS_NOTE = ("Difference = left row minus right row of the comparison, paired by seed; [95% CI] = paired "
-               "t-interval over seeds. A claim holds when the interval lies wholly on its side of 0, fails when "
-               "wholly on the other side, and is inconclusive when it contains 0 or only one seed was paired. "
-               "Examples to dev target: training examples seen in the fine-tuning phase until the dev mean first "
-               "reached 95% of the weaker run's best (lower is sooner). The paper's difference is from its table (one seed).")
+CLAIMS_NOTE = (
+    "Difference = left row minus right row of the comparison, paired by seed; [95% CI] = paired "
+    "t-interval over seeds. A claim holds when the interval lies wholly on its side of 0, fails when "
+    "wholly on the other side, and is inconclusive when it contains 0 or only one seed was paired. "
+    "Examples to dev target: training examples seen in the fine-tuning phase until the dev mean first "
+    "reached 95% of the weaker run's best (lower is sooner). The paper's difference is from its table (one seed)."
+)
 
 
 def claims_markdown(table: pd.DataFrame) -> str:
@@ -192,11 +232,24 @@ def claims_markdown(table: pd.DataFrame) -> str:
     shown = formatted_claims(table).reset_index()
     header = [str(c) for c in shown.columns]
     cells = [[str(v).replace("|", "\\|") for v in row] for row in shown.itertuples(index=False)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(":---" for _ in header) + "|",
-             *("| " + " | ".join(r) + " |" for r in cells)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(":---" for _ in header) + "|",
+        *("| " + " | ".join(r) + " |" for r in cells),
+    ]
     counts = table["verdict"].value_counts()
     summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in (HOLDS, FAILS, INCONCLUSIVE))
     prof = table.attrs.get("profile")
     title = f"## The paper's claims{f' (profile {prof})' if prof else ''}"
-    return "\n".join([title, "", f"Computed from the runs of the results table ({summary}; claims from `params/claims.yaml`).", "",
-                      *lines, "", CLAIMS_NOTE, ""])
+    return "\n".join(
+        [
+            title,
+            "",
+            f"Computed from the runs of the results table ({summary}; claims from `params/claims.yaml`).",
+            "",
+            *lines,
+            "",
+            CLAIMS_NOTE,
+            "",
+        ]
+    )

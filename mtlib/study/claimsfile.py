@@ -27,6 +27,8 @@ def is_score(metric: str) -> bool:
 
 def claim_metrics() -> tuple[str, ...]:
     return (*task_records.known(), *MEAN_METRICS, *SPEED_METRICS)
+
+
 REQUIRED = ("id", "claim", "compare", "metric")
 OPTIONAL = ("fraction", "paper_says")
 _COMPARE = re.compile(r"^\s*([A-Za-z0-9_]+)\s*([<>])\s*([A-Za-z0-9_]+)\s*$")
@@ -74,8 +76,7 @@ def load_claims(path: str | Path | None = None, experiments: list[dict] | None =
             raise ConfigError(f"{where(key)}: expected a mapping with keys {', '.join(REQUIRED)}")
         unknown = sorted(set(item) - set(REQUIRED) - set(OPTIONAL))
         if unknown:
-            raise ConfigError(f"{where(f'{key}.{unknown[0]}')}: unknown key; allowed: "
-                              f"{', '.join(REQUIRED + OPTIONAL)}")
+            raise ConfigError(f"{where(f'{key}.{unknown[0]}')}: unknown key; allowed: {', '.join(REQUIRED + OPTIONAL)}")
         for name in REQUIRED:
             if name not in item:
                 raise ConfigError(f"{where(key)}: lacks key {name!r}")
@@ -86,18 +87,22 @@ def load_claims(path: str | Path | None = None, experiments: list[dict] | None =
         seen[item["id"]] = i
         match = _COMPARE.match(item["compare"])
         if not match:
-            raise ConfigError(f"{where(f'{key}.compare')}: expected '<row> > <row>' or '<row> < <row>', "
-                              f"got {item['compare']!r}")
+            raise ConfigError(
+                f"{where(f'{key}.compare')}: expected '<row> > <row>' or '<row> < <row>', got {item['compare']!r}"
+            )
         left, direction, right = match.groups()
         for row in (left, right):
             if row not in row_ids:
-                raise ConfigError(f"{where(f'{key}.compare')}: {row!r} is no row of params/experiments.yaml; rows: "
-                                  f"{', '.join(sorted(row_ids))}")
+                raise ConfigError(
+                    f"{where(f'{key}.compare')}: {row!r} is no row of params/experiments.yaml; rows: "
+                    f"{', '.join(sorted(row_ids))}"
+                )
         if left == right:
             raise ConfigError(f"{where(f'{key}.compare')}: compares row {left!r} with itself")
         if item["metric"] not in claim_metrics():
-            raise ConfigError(f"{where(f'{key}.metric')}: unknown metric {item['metric']!r}; allowed: "
-                              f"{', '.join(claim_metrics())}")
+            raise ConfigError(
+                f"{where(f'{key}.metric')}: unknown metric {item['metric']!r}; allowed: {', '.join(claim_metrics())}"
+            )
         fraction = item.get("fraction", 0.95)
         if "fraction" in item and item["metric"] not in SPEED_METRICS:
             raise ConfigError(f"{where(f'{key}.fraction')}: only for metric {', '.join(SPEED_METRICS)}")
@@ -106,6 +111,7 @@ def load_claims(path: str | Path | None = None, experiments: list[dict] | None =
         says = item.get("paper_says")
         if says is not None and not isinstance(says, str):
             raise ConfigError(f"{where(f'{key}.paper_says')}: expected a string, got {says!r}")
-        claims.append(Claim(item["id"], item["claim"].strip(), left, direction, right, item["metric"],
-                            float(fraction), says))
+        claims.append(
+            Claim(item["id"], item["claim"].strip(), left, direction, right, item["metric"], float(fraction), says)
+        )
     return claims

@@ -35,9 +35,13 @@ def _load(path: str, mtime_ns: int) -> list[dict]:
         if row["id"] in seen:
             raise ConfigError(f"{path}: rows[{i}] repeats id {row['id']!r}")
         if row.get("beyond_paper", False) not in (True, False):
-            raise ConfigError(f"{path}: rows[{i}] ({row['id']}) has beyond_paper {row['beyond_paper']!r}; expected true or false")
+            raise ConfigError(
+                f"{path}: rows[{i}] ({row['id']}) has beyond_paper {row['beyond_paper']!r}; expected true or false"
+            )
         if row.get("beyond_paper") and row["paper"]:  # the paper ran none of these: no numbers to compare with
-            raise ConfigError(f"{path}: rows[{i}] ({row['id']}) is beyond_paper but has paper numbers; expected paper: {{}}")
+            raise ConfigError(
+                f"{path}: rows[{i}] ({row['id']}) is beyond_paper but has paper numbers; expected paper: {{}}"
+            )
         seen.add(row["id"])
     for row in rows:
         if row.get("init_from") and row["init_from"] not in seen:

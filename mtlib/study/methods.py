@@ -65,9 +65,12 @@ def run_diagnostics(run_dir: str | Path) -> dict:
     phases = [k for k in speed if k != "all"]
     share = speed[phases[-1]].get("combine_share") if phases else None
     grads = read_history(run_dir, kind="grad")
-    out = {"combine_share": math.nan if share is None else share, "updates_logged": len(grads),
-           "conflict_share": _mean(r["conflict_share"] for r in grads)}
-    for pair in (grads[0]["pairs"] if grads else {}):
+    out = {
+        "combine_share": math.nan if share is None else share,
+        "updates_logged": len(grads),
+        "conflict_share": _mean(r["conflict_share"] for r in grads),
+    }
+    for pair in grads[0]["pairs"] if grads else {}:
         out[f"cos {pair}"] = _mean(r["pairs"][pair] for r in grads)
     return out
 
@@ -102,10 +105,17 @@ def methods_table(run_dirs: list[str | Path]) -> pd.DataFrame:
         mine = list(runs.get(row["id"], {}).values())
         used += mine
         gm, lw = method_of(row)
-        rec = {"id": row["id"], "gradient_method": gm, "loss_weighting": lw, "n_seeds": len(mine),
-               "beyond_paper": bool(row.get("beyond_paper")), "method_paper": PAPERS.get(lw if lw != "none" else gm, "")}
-        scores = {t: [math.nan if m["dev"].get(t) is None else float(m["dev"][t]) for m in mine]
-                  for t in table_tasks(mine)}
+        rec = {
+            "id": row["id"],
+            "gradient_method": gm,
+            "loss_weighting": lw,
+            "n_seeds": len(mine),
+            "beyond_paper": bool(row.get("beyond_paper")),
+            "method_paper": PAPERS.get(lw if lw != "none" else gm, ""),
+        }
+        scores = {
+            t: [math.nan if m["dev"].get(t) is None else float(m["dev"][t]) for m in mine] for t in table_tasks(mine)
+        }
         scores["mean"] = [_dev_mean(m) for m in mine]
         for metric, values in scores.items():
             rec[metric], rec[f"{metric}_ci"] = mean_ci(values) if values else (math.nan, math.nan)
@@ -146,11 +156,15 @@ def exposure_or_surgery(effects: pd.DataFrame) -> str:
     if (surgery["verdict"] == HOLDS).any():
         return "surgery: PCGrad or Vaccine beats the plain sum of the same batches (95% CI above 0)"
     if exposure["verdict"] == HOLDS:
-        return ("exposure, not surgery: every task in every update beats single-task steps (95% CI above 0) "
-                "and neither PCGrad nor Vaccine beats the plain sum of the same batches")
+        return (
+            "exposure, not surgery: every task in every update beats single-task steps (95% CI above 0) "
+            "and neither PCGrad nor Vaccine beats the plain sum of the same batches"
+        )
     best = surgery["difference"].max()
     point = "exposure" if exposure["difference"] > max(best, 0.0) else "surgery" if best > 0 else "neither"
     seeds = int(effects["n_seeds"].min())
     why = "one seed: no interval" if seeds < 2 else "every 95% CI contains 0"
-    return (f"inconclusive ({why}); the point estimates favour {point}: exposure {exposure['difference']:+.3f}, "
-            f"surgery {', '.join(f'{k[9:-1]} {v:+.3f}' for k, v in surgery['difference'].items())} (dev mean)")
+    return (
+        f"inconclusive ({why}); the point estimates favour {point}: exposure {exposure['difference']:+.3f}, "
+        f"surgery {', '.join(f'{k[9:-1]} {v:+.3f}' for k, v in surgery['difference'].items())} (dev mean)"
+    )

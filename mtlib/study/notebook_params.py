@@ -58,11 +58,17 @@ def check_parameters(namespace: Mapping[str, Any] | None = None, notebook: str |
     unknown = [name for name in injected if name not in declared]
     if unknown:
         names = ", ".join(map(repr, unknown))
-        what = (f"parameter {names} is not a parameter" if len(unknown) == 1
-                else f"parameters {names} are not parameters")
+        what = (
+            f"parameter {names} is not a parameter" if len(unknown) == 1 else f"parameters {names} are not parameters"
+        )
         problems.append(f"{what} of this notebook; its parameters: {', '.join(declared)}")
-    problems += [p for name in declared if name in injected  # in the parameters cell's order
-                 for p in [check_value(name, namespace.get(name), declared[name], namespace, notebook)] if p]
+    problems += [
+        p
+        for name in declared
+        if name in injected  # in the parameters cell's order
+        for p in [check_value(name, namespace.get(name), declared[name], namespace, notebook)]
+        if p
+    ]
     if problems:
         raise ParameterError(problems)
 
@@ -78,15 +84,19 @@ def cells_from_history(history: list[str]) -> tuple[dict[str, Any], list[str]] |
     return _assigned(params), list(_assigned(injected))
 
 
-def check_value(name: str, value: Any, default: Any, namespace: Mapping[str, Any] | None = None,
-                notebook: str | None = None) -> str | None:
+def check_value(
+    name: str, value: Any, default: Any, namespace: Mapping[str, Any] | None = None, notebook: str | None = None
+) -> str | None:
     """The problem with ``name = value`` (one line), or None."""
     given = f"parameter {name!r} = {value!r}"
     if name == "profile":
         return _check_profile(given, value)
     if name == "seeds":
-        if value is None or (isinstance(value, (list, tuple)) and value
-                             and all(isinstance(s, int) and not isinstance(s, bool) for s in value)):
+        if value is None or (
+            isinstance(value, (list, tuple))
+            and value
+            and all(isinstance(s, int) and not isinstance(s, bool) for s in value)
+        ):
             return None
         return f"{given}: expected None (the profile's seeds) or a list of ints, e.g. [1, 2]{_yaml_hint(value)}"
     if name == "rows" or name.endswith("_rows"):
@@ -143,8 +153,10 @@ def _check_rows(given: str, value: Any, notebook: str | None, none_ok: bool) -> 
         return f"{given}: expected {lead}a list of row ids{_yaml_hint(value)}; {where}: {', '.join(ids)}"
     bad = [r for r in value if r not in ids]
     if bad:
-        return f"{given}: {', '.join(map(repr, bad))} {'is' if len(bad) == 1 else 'are'} not among the {where}: " \
-               f"{', '.join(ids)}"
+        return (
+            f"{given}: {', '.join(map(repr, bad))} {'is' if len(bad) == 1 else 'are'} not among the {where}: "
+            f"{', '.join(ids)}"
+        )
     return None
 
 
@@ -153,8 +165,10 @@ def _check_overrides(given: str, value: Any, profile: Any) -> str | None:
         return f"{given}: expected a mapping of config keys, e.g. {{'epochs': 2}}{_yaml_hint(value)}"
     taken = [k for k in value if k in RUN_ARGUMENTS]
     if taken:
-        return f"{given}: {', '.join(map(repr, taken))} cannot be overridden here (use the notebook's seeds " \
-               "and rows parameters)"
+        return (
+            f"{given}: {', '.join(map(repr, taken))} cannot be overridden here (use the notebook's seeds "
+            "and rows parameters)"
+        )
     from mtlib.study.resolve import load_profile, resolve_config
 
     try:
@@ -196,8 +210,13 @@ def _assigned(source: str) -> dict[str, Any]:
         return {}
     found: dict[str, Any] = {}
     for node in body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
-            if isinstance(node, ast.AnnAssign) and node.value is not None else []
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign) and node.value is not None
+            else []
+        )
         for target in targets:
             if isinstance(target, ast.Name):
                 try:

@@ -64,8 +64,11 @@ def calls_in(nb) -> list[ast.Call]:
     found = []
     for cell in nb.cells:
         if cell.cell_type == "code":
-            found += [node for node in ast.walk(_parse(cell.source)) if isinstance(node, ast.Call)
-                      and _name(node.func) in CALLS]
+            found += [
+                node
+                for node in ast.walk(_parse(cell.source))
+                if isinstance(node, ast.Call) and _name(node.func) in CALLS
+            ]
     return found
 
 

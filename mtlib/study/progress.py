@@ -42,8 +42,17 @@ def run_reported(cfg: RunConfig, callback: Callable[[dict], None] | None = None)
         nonlocal done
         if row.get("type") == "eval":
             done += 1
-            _emit(path, {**base, "event": "epoch", "phase": row.get("phase_name", ""), "epoch": row["epoch"],
-                         "epochs_done": done, "mean": row.get("mean")})
+            _emit(
+                path,
+                {
+                    **base,
+                    "event": "epoch",
+                    "phase": row.get("phase_name", ""),
+                    "epoch": row["epoch"],
+                    "epochs_done": done,
+                    "mean": row.get("mean"),
+                },
+            )
         if callback is not None:
             callback(row)
 
@@ -55,8 +64,16 @@ def run_reported(cfg: RunConfig, callback: Callable[[dict], None] | None = None)
         _emit(path, {**base, "event": "end", "status": f"failed: {type(e).__name__}", "seconds": time.time() - t0})
         raise
     metrics = read_metrics(run_dir)
-    _emit(path, {**base, "event": "end", "status": "done" if done else "already finished",
-                 "mean": metrics["dev"].get("mean"), "seconds": time.time() - t0})
+    _emit(
+        path,
+        {
+            **base,
+            "event": "end",
+            "status": "done" if done else "already finished",
+            "mean": metrics["dev"].get("mean"),
+            "seconds": time.time() - t0,
+        },
+    )
     return run_dir
 
 

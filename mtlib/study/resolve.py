@@ -57,25 +57,30 @@ def load_profile(profile: str | Path, _chain: tuple = ()) -> dict[str, Any]:
         raise ConfigError(f"{at('description')}: key 'description' has value {description!r}; expected a string")
     po = data.get("phase_overrides")
     if po is not None and not isinstance(po, Mapping):
-        raise ConfigError(f"{at('phase_overrides')}: key 'phase_overrides' has value {po!r}; expected a mapping "
-                          "of phase name -> phase keys")
+        raise ConfigError(
+            f"{at('phase_overrides')}: key 'phase_overrides' has value {po!r}; expected a mapping "
+            "of phase name -> phase keys"
+        )
     if "extends" in data:  # a file may start from a profile and change a few keys
         extends = data.pop("extends")
         if not isinstance(extends, str) or not extends.strip():
-            raise ConfigError(f"{at('extends')}: key 'extends' has value {extends!r}; expected a profile name "
-                              "or a YAML file path")
+            raise ConfigError(
+                f"{at('extends')}: key 'extends' has value {extends!r}; expected a profile name or a YAML file path"
+            )
         chain = (*_chain, path.resolve())
         try:
             parent_path = profile_path(extends, path.parent).resolve()
         except ConfigError as err:
             raise ConfigError(f"{at('extends')}: key 'extends': {err.errors[0]}") from None
         if parent_path in chain:
-            raise ConfigError(f"{at('extends')}: key 'extends' forms a cycle "
-                              f"({' -> '.join(str(p) for p in (*chain, parent_path))})")
+            raise ConfigError(
+                f"{at('extends')}: key 'extends' forms a cycle ({' -> '.join(str(p) for p in (*chain, parent_path))})"
+            )
         if not parent_path.is_file():
             beside = "" if Path(extends).is_absolute() else f"{path.parent / extends} nor "
-            raise ConfigError(f"{at('extends')}: key 'extends' names {extends!r}, but neither {beside}{parent_path} "
-                              "is a file")
+            raise ConfigError(
+                f"{at('extends')}: key 'extends' names {extends!r}, but neither {beside}{parent_path} is a file"
+            )
         parent = load_profile(extends, chain)
         parent.pop("description", None)
         parent.pop("_source", None)
@@ -88,22 +93,35 @@ def load_profile(profile: str | Path, _chain: tuple = ()) -> dict[str, Any]:
         own = {_top(k) for k in lines} - {"phase_overrides"}
         lines = {**{k: v for k, v in parent_lines.items() if _top(k) not in own}, **lines}
     seeds = data.get("seeds", [data.get("seed", RunConfig.seed)])
-    if (not isinstance(seeds, list) or not seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds)):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds)
+    ):
         where = at("seeds") if "seeds" in data else at("seed")
-        raise ConfigError(Problem(f"{where}: key 'seeds' has value {seeds!r}; expected a non-empty list of "
-                                  "integers in 0..2**32-1", "seeds"))
+        raise ConfigError(
+            Problem(
+                f"{where}: key 'seeds' has value {seeds!r}; expected a non-empty list of integers in 0..2**32-1",
+                "seeds",
+            )
+        )
     check_keys({k: v for k, v in data.items() if k not in FILE_ONLY_KEYS}, str(path), lines)
     for name, ph in (data.get("phase_overrides") or {}).items():
         where = lines.get(f"phase_overrides.{name}", at("phase_overrides"))
         if not isinstance(ph, Mapping):
-            raise ConfigError(f"{where}: phase_overrides[{name!r}] has value {ph!r}; expected a mapping of phase "
-                              f"keys ({', '.join(sorted(PHASE_KEYS))})")
+            raise ConfigError(
+                f"{where}: phase_overrides[{name!r}] has value {ph!r}; expected a mapping of phase "
+                f"keys ({', '.join(sorted(PHASE_KEYS))})"
+            )
         unknown = [k for k in ph if k not in PHASE_KEYS]
         if unknown:
-            raise ConfigError([f"{lines.get(f'phase_overrides.{name}.{k}', where)}: phase_overrides[{name!r}] has "
-                               f"key {k!r}, which a phase cannot change; allowed: {', '.join(sorted(PHASE_KEYS))}"
-                               for k in unknown])
+            raise ConfigError(
+                [
+                    f"{lines.get(f'phase_overrides.{name}.{k}', where)}: phase_overrides[{name!r}] has "
+                    f"key {k!r}, which a phase cannot change; allowed: {', '.join(sorted(PHASE_KEYS))}"
+                    for k in unknown
+                ]
+            )
     data["_source"] = str(path)
     data["_lines"] = lines
     return data
@@ -119,8 +137,14 @@ def profile_seeds(profile: str | Path) -> list[int]:
     return list(data.get("seeds", [data.get("seed", RunConfig.seed)]))
 
 
-def resolve_config(source: str | Path | Mapping[str, Any], row: str | Mapping | None = None, seed: int | None = None,
-                   *, inline_parent: bool = False, **overrides: Any) -> RunConfig:
+def resolve_config(
+    source: str | Path | Mapping[str, Any],
+    row: str | Mapping | None = None,
+    seed: int | None = None,
+    *,
+    inline_parent: bool = False,
+    **overrides: Any,
+) -> RunConfig:
     """The RunConfig of a profile name, a YAML file (profile or run config) or a dict, plus a row and overrides.
 
     Every error line names where its key was set: ``<file> line N``, ``<experiments file> line N (row 'id')``,
@@ -161,7 +185,9 @@ def resolve_config(source: str | Path | Mapping[str, Any], row: str | Mapping | 
         if inline_parent:  # one run: the parent's phases, then the row's
             parent_cfg = get_row(parent)["config"]
             parent_phases = plain(parent_cfg.get("phases", []))
-            if not parent_cfg.get("pals"):  # the parent had no PALs: they stay at their neutral start until the row's phases
+            if not parent_cfg.get(
+                "pals"
+            ):  # the parent had no PALs: they stay at their neutral start until the row's phases
                 parent_phases = [{**ph, "train_pals": False} for ph in parent_phases]
             own = base.get("phases", [])  # a phases value that is not a list is refused by the type check
             base["phases"] = [*parent_phases, *own] if isinstance(own, (list, tuple)) else own
@@ -171,8 +197,9 @@ def resolve_config(source: str | Path | Mapping[str, Any], row: str | Mapping | 
         else:  # start from the parent row's finished run: same profile, seed and overrides
             from mtlib.train.identity import run_dir_for
 
-            parent_cfg = resolve_config(source, row=parent, seed=base.get("seed"),
-                                        **{k: v for k, v in overrides.items() if k != "name"})
+            parent_cfg = resolve_config(
+                source, row=parent, seed=base.get("seed"), **{k: v for k, v in overrides.items() if k != "name"}
+            )
             base["init_checkpoint"] = str(run_dir_for(parent_cfg) / "best.pt")
     if isinstance(base.get("phases"), (list, tuple)):
         phases = []
@@ -180,8 +207,9 @@ def resolve_config(source: str | Path | Mapping[str, Any], row: str | Mapping | 
             name = ph.get("name") if isinstance(ph, Mapping) else None
             extra = phase_overrides.get(name, {}) if isinstance(name, str) else {}
             for k in extra:  # a bad value from phase_overrides is named where phase_overrides set it
-                lines[f"phases[{i}].{k}"] = lines.get(f"phase_overrides.{name}.{k}",
-                                                      lines.get(f"phase_overrides.{name}", where))
+                lines[f"phases[{i}].{k}"] = lines.get(
+                    f"phase_overrides.{name}.{k}", lines.get(f"phase_overrides.{name}", where)
+                )
             phases.append({**ph, **extra} if extra else ph)
         base["phases"] = phases
     return RunConfig.from_dict(base, source=where, locations=lines)
@@ -214,7 +242,7 @@ def _experiment_lines(path: str, mtime_ns: int) -> dict[str, tuple[Any, dict[str
         if not isinstance(row, Mapping) or "id" not in row:
             continue
         prefix, where = f"rows[{index}].config.", f" (row {row['id']!r})"
-        lines = {key[len(prefix):]: f"{path} line {n}{where}" for key, n in numbers.items() if key.startswith(prefix)}
+        lines = {key[len(prefix) :]: f"{path} line {n}{where}" for key, n in numbers.items() if key.startswith(prefix)}
         lines["name"] = f"{path} line {numbers.get(f'rows[{index}].id', numbers.get(f'rows[{index}]', 0))}{where}"
         out[row["id"]] = (row.get("config"), lines)
     return out

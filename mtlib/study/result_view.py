@@ -15,7 +15,6 @@ import pandas as pd
 from mtlib import tasks as task_records
 
 
-
 class ResultsView:
     """Displays as an HTML table; ``.frame`` is the same content as a DataFrame (for code)."""
 
@@ -46,20 +45,30 @@ class ResultsView:
 
     def _repr_html_(self) -> str:
         t = self.table
-        head = "".join(f"<th style='text-align:right'>{html.escape(n)}<br><span style='color:gray;font-weight:"
-                       f"normal'>paper</span></th>" for _, n in self.metrics())
+        head = "".join(
+            f"<th style='text-align:right'>{html.escape(n)}<br><span style='color:gray;font-weight:"
+            f"normal'>paper</span></th>"
+            for _, n in self.metrics()
+        )
         rows = []
         for _, r in t.iterrows():
-            cells = "".join(f"<td style='text-align:right;white-space:nowrap'>{self._num(r[k], r[f'{k}_ci'])}<br>"
-                            f"<span style='color:gray'>{self._num(r.get(f'paper_{k}'))}</span></td>" for k, _ in self.metrics())
+            cells = "".join(
+                f"<td style='text-align:right;white-space:nowrap'>{self._num(r[k], r[f'{k}_ci'])}<br>"
+                f"<span style='color:gray'>{self._num(r.get(f'paper_{k}'))}</span></td>"
+                for k, _ in self.metrics()
+            )
             seeds = 0 if pd.isna(r["n_seeds"]) else int(r["n_seeds"])
             delta = "—" if math.isnan(r["delta_mean"]) else f"{r['delta_mean']:+.{self.digits}f}"
-            rows.append(f"<tr><td style='text-align:left;max-width:15em;white-space:normal'><b>{html.escape(r['id'])}"
-                        f"</b><br><span style='color:gray'>{html.escape(str(r['label']))}</span></td>"
-                        f"<td style='text-align:right'>{seeds}</td>{cells}"
-                        f"<td style='text-align:right'>{delta}</td></tr>")
-        return (f"<table style='font-size:90%;max-width:100%'><tr><th style='text-align:left'>row</th><th>seeds</th>"
-                f"{head}<th>Δ mean</th></tr>{''.join(rows)}</table>")
+            rows.append(
+                f"<tr><td style='text-align:left;max-width:15em;white-space:normal'><b>{html.escape(r['id'])}"
+                f"</b><br><span style='color:gray'>{html.escape(str(r['label']))}</span></td>"
+                f"<td style='text-align:right'>{seeds}</td>{cells}"
+                f"<td style='text-align:right'>{delta}</td></tr>"
+            )
+        return (
+            f"<table style='font-size:90%;max-width:100%'><tr><th style='text-align:left'>row</th><th>seeds</th>"
+            f"{head}<th>Δ mean</th></tr>{''.join(rows)}</table>"
+        )
 
 
 def results_view(table: pd.DataFrame, digits: int = 3) -> ResultsView:

@@ -24,19 +24,33 @@ from mtlib.study.intervals import mean_ci
 from mtlib.study.resolve import resolve_config
 from mtlib.rundir.files import atomic_write
 
-MINILM_NOTE = ("MiniLM (all-MiniLM-L6-v2) was contrastively trained on Quora duplicate pairs among other data, "
-               "so its Quora paraphrase scores are optimistic.")
-PAPER_NOTE = ("Paper: BERT-base (bert-base-uncased), the full Quora train set (141,506 rows), full dev sets, "
-              "one seed (11711).")
-MEAN_NOTE = ("Mean = plain mean of SST accuracy, Quora accuracy and STS Pearson r (the 2023 course formula the "
-             "paper uses); Mean (STS\u2192[0,1]) = mean of SST, Quora and (r + 1)/2 (the later course formula).")
+MINILM_NOTE = (
+    "MiniLM (all-MiniLM-L6-v2) was contrastively trained on Quora duplicate pairs among other data, "
+    "so its Quora paraphrase scores are optimistic."
+)
+PAPER_NOTE = (
+    "Paper: BERT-base (bert-base-uncased), the full Quora train set (141,506 rows), full dev sets, one seed (11711)."
+)
+MEAN_NOTE = (
+    "Mean = plain mean of SST accuracy, Quora accuracy and STS Pearson r (the 2023 course formula the "
+    "paper uses); Mean (STS\u2192[0,1]) = mean of SST, Quora and (r + 1)/2 (the later course formula)."
+)
 MEANS = ("mean", "mean_sts01")  # both course formulas, over the run's tasks (``means``)
 
 
 def columns(tasks: Sequence[str]) -> list[str]:
     metrics = (*tasks, *MEANS)
-    return ["id", "label", "notebook", "n_seeds", *(c for m in metrics for c in (m, f"{m}_ci")),
-            *(f"paper_{t}" for t in tasks), "paper_mean", "paper_mean_sts01", "delta_mean"]
+    return [
+        "id",
+        "label",
+        "notebook",
+        "n_seeds",
+        *(c for m in metrics for c in (m, f"{m}_ci")),
+        *(f"paper_{t}" for t in tasks),
+        "paper_mean",
+        "paper_mean_sts01",
+        "delta_mean",
+    ]
 
 
 def table_tasks(runs: Sequence[dict]) -> tuple[str, ...]:
@@ -50,6 +64,7 @@ def table_tasks(runs: Sequence[dict]) -> tuple[str, ...]:
 def run_tasks(run: dict) -> tuple[str, ...]:
     """The tasks a finished run was scored on (its metrics.json dev scores)."""
     return tuple(t for t in run.get("dev", {}) if t not in MEANS)
+
 
 def means(scores: dict[str, float], tasks: Sequence[str]) -> tuple[float, float]:
     """(2023 mean, later mean) over ``tasks``: the plain mean of their scores; the mean with each Pearson r
@@ -86,8 +101,12 @@ def _profile_filter(profile: str | Path) -> Callable[[dict, dict], bool]:
     return keep
 
 
-def results_table(out_dir: str | Path = "outputs/runs", experiments: list[dict] | None = None,
-                  profile: str | Path | None = None, notebook: str | None = None) -> pd.DataFrame:
+def results_table(
+    out_dir: str | Path = "outputs/runs",
+    experiments: list[dict] | None = None,
+    profile: str | Path | None = None,
+    notebook: str | None = None,
+) -> pd.DataFrame:
     """One row per experiments row (table order): our dev scores over seeds beside the paper's.
 
     Columns: id, label, notebook, n_seeds; for sst, para, sts, mean, mean_sts01 the mean over seeds and
@@ -109,8 +128,12 @@ def results_table(out_dir: str | Path = "outputs/runs", experiments: list[dict] 
     for row in rows:
         mine = matched[row["id"]]
         used += mine
-        rec: dict[str, Any] = {"id": row["id"], "label": row["label"], "notebook": row["notebook"],
-                               "n_seeds": len(mine)}
+        rec: dict[str, Any] = {
+            "id": row["id"],
+            "label": row["label"],
+            "notebook": row["notebook"],
+            "n_seeds": len(mine),
+        }
         # metrics.json writes NaN (a constant STS prediction's Pearson r) as null
         per_seed = {t: [math.nan if m["dev"].get(t) is None else m["dev"][t] for m in mine] for t in tasks}
         both = [means(_dev(m), run_tasks(m)) for m in mine]  # each run's mean over its own tasks
@@ -125,8 +148,9 @@ def results_table(out_dir: str | Path = "outputs/runs", experiments: list[dict] 
         rec["delta_mean"] = rec["mean"] - rec["paper_mean"]
         records.append(rec)
     table = pd.DataFrame(records, columns=columns(tasks)).astype({"n_seeds": int})
-    table.attrs.update({"runs": used, "profile": None if profile is None else str(profile), "out_dir": str(out_dir),
-                        "tasks": tasks})
+    table.attrs.update(
+        {"runs": used, "profile": None if profile is None else str(profile), "out_dir": str(out_dir), "tasks": tasks}
+    )
     return table
 
 
@@ -181,23 +205,29 @@ def provenance(table_runs: pd.DataFrame | Sequence[dict] | str | Path, profile: 
         runs, where = list(table_runs), None
     prof = f" (profile {profile})" if profile else ""
     if not runs:
-        return "\n".join([
-            f"No finished runs{prof}{f' in {where}' if where else ''} yet, so our columns are empty (NaN). "
-            "Train the rows first: run notebooks 02\u201306 or "
-            f"`python -m mtlib workbook --profile {profile or 'quick'}`.",
-            PAPER_NOTE])
+        return "\n".join(
+            [
+                f"No finished runs{prof}{f' in {where}' if where else ''} yet, so our columns are empty (NaN). "
+                "Train the rows first: run notebooks 02\u201306 or "
+                f"`python -m mtlib workbook --profile {profile or 'quick'}`.",
+                PAPER_NOTE,
+            ]
+        )
     backbones = _values(runs, lambda m: m["backbone"])
     names = _values(runs, lambda m: m["name"])
-    lines = [f"Ours{prof}: {len(runs)} finished run(s) of {len(names)} row(s); backbone "
-             f"{', '.join(map(str, backbones))}."]
+    lines = [
+        f"Ours{prof}: {len(runs)} finished run(s) of {len(names)} row(s); backbone {', '.join(map(str, backbones))}."
+    ]
     tasks = [t for t in table_tasks(runs) if any(t in m.get("data", {}) for m in runs)]
     train = ", ".join(f"{t} {_span(_values(runs, lambda m, t=t: m['data'][t]['train_used']))}" for t in tasks)
     quora = "; ".join(map(str, _values(runs, lambda m: m["data"]["quora_train"]))) or "unknown"
     augmented = any(_values(runs, lambda m: any(m["data"][t].get("augmented", 0) for t in tasks if t in m["data"])))
     cuts = _values(runs, lambda m: m["data"].get("max_chars") or _run_config(m).get("max_chars"))
     cut = f"the {_span(cuts)}-character filter" if cuts else "the length filter"
-    lines.append(f"Training data: Quora train {quora}; examples used per task: {train} "
-                 f"(after {cut}{', plus EDA augmentation in some rows' if augmented else ''}).")
+    lines.append(
+        f"Training data: Quora train {quora}; examples used per task: {train} "
+        f"(after {cut}{', plus EDA augmentation in some rows' if augmented else ''})."
+    )
     dev_parts = []
     for split in _values(runs, lambda m: m["dev_split"]):
         sel = [m for m in runs if m.get("dev_split") == split]
@@ -210,8 +240,10 @@ def provenance(table_runs: pd.DataFrame | Sequence[dict] | str | Path, profile: 
     lines.append("Dev: " + "; ".join(dev_parts) + ".")
     seeds = _values(runs, lambda m: m["seed"])
     per_row = [sum(m.get("name") == n for m in runs) for n in names]
-    lines.append(f"Seeds: {', '.join(map(str, sorted(seeds)))} ({_span(per_row)} per row; "
-                 "\u00b1 = 95% CI half-width over seeds, t distribution).")
+    lines.append(
+        f"Seeds: {', '.join(map(str, sorted(seeds)))} ({_span(per_row)} per row; "
+        "\u00b1 = 95% CI half-width over seeds, t distribution)."
+    )
     lines.append(speed_line(runs))
     lines.append(code_line(runs))
     if "minilm-l6" in backbones:
@@ -237,20 +269,25 @@ def code_line(runs: Sequence[dict]) -> str:
     if len(counts) == 1:
         return f"Code: {next(iter(counts))}."
     parts = ", ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in counts.items())
-    return (f"**Code: the runs under this table come from {len(counts)} code versions**: {parts}. Rows trained by "
-            "different code may differ for that reason alone; delete the older runs to train them again.")
+    return (
+        f"**Code: the runs under this table come from {len(counts)} code versions**: {parts}. Rows trained by "
+        "different code may differ for that reason alone; delete the older runs to train them again."
+    )
 
 
 def speed_line(runs: Sequence[dict]) -> str:
     """How fast the runs trained (metrics.json ``speed``, every phase together), on which device and precision."""
+
     def rate(key: str) -> list:
         return _values(runs, lambda m: round(m["speed"]["all"][key]) if m["speed"]["all"].get(key) else None)
 
     where = "; ".join(f"{d} {p}" for d, p in dict.fromkeys((m.get("device"), m.get("precision")) for m in runs))
     if not rate("examples_per_s"):
         return f"Speed: not recorded by these runs (device and precision: {where})."
-    return (f"Speed: training {_span(rate('examples_per_s'))} examples/s, {_span(rate('tokens_per_s'))} tokens/s "
-            f"per run (all phases; {where}).")
+    return (
+        f"Speed: training {_span(rate('examples_per_s'))} examples/s, {_span(rate('tokens_per_s'))} tokens/s "
+        f"per run (all phases; {where})."
+    )
 
 
 def _fmt(value: float, ci: float = math.nan, digits: int = 3) -> str:
@@ -269,16 +306,23 @@ def formatted(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """The table as display strings: ours as 'mean \u00b1 CI', the paper's numbers, the difference of means."""
     tasks = table.attrs.get("tasks") or tuple(task_records.course())
     ours = {_short(t): [_fmt(v, c, digits) for v, c in zip(table[t], table[f"{t}_ci"])] for t in tasks}
-    paper = {f"Paper {_short(t)}": [_fmt(v, digits=digits) for v in table[f"paper_{t}"]] for t in tasks
-             if t in task_records.course()}  # the paper has the course's tasks only
-    out = pd.DataFrame({
-        "Row": table["label"], "Seeds": table["n_seeds"], **ours,
-        "Mean": [_fmt(v, c, digits) for v, c in zip(table["mean"], table["mean_ci"])],
-        "Mean (STS\u2192[0,1])": [_fmt(v, c, digits) for v, c in zip(table["mean_sts01"], table["mean_sts01_ci"])],
-        **paper,
-        "Paper mean": [_fmt(v, digits=digits) for v in table["paper_mean"]],
-        "\u0394 mean": ["\u2014" if math.isnan(v) else f"{v:+.{digits}f}" for v in table["delta_mean"]],
-    })
+    paper = {
+        f"Paper {_short(t)}": [_fmt(v, digits=digits) for v in table[f"paper_{t}"]]
+        for t in tasks
+        if t in task_records.course()
+    }  # the paper has the course's tasks only
+    out = pd.DataFrame(
+        {
+            "Row": table["label"],
+            "Seeds": table["n_seeds"],
+            **ours,
+            "Mean": [_fmt(v, c, digits) for v, c in zip(table["mean"], table["mean_ci"])],
+            "Mean (STS\u2192[0,1])": [_fmt(v, c, digits) for v, c in zip(table["mean_sts01"], table["mean_sts01_ci"])],
+            **paper,
+            "Paper mean": [_fmt(v, digits=digits) for v in table["paper_mean"]],
+            "\u0394 mean": ["\u2014" if math.isnan(v) else f"{v:+.{digits}f}" for v in table["delta_mean"]],
+        }
+    )
     out.index = table["id"]
     out.index.name = "id"
     return out
@@ -302,17 +346,28 @@ def to_markdown(table: pd.DataFrame, provenance: str = "", digits: int = 3) -> s
     return text + "\n"
 
 
-def write_results_md(path: str | Path = "outputs/results.md", table: pd.DataFrame | None = None,
-                     out_dir: str | Path = "outputs/runs", profile: str | None = None,
-                     experiments: list[dict] | None = None, sections: Sequence[str] = ()) -> Path:
+def write_results_md(
+    path: str | Path = "outputs/results.md",
+    table: pd.DataFrame | None = None,
+    out_dir: str | Path = "outputs/runs",
+    profile: str | None = None,
+    experiments: list[dict] | None = None,
+    sections: Sequence[str] = (),
+) -> Path:
     """Write the results table (built from ``out_dir``/``profile`` unless given) with its provenance, then
     each of ``sections`` (markdown, e.g. ``claims.claims_markdown(...)``: the paper's claims and our verdicts)."""
     if table is None:
         table = results_table(out_dir, experiments=experiments, profile=profile)
     profile = profile or table.attrs.get("profile")
     title = f"# Results{f' (profile {profile})' if profile else ''}\n\n"
-    body = (title + "Dev scores, ours against the paper's (the study's results table, docs/original.md §12). " + MEAN_NOTE + "\n\n"
-            + to_markdown(table, provenance(table, profile)) + "".join(f"\n{text}" for text in sections))
+    body = (
+        title
+        + "Dev scores, ours against the paper's (the study's results table, docs/original.md §12). "
+        + MEAN_NOTE
+        + "\n\n"
+        + to_markdown(table, provenance(table, profile))
+        + "".join(f"\n{text}" for text in sections)
+    )
     path = resolve_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, body)

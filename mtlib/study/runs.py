@@ -12,16 +12,28 @@ from mtlib.study.experiments import get_row, load_experiments, parent_rows, rows
 from mtlib.study.resolve import profile_seeds, resolve_config
 
 
-def run_rows(notebook: str, profile: str, seeds: list[int] | None = None, only: list[str] | None = None,
-             callback: Callable[[dict], None] | None = None, **overrides: Any) -> list[Path]:
+def run_rows(
+    notebook: str,
+    profile: str,
+    seeds: list[int] | None = None,
+    only: list[str] | None = None,
+    callback: Callable[[dict], None] | None = None,
+    **overrides: Any,
+) -> list[Path]:
     """Run every row of one notebook for every seed; finished runs are skipped, unfinished ones resume."""
     ids = [r["id"] for r in rows_for(notebook) if not only or r["id"] in only]
     return run_ids(ids, profile, seeds=seeds, callback=callback, **overrides)
 
 
-def run_ids(ids: list[str], profile: str, seeds: list[int] | None = None,
-            callback: Callable[[dict], None] | None = None, engine: str = "local", address: str | None = None,
-            **overrides: Any) -> list[Path]:
+def run_ids(
+    ids: list[str],
+    profile: str,
+    seeds: list[int] | None = None,
+    callback: Callable[[dict], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    **overrides: Any,
+) -> list[Path]:
     """Run rows by id (any notebook): e.g. the comparators a notebook plots; finished runs are skipped.
 
     ``engine="ray"``: the runs go to a Ray cluster (``address``, else a local one) as one sweep
@@ -37,7 +49,9 @@ def run_ids(ids: list[str], profile: str, seeds: list[int] | None = None,
         row = get_row(row_id, experiments)
         for seed in seeds:
             for parent in parent_rows(row):  # e.g. PALs on the finished AdvancedModel
-                run(resolve_config(profile, row=get_row(parent, experiments), seed=seed, **overrides), callback=callback)
+                run(
+                    resolve_config(profile, row=get_row(parent, experiments), seed=seed, **overrides), callback=callback
+                )
             out.append(run(resolve_config(profile, row=row, seed=seed, **overrides), callback=callback))
     return out
 

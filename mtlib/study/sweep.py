@@ -52,8 +52,7 @@ class SweepRun:
 class Sweep:
     """The runs of a sweep and their states; ``on_update(sweep)`` is called whenever one changes."""
 
-    def __init__(self, runs: list[SweepRun], on_update: Callable[["Sweep"], None] | None = None,
-                 show: bool = True):
+    def __init__(self, runs: list[SweepRun], on_update: Callable[["Sweep"], None] | None = None, show: bool = True):
         self.runs = {r.key: r for r in runs}
         self.on_update, self.show = on_update, show
         self._last_line = ""
@@ -66,8 +65,11 @@ class Sweep:
         return [r for r in self.runs.values() if r.state == "failed"]
 
     def changed(self) -> None:
-        line = "[sweep] " + ", ".join(f"{n} {s}" for s, n in self.counts().items()) + "".join(
-            f" | {r.key}: {r.progress or 'started'}" for r in self.runs.values() if r.state == "running")
+        line = (
+            "[sweep] "
+            + ", ".join(f"{n} {s}" for s, n in self.counts().items())
+            + "".join(f" | {r.key}: {r.progress or 'started'}" for r in self.runs.values() if r.state == "running")
+        )
         if self.show and line != self._last_line:
             print(line, file=sys.stderr, flush=True)
         self._last_line = line
@@ -78,13 +80,26 @@ class Sweep:
         """One row per run: state, attempts, dev mean, run directory, error (a pandas DataFrame)."""
         import pandas as pd
 
-        return pd.DataFrame([{"run": r.key, "state": r.state, "attempts": r.attempts, "dev_mean": r.dev_mean,
-                              "run_dir": r.run_dir, "error": r.error} for r in self.runs.values()])
+        return pd.DataFrame(
+            [
+                {
+                    "run": r.key,
+                    "state": r.state,
+                    "attempts": r.attempts,
+                    "dev_mean": r.dev_mean,
+                    "run_dir": r.run_dir,
+                    "error": r.error,
+                }
+                for r in self.runs.values()
+            ]
+        )
 
     def summary(self) -> str:
-        lines = [f"{r.key:32s} {r.state:8s} attempts {r.attempts}  "
-                 + (f"dev mean {r.dev_mean:.4f}  {r.run_dir}" if r.state == "done" and r.dev_mean is not None
-                    else r.error) for r in self.runs.values()]
+        lines = [
+            f"{r.key:32s} {r.state:8s} attempts {r.attempts}  "
+            + (f"dev mean {r.dev_mean:.4f}  {r.run_dir}" if r.state == "done" and r.dev_mean is not None else r.error)
+            for r in self.runs.values()
+        ]
         counts = self.counts()
         return "\n".join([*lines, f"[sweep] {counts['done']} done, {counts['failed']} failed of {len(self.runs)}"])
 
@@ -117,10 +132,19 @@ def plan(profile: str, rows: list[str], seeds: list[int] | None = None, **overri
     return list(out.values())
 
 
-def run_sweep(runs: list[SweepRun], engine: str = "local", *, address: str | None = None,
-              cpus_per_run: float | None = None, gpus_per_run: float | None = None, max_retries: int = 3,
-              num_cpus: int | None = None, on_update: Callable[[Sweep], None] | None = None,
-              show: bool = True, workers: int | None = None) -> Sweep:
+def run_sweep(
+    runs: list[SweepRun],
+    engine: str = "local",
+    *,
+    address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float | None = None,
+    max_retries: int = 3,
+    num_cpus: int | None = None,
+    on_update: Callable[[Sweep], None] | None = None,
+    show: bool = True,
+    workers: int | None = None,
+) -> Sweep:
     """Run every run of ``runs`` (parents listed before children) on ``engine``; returns the finished Sweep.
     ``workers`` (local only): None runs them in this process, N on N worker processes."""
     if engine not in ENGINES:
@@ -141,8 +165,14 @@ def run_sweep(runs: list[SweepRun], engine: str = "local", *, address: str | Non
     else:
         from mtlib.study.sweep_ray import run_on_ray
 
-        run_on_ray(sweep, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                   max_retries=max_retries, num_cpus=num_cpus)
+        run_on_ray(
+            sweep,
+            address=address,
+            cpus_per_run=cpus_per_run,
+            gpus_per_run=gpus_per_run,
+            max_retries=max_retries,
+            num_cpus=num_cpus,
+        )
     if show:
         print(sweep.summary(), file=sys.stderr, flush=True)
     return sweep
@@ -182,8 +212,15 @@ def sweep_command(args) -> int:
 
     runs = plan(args.profile, rows, args.seeds, **overrides)
     with explained(lambda: interrupted_at(runs)):
-        sweep = run_sweep(runs, args.engine, address=args.address, cpus_per_run=args.cpus_per_run,
-                          gpus_per_run=args.gpus_per_run, max_retries=args.max_retries, workers=workers)
+        sweep = run_sweep(
+            runs,
+            args.engine,
+            address=args.address,
+            cpus_per_run=args.cpus_per_run,
+            gpus_per_run=args.gpus_per_run,
+            max_retries=args.max_retries,
+            workers=workers,
+        )
     return 1 if sweep.failed else 0
 
 
@@ -193,10 +230,15 @@ def interrupted_at(runs: list[SweepRun], what: str = "sweep") -> str:
 
     keys = {s: [r.key for r in runs if r.state == s] for s in STATES}
     running = ", ".join(keys["running"][:3]) + (", ..." if len(keys["running"]) > 3 else "")
-    counts = [f"{len(keys['done'])} done", f"{len(keys['running'])} running" + (f" ({running})" if running else ""),
-              f"{len(keys['pending'])} not started"] + ([f"{len(keys['failed'])} failed"] if keys["failed"] else [])
-    return (f"{what} of {len(runs)} run(s), {', '.join(counts)}; {RESUME}: finished runs are kept, the others "
-            f"resume from their last.pt (the last finished epoch) under {out_dir_of(runs)}")
+    counts = [
+        f"{len(keys['done'])} done",
+        f"{len(keys['running'])} running" + (f" ({running})" if running else ""),
+        f"{len(keys['pending'])} not started",
+    ] + ([f"{len(keys['failed'])} failed"] if keys["failed"] else [])
+    return (
+        f"{what} of {len(runs)} run(s), {', '.join(counts)}; {RESUME}: finished runs are kept, the others "
+        f"resume from their last.pt (the last finished epoch) under {out_dir_of(runs)}"
+    )
 
 
 def blocked_by(sweep: Sweep, run: SweepRun) -> str:
@@ -262,13 +304,17 @@ def check_shared_folder(out_dir: Path, data_files: list[Path], probe: Callable[[
         for node in probe([str(marker), *map(str, data_files)]):
             seen = node["seen"]
             if seen.get(str(marker)) != token:
-                raise ValueError(f"node {node['node']} does not see the sweep output folder {out_dir} (the probe file "
-                                 "written there is missing): put it on a filesystem every node mounts (NFS, Lustre, "
-                                 "...) and pass it with --out")
+                raise ValueError(
+                    f"node {node['node']} does not see the sweep output folder {out_dir} (the probe file "
+                    "written there is missing): put it on a filesystem every node mounts (NFS, Lustre, "
+                    "...) and pass it with --out"
+                )
             missing = [p for p in data_files if seen.get(str(p)) is None]
             if missing:
-                raise ValueError(f"node {node['node']} does not see the data file {missing[0]}: the data folder must "
-                                 "be on the shared filesystem too (set data_dir to it)")
+                raise ValueError(
+                    f"node {node['node']} does not see the data file {missing[0]}: the data folder must "
+                    "be on the shared filesystem too (set data_dir to it)"
+                )
     finally:
         marker.unlink(missing_ok=True)
 

@@ -84,9 +84,10 @@ def default_workers_reason(device: str = "auto") -> str:
     from mtlib.train.runtime import resolve_device
 
     kind = resolve_device(device).type
-    return {"cpu": "on a CPU: one per core, at most 4",
-            "cuda": f"on a GPU: one per {GPU_GB_PER_WORKER} GB of its memory and per 2 cores, at most "
-                    f"{MAX_GPU_WORKERS}"}.get(kind, "one process owns the device")
+    return {
+        "cpu": "on a CPU: one per core, at most 4",
+        "cuda": f"on a GPU: one per {GPU_GB_PER_WORKER} GB of its memory and per 2 cores, at most {MAX_GPU_WORKERS}",
+    }.get(kind, "one process owns the device")
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
@@ -151,6 +152,7 @@ def start_order(ready: list[SweepRun], running: list[SweepRun], keys: dict) -> l
     long run while the other workers idle; but a run whose first phase a running run is training, and has not
     handed over yet, after the others: it then adopts that run's state (``mtlib.train.shared_phases``) instead
     of training the same phase beside it. ``keys`` caches each run's first-phase key."""
+
     def first_phase(r: SweepRun) -> str | None:
         if r.key not in keys:
             keys[r.key] = _first_phase_key(r.cfg)
@@ -173,14 +175,25 @@ def _first_phase_key(cfg) -> str | None:
 
 
 def _start_worker(log: Path, threads: int, answers: queue.Queue) -> Worker:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
-                                                       os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")])
+        ),
+    }
     with open(log, "ab") as err:
         # our pid: the worker ends when this process dies (sweep_worker, interrupts.die_with_parent)
-        process = subprocess.Popen([sys.executable, "-m", "mtlib.study.sweep_worker", str(os.getpid())],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env, text=True,
-                                   bufsize=1)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mtlib.study.sweep_worker", str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
     w = Worker(process, log)
 
     def read() -> None:  # one thread per worker: a blocking readline each, the main loop waits on the queue
@@ -222,8 +235,10 @@ def _apply(sweep: Sweep, w: Worker, message: dict) -> None:
 def _lost(sweep: Sweep, w: Worker) -> None:
     r, w.run = w.run, None
     r.state = "failed"
-    r.error = (f"worker exited with code {w.process.returncode} during the run (its output: {w.log}); its last "
-               "epoch's checkpoint is kept: run the sweep again to resume it")
+    r.error = (
+        f"worker exited with code {w.process.returncode} during the run (its output: {w.log}); its last "
+        "epoch's checkpoint is kept: run the sweep again to resume it"
+    )
     sweep.changed()
 
 

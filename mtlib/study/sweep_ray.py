@@ -17,8 +17,17 @@ import sys
 from pathlib import Path
 
 from mtlib.study.interrupts import handlers_kept
-from mtlib.study.sweep import (INSTALL_RAY, Sweep, SweepRun, blocked_by, check_shared_folder, eval_progress, finish,
-                               one_line, out_dir_of)
+from mtlib.study.sweep import (
+    INSTALL_RAY,
+    Sweep,
+    SweepRun,
+    blocked_by,
+    check_shared_folder,
+    eval_progress,
+    finish,
+    one_line,
+    out_dir_of,
+)
 
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray takes 127.0.0.1 as the node's address
 
@@ -79,8 +88,15 @@ def probe_paths(paths: list[str]) -> dict:
     return {"node": socket.gethostname(), "seen": seen}
 
 
-def run_on_ray(sweep: Sweep, *, address: str | None, cpus_per_run: float | None, gpus_per_run: float | None,
-               max_retries: int, num_cpus: int | None) -> None:
+def run_on_ray(
+    sweep: Sweep,
+    *,
+    address: str | None,
+    cpus_per_run: float | None,
+    gpus_per_run: float | None,
+    max_retries: int,
+    num_cpus: int | None,
+) -> None:
     ray = import_ray(local=address is None)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -98,8 +114,12 @@ def run_on_ray(sweep: Sweep, *, address: str | None, cpus_per_run: float | None,
 
         def on_every_node(paths: list[str]) -> list[dict]:
             nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-            return ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False))
-                            .remote(paths) for n in nodes])
+            return ray.get(
+                [
+                    probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(paths)
+                    for n in nodes
+                ]
+            )
 
         data_files = sorted({Path(p).resolve() for r in runs for p in _data_files(r.cfg)})
         check_shared_folder(out_dir_of(runs), data_files, on_every_node)
@@ -115,9 +135,15 @@ def run_on_ray(sweep: Sweep, *, address: str | None, cpus_per_run: float | None,
                     pending.remove(r)
                     sweep.changed()
                 elif all(sweep.runs[p].state == "done" for p in r.parents):
-                    num_gpus = gpus_per_run if gpus_per_run is not None else (1 if gpus and r.cfg.device != "cpu" else 0)
-                    ref = task.options(num_cpus=cpus_per_run or float(r.cfg.threads or 1), num_gpus=num_gpus,
-                                       max_retries=max_retries, retry_exceptions=False).remote(r.cfg, r.key, board)
+                    num_gpus = (
+                        gpus_per_run if gpus_per_run is not None else (1 if gpus and r.cfg.device != "cpu" else 0)
+                    )
+                    ref = task.options(
+                        num_cpus=cpus_per_run or float(r.cfg.threads or 1),
+                        num_gpus=num_gpus,
+                        max_retries=max_retries,
+                        retry_exceptions=False,
+                    ).remote(r.cfg, r.key, board)
                     inflight[ref] = r
                     pending.remove(r)
             if not inflight:
@@ -151,8 +177,14 @@ def _data_files(cfg) -> list:
     """The course files a run trains and is scored on (its test files are optional)."""
     from mtlib.data import parse
 
-    return [p for t in cfg.tasks for p in (*parse.split_files(t, "train", cfg.data_dir, cfg.quora_train),
-                                           *parse.split_files(t, "dev", cfg.data_dir))]
+    return [
+        p
+        for t in cfg.tasks
+        for p in (
+            *parse.split_files(t, "train", cfg.data_dir, cfg.quora_train),
+            *parse.split_files(t, "dev", cfg.data_dir),
+        )
+    ]
 
 
 def _apply(sweep: Sweep, events: list[tuple]) -> None:

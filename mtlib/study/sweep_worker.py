@@ -29,8 +29,11 @@ def main() -> int:
         with raised_on_signals():  # SIGTERM raises Interrupted: the run's `finally` blocks run
             serve()
     except KeyboardInterrupt as err:
-        print(f"worker {os.getpid()}: stopped (exit {exit_code(err)}); its run resumes from its last.pt",
-              file=sys.stderr, flush=True)
+        print(
+            f"worker {os.getpid()}: stopped (exit {exit_code(err)}); its run resumes from its last.pt",
+            file=sys.stderr,
+            flush=True,
+        )
         return exit_code(err)
     return 0
 

@@ -14,8 +14,17 @@ def rows_frame(notebook: str | None = None):
     import pandas as pd
 
     rows = rows_for(notebook) if notebook else load_experiments()
-    return pd.DataFrame([{"id": r["id"], "label": r["label"], **{f"paper_{k}": v for k, v in r["paper"].items()},
-                          "config": config_text(r["config"])} for r in rows]).set_index("id")
+    return pd.DataFrame(
+        [
+            {
+                "id": r["id"],
+                "label": r["label"],
+                **{f"paper_{k}": v for k, v in r["paper"].items()},
+                "config": config_text(r["config"]),
+            }
+            for r in rows
+        ]
+    ).set_index("id")
 
 
 def train_sizes(run_dir: str | Path) -> dict[str, int]:
@@ -57,10 +66,16 @@ def reach_table(run_dirs: list[str | Path], labels: dict[str, str] | None = None
     out = []
     for label, ev in zip(shown, evals):
         hit = first_reaching(ev, target)
-        out.append({"run": label, "first_eval_mean": ev[0]["mean"] if ev else None,
-                    "best_mean": max(r["mean"] for r in ev) if ev else None, "target": target,
-                    "examples_to_target": hit["examples_seen"] if hit else None,
-                    "seconds_to_target": hit["wall"] if hit else None})
+        out.append(
+            {
+                "run": label,
+                "first_eval_mean": ev[0]["mean"] if ev else None,
+                "best_mean": max(r["mean"] for r in ev) if ev else None,
+                "target": target,
+                "examples_to_target": hit["examples_seen"] if hit else None,
+                "seconds_to_target": hit["wall"] if hit else None,
+            }
+        )
     return pd.DataFrame(out).set_index("run")
 
 

@@ -43,9 +43,15 @@ def list_notebooks(only: list[str] | None = None, folder: Path | None = None) ->
     return nbs
 
 
-def run_workbook(profile: str, only: list[str] | None = None, out_dir: str | Path = "outputs/notebooks",
-                 dry_run: bool = False, folder: Path | None = None, parameters: dict | None = None,
-                 workers: int | str | None = None) -> int:
+def run_workbook(
+    profile: str,
+    only: list[str] | None = None,
+    out_dir: str | Path = "outputs/notebooks",
+    dry_run: bool = False,
+    folder: Path | None = None,
+    parameters: dict | None = None,
+    workers: int | str | None = None,
+) -> int:
     """Train the notebooks' runs on ``workers`` processes (None: ``default_workers``), then execute the
     notebooks with papermill; keep going past failures; report and return non-zero if any notebook failed.
 
@@ -62,8 +68,11 @@ def run_workbook(profile: str, only: list[str] | None = None, out_dir: str | Pat
     first = pre_run(notebooks, profile, parameters, workers, dry_run)
     if dry_run:
         for nb in notebooks:
-            print(f"[workbook] {nb.name}: started ({_planned_runs(nb.stem, profile) or 'no'} training run(s) "
-                  f"planned) -> {out_dir / nb.name}", flush=True)
+            print(
+                f"[workbook] {nb.name}: started ({_planned_runs(nb.stem, profile) or 'no'} training run(s) "
+                f"planned) -> {out_dir / nb.name}",
+                flush=True,
+            )
         return 0
     # With every run trained, the notebooks only load and plot: a few side by side (results last, it reads
     # every run). Otherwise they train runs themselves, and may share parents: one at a time.
@@ -121,9 +130,11 @@ class Kernels(Processes):
         self.running, self.finished = [], 0
 
     def interrupted_at(self) -> str:
-        return (f"the workbook's notebooks ({', '.join(self.running) or 'none'} running, {self.finished} "
-                f"finished); {RESUME}: the notebooks run again, their finished runs are kept and the others "
-                "resume from their last.pt (the last finished epoch)")
+        return (
+            f"the workbook's notebooks ({', '.join(self.running) or 'none'} running, {self.finished} "
+            f"finished); {RESUME}: the notebooks run again, their finished runs are kept and the others "
+            "resume from their last.pt (the last finished epoch)"
+        )
 
 
 def _execute_one(nb: Path, profile: str, parameters: dict | None, out_dir: Path, kernels: Kernels) -> tuple:
@@ -137,10 +148,16 @@ def _execute_one(nb: Path, profile: str, parameters: dict | None, out_dir: Path,
     kernels.running.append(nb.stem)
     try:
         with _progress_file(set_environ=False) as events, _following(events, printer):
-            pm.execute_notebook(str(nb), str(target), parameters={"profile": profile, **(parameters or {})},
-                                kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT),
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                                kernel_manager_class=_kernel_manager({PROGRESS_ENV: str(events)}, kernels))
+            pm.execute_notebook(
+                str(nb),
+                str(target),
+                parameters={"profile": profile, **(parameters or {})},
+                kernel_name="python3",
+                progress_bar=False,
+                cwd=str(REPO_ROOT),
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                kernel_manager_class=_kernel_manager({PROGRESS_ENV: str(events)}, kernels),
+            )
     except Exception as e:  # noqa: BLE001 - report every failure, then go on
         kernels.running.remove(nb.stem)  # (an interrupt leaves it listed: the interrupted line names it)
         if kernels.stopping:  # its kernel was stopped: the interrupted line says it
@@ -171,8 +188,9 @@ def _kernel_manager(env: dict, kernels: Kernels):
     return KernelManager
 
 
-def pre_run(notebooks: list[Path], profile: str, parameters: dict | None, workers: int | None,
-            dry_run: bool) -> tuple | None:
+def pre_run(
+    notebooks: list[Path], profile: str, parameters: dict | None, workers: int | None, dry_run: bool
+) -> tuple | None:
     """Train every run the notebooks will ask for on worker processes; a summary row (None: nothing to train).
     A run that fails here is tried again by its notebook, which reports it."""
     from mtlib.study.interrupts import explained
@@ -188,15 +206,21 @@ def pre_run(notebooks: list[Path], profile: str, parameters: dict | None, worker
     workers = workers or default_workers(device)
     threads = runs[0].cfg.threads or threads_per_worker(workers)
     name = f"{PRE_RUN} ({workers} workers x {threads} thr)"
-    print(f"[workbook] pre-run: {len(runs)} training run(s) of these notebooks on {workers} worker process(es) x "
-          f"{threads} thread(s) ({why}; {usable_cores()} cores); the notebooks then load them", flush=True)
+    print(
+        f"[workbook] pre-run: {len(runs)} training run(s) of these notebooks on {workers} worker process(es) x "
+        f"{threads} thread(s) ({why}; {usable_cores()} cores); the notebooks then load them",
+        flush=True,
+    )
     if dry_run:
         return None
     t0 = time.perf_counter()
     printer = RunLines(PRE_RUN, len(runs), workers)
     try:
-        with _progress_file() as events, _following(events, printer), \
-                explained(lambda: interrupted_at(runs, "the workbook's pre-run")):
+        with (
+            _progress_file() as events,
+            _following(events, printer),
+            explained(lambda: interrupted_at(runs, "the workbook's pre-run")),
+        ):
             sweep = run_sweep(runs, workers=workers, show=False)
     except Exception as e:  # noqa: BLE001 - e.g. no process could start: the notebooks train their own runs
         print(f"[workbook] pre-run FAILED: {_failure_reason(e)}; the notebooks train their runs themselves", flush=True)
@@ -204,8 +228,10 @@ def pre_run(notebooks: list[Path], profile: str, parameters: dict | None, worker
     for r in sweep.failed:
         print(f"[workbook] pre-run: {r.key} failed: {r.error} (its notebook tries it again)", flush=True)
     secs = time.perf_counter() - t0
-    print(f"[workbook] pre-run: {len(runs) - len(sweep.failed)} of {len(runs)} run(s) finished in {_hms(secs)}",
-          flush=True)
+    print(
+        f"[workbook] pre-run: {len(runs) - len(sweep.failed)} of {len(runs)} run(s) finished in {_hms(secs)}",
+        flush=True,
+    )
     status = "ok" if not sweep.failed else f"{len(sweep.failed)} fail"
     return (name, status, printer.runs, secs, "")
 
@@ -235,8 +261,11 @@ class RunLines:
         if ev["event"] == "epoch":
             done, total = ev["epochs_done"], max(ev["epochs_total"], 1)
             left = elapsed / done * (total - done) if done else 0.0
-            print(f"{head}: {ev['phase']} epoch {ev['epoch']} ({done}/{total}), {mean}, {_hms(elapsed)} elapsed, "
-                  f"~{_hms(left)} left in this run{self._notebook_left(left)}", flush=True)
+            print(
+                f"{head}: {ev['phase']} epoch {ev['epoch']} ({done}/{total}), {mean}, {_hms(elapsed)} elapsed, "
+                f"~{_hms(left)} left in this run{self._notebook_left(left)}",
+                flush=True,
+            )
         elif ev["event"] == "end":
             self.took.append(ev["seconds"])
             print(f"{head}: {ev['status']}, {mean}, {_hms(ev['seconds'])}{self._notebook_left(0.0)}", flush=True)
@@ -301,5 +330,3 @@ def _failure_reason(e: Exception) -> str:
     if not text or text == ":":
         text = traceback.format_exception_only(type(e), e)[-1].strip()
     return text.splitlines()[0][:300]
-
-

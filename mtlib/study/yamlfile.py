@@ -40,8 +40,9 @@ def read_yaml_lines(path: str | Path, mapping: bool = True) -> tuple[Any, dict[s
     except UnicodeDecodeError as err:
         raw = path.read_bytes()
         line = raw.count(b"\n", 0, err.start) + 1
-        raise ConfigError(f"{path} line {line}: not UTF-8 text (byte {err.start}: {err.reason}); "
-                          "is it a YAML file?") from None
+        raise ConfigError(
+            f"{path} line {line}: not UTF-8 text (byte {err.start}: {err.reason}); is it a YAML file?"
+        ) from None
     lines: dict[str, int] = {}
     try:
         loader = yaml.SafeLoader(text)  # as yaml.safe_load, keeping the node tree for the lines
@@ -61,8 +62,10 @@ def read_yaml_lines(path: str | Path, mapping: bool = True) -> tuple[Any, dict[s
     if data is None:
         data = {}
     if mapping and not isinstance(data, dict):
-        raise ConfigError(f"{path} line {node.start_mark.line + 1 if node else 1}: expected a mapping of config "
-                          f"keys at the top level, got a {type(data).__name__}")
+        raise ConfigError(
+            f"{path} line {node.start_mark.line + 1 if node else 1}: expected a mapping of config "
+            f"keys at the top level, got a {type(data).__name__}"
+        )
     return data, lines
 
 
@@ -80,24 +83,30 @@ def _check_size(path: Path, root: yaml.Node) -> None:
             size = 1 + sum(sizes[id(c)] for c in children)
             open_nodes.discard(key)
             if size > MAX_VALUES:
-                raise ConfigError(f"{path} line {node.start_mark.line + 1}: this value, its aliases (*name) "
-                                  f"expanded, holds more than {MAX_VALUES:,} values (nested aliases repeat "
-                                  "their anchors' data); write the data out or use fewer levels of aliases")
+                raise ConfigError(
+                    f"{path} line {node.start_mark.line + 1}: this value, its aliases (*name) "
+                    f"expanded, holds more than {MAX_VALUES:,} values (nested aliases repeat "
+                    "their anchors' data); write the data out or use fewer levels of aliases"
+                )
             sizes[key] = size
             continue
         if key in sizes:
             continue
         if key in open_nodes:
-            raise ConfigError(f"{path} line {node.start_mark.line + 1}: an alias (*name) here refers to a value "
-                              "that contains it, so the data would contain itself; put a copy of the data there")
+            raise ConfigError(
+                f"{path} line {node.start_mark.line + 1}: an alias (*name) here refers to a value "
+                "that contains it, so the data would contain itself; put a copy of the data there"
+            )
         open_nodes.add(key)
         stack.append((node, True))
         for child in _children(node):
             child_key = id(child)
             if child_key in open_nodes:
-                raise ConfigError(f"{path} line {node.start_mark.line + 1}: an alias (*name) here refers to a "
-                                  "value that contains it, so the data would contain itself; put a copy of the "
-                                  "data there")
+                raise ConfigError(
+                    f"{path} line {node.start_mark.line + 1}: an alias (*name) here refers to a "
+                    "value that contains it, so the data would contain itself; put a copy of the "
+                    "data there"
+                )
             if child_key not in sizes:
                 stack.append((child, False))
 
@@ -124,8 +133,9 @@ def _walk(path: Path, node: yaml.Node, prefix: str, depth: int, lines: dict[str,
             key, line = key_node.value, key_node.start_mark.line + 1
             child = f"{prefix}.{key}" if prefix else key
             if key in seen:
-                raise ConfigError(f"{path} line {line}: key {child!r} appears twice (first on line {seen[key]}); "
-                                  "give it once")
+                raise ConfigError(
+                    f"{path} line {line}: key {child!r} appears twice (first on line {seen[key]}); give it once"
+                )
             seen[key] = line
             if depth < LINE_DEPTH:
                 lines.setdefault(child, line)

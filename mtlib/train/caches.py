@@ -31,8 +31,9 @@ class Entry:
 
     def line(self, root: Path) -> str:
         status = "" if self.problem is None else ("  ok" if not self.problem else f"  UNUSABLE: {self.problem}")
-        return (f"{self.kind:9} {self.size / 2**20:8.1f} MB  {_age(self.age_s):>9}  "
-                f"{self.path.relative_to(root)}{status}")
+        return (
+            f"{self.kind:9} {self.size / 2**20:8.1f} MB  {_age(self.age_s):>9}  {self.path.relative_to(root)}{status}"
+        )
 
 
 def entries(cache_dir: Path) -> list[Entry]:
@@ -40,9 +41,15 @@ def entries(cache_dir: Path) -> list[Entry]:
     for path in sorted(cache_dir.rglob("*")) if cache_dir.is_dir() else []:
         if not path.is_file():
             continue
-        kind = ("temporary" if TMP in path.name and path.name.startswith(".") else
-                "phases" if path.parent.name == "phases" and path.suffix == ".pt" else
-                "eda" if path.name.startswith("eda-") and path.suffix == ".jsonl" else None)
+        kind = (
+            "temporary"
+            if TMP in path.name and path.name.startswith(".")
+            else "phases"
+            if path.parent.name == "phases" and path.suffix == ".pt"
+            else "eda"
+            if path.name.startswith("eda-") and path.suffix == ".jsonl"
+            else None
+        )
         if kind is not None:
             st = path.stat()
             out.append(Entry(path, kind, st.st_size, now - st.st_mtime))
@@ -50,7 +57,7 @@ def entries(cache_dir: Path) -> list[Entry]:
 
 
 def check(entry: Entry, outputs: Path) -> str:
-    """"" when a run could use the entry, else why not."""
+    """ "" when a run could use the entry, else why not."""
     if entry.kind == "temporary":  # a write still under way is left alone
         return "left by a write that was killed midway" if abandoned(entry.path) else ""
     if entry.kind == "eda":

@@ -107,8 +107,9 @@ def matmul_seconds(dtype: torch.dtype, shape: tuple[int, int, int], repeats: int
     return product_seconds(a, b, repeats)
 
 
-def measure_cpu_bf16(rounds: int = 100, budget_s: float = BUDGET_S,
-                     shapes: tuple[tuple[int, int, int], ...] = SHAPES) -> dict:
+def measure_cpu_bf16(
+    rounds: int = 100, budget_s: float = BUDGET_S, shapes: tuple[tuple[int, int, int], ...] = SHAPES
+) -> dict:
     """bf16 against fp32 at ``shapes``: speed-up (fp32 time / bf16 time per round, fp32 and bf16 interleaved
     product by product, median over rounds, so a process sharing the CPU slows both alike) and the relative
     error of one bf16 product. At most ``rounds`` rounds, none begun after ``budget_s`` seconds (one round
@@ -127,8 +128,12 @@ def measure_cpu_bf16(rounds: int = 100, budget_s: float = BUDGET_S,
     finally:
         torch.set_num_threads(threads)
     if probe < 0.5:  # emulated bf16 is ~0.01x; native bf16 at least matches fp32 (2-5x with AMX, busy or not)
-        return {"speedup": round(probe, 3), "relative_error": error, "rounds": 0,
-                "seconds": round(time.perf_counter() - start, 3)}
+        return {
+            "speedup": round(probe, 3),
+            "relative_error": error,
+            "rounds": 0,
+            "seconds": round(time.perf_counter() - start, 3),
+        }
     pairs = []
     for m, k, n in shapes:
         a, b = torch.randn(m, k), torch.randn(k, n)
@@ -142,8 +147,12 @@ def measure_cpu_bf16(rounds: int = 100, budget_s: float = BUDGET_S,
             fp32 += product_seconds(*single)
             bf16 += product_seconds(*half)
         ratios.append(fp32 / bf16)
-    return {"speedup": round(statistics.median(ratios), 3), "relative_error": error, "rounds": len(ratios),
-            "seconds": round(time.perf_counter() - start, 3)}
+    return {
+        "speedup": round(statistics.median(ratios), 3),
+        "relative_error": error,
+        "rounds": len(ratios),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
 
 
 def cache_file() -> Path:
@@ -172,8 +181,13 @@ def cached_cpu_measurement(path: Path | None = None) -> dict:
     if isinstance(entry, dict) and entry.get("method") == METHOD and "speedup" in entry:
         return entry
     print("[mtlib] precision auto: timing bf16 against fp32 on this CPU (once per machine, < 2 s) ...", flush=True)
-    result = {**measure_cpu_bf16(), "cpu": cpu_model(), "flags": cpu_flags(), "torch": torch.__version__,
-              "method": METHOD}
+    result = {
+        **measure_cpu_bf16(),
+        "cpu": cpu_model(),
+        "flags": cpu_flags(),
+        "torch": torch.__version__,
+        "method": METHOD,
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps({**known, key: result}, indent=1))
@@ -195,8 +209,9 @@ def cpu_auto_choice(path: Path | None = None) -> Choice:
     """``precision: auto`` on this CPU: fp32 without a measurement where it has no native bf16 instructions,
     else the cached (or a new, bounded) measurement's choice."""
     if native_bf16() is False:
-        return Choice("fp32", f"CPU {cpu_model()} has no native bf16 instructions (no {'/'.join(BF16_FLAGS)}): "
-                              "fp32, not measured")
+        return Choice(
+            "fp32", f"CPU {cpu_model()} has no native bf16 instructions (no {'/'.join(BF16_FLAGS)}): fp32, not measured"
+        )
     return cpu_choice(cached_cpu_measurement(path))
 
 

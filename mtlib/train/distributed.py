@@ -80,9 +80,11 @@ def _collective(what: str, fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except RuntimeError as err:  # DistBackendError, DistNetworkError: a peer closed its connections
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise RankLost(f"rank {rank()} of {world_size()} lost the other processes during {what} ({first}); a rank "
-                       "died or was stopped. Start the job again (torchrun --max-restarts N does it by itself): it "
-                       "resumes from the run's last.pt") from None
+        raise RankLost(
+            f"rank {rank()} of {world_size()} lost the other processes during {what} ({first}); a rank "
+            "died or was stopped. Start the job again (torchrun --max-restarts N does it by itself): it "
+            "resumes from the run's last.pt"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------- batches
@@ -97,8 +99,10 @@ class BatchShard:
     def take(self, examples: list) -> list:
         n = len(examples)
         if n < self.world:
-            raise ValueError(f"a batch of {n} examples cannot be split across {self.world} processes; use a "
-                             f"batch_size of at least {self.world} or fewer processes")
+            raise ValueError(
+                f"a batch of {n} examples cannot be split across {self.world} processes; use a "
+                f"batch_size of at least {self.world} or fewer processes"
+            )
         start, stop = shard_bounds(n, self.world, self.rank)
         return examples[start:stop]
 
@@ -160,7 +164,7 @@ class GradientSync:
         self.comm_seconds += time.perf_counter() - t
         out = []
         for j in range(len(rows)):
-            ids = [g[int(s[:j].sum()): int(s[: j + 1].sum())] for g, s in zip(gathered, every)]
+            ids = [g[int(s[:j].sum()) : int(s[: j + 1].sum())] for g, s in zip(gathered, every)]
             out.append(torch.unique(torch.cat(ids)))
         return out
 
@@ -193,8 +197,10 @@ def attach(phase, model, seed: int) -> None:
 # ---------------------------------------------------------------------------------------------- checkpoints
 def rng_state(device: torch.device) -> dict:
     """The RNG part of ``last.pt``: this rank's state, and on N processes every rank's and the world size."""
-    state = {"torch": torch.get_rng_state(),
-             "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0)}
+    state = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0),
+    }
     if world_size() > 1:
         ranks = [None] * world_size()
         _collective("the checkpoint's RNG gather", dist.all_gather_object, ranks, dict(state))
@@ -205,9 +211,11 @@ def rng_state(device: torch.device) -> dict:
 def restore_rng(rng: dict, device: torch.device, where: Path) -> None:
     saved = int(rng.get("world_size", 1))
     if saved != world_size():
-        raise CheckpointError(f"checkpoint {where} was written by a run on {saved} process(es), this job has "
-                              f"{world_size()}: resume it with `torchrun --nproc-per-node {saved}` (in all), or "
-                              f"delete {where} to start the run over")
+        raise CheckpointError(
+            f"checkpoint {where} was written by a run on {saved} process(es), this job has "
+            f"{world_size()}: resume it with `torchrun --nproc-per-node {saved}` (in all), or "
+            f"delete {where} to start the run over"
+        )
     mine = rng["ranks"][dist.get_rank()] if saved > 1 else rng
     torch.set_rng_state(mine["torch"])
     if device.type == "cuda" and mine["cuda"].numel():  # dropout on the GPU

@@ -25,8 +25,15 @@ def predict(model: MultitaskModel, task: str, examples, batch_size: int, device,
     return preds
 
 
-def evaluate(model: MultitaskModel, dev: dict, batch_size: int, device, precision: str, dev_sub: dict | None = None,
-             known: dict | None = None) -> tuple[dict, dict]:
+def evaluate(
+    model: MultitaskModel,
+    dev: dict,
+    batch_size: int,
+    device,
+    precision: str,
+    dev_sub: dict | None = None,
+    known: dict | None = None,
+) -> tuple[dict, dict]:
     """({task: score, 'mean': ...}, {task: predictions}) on the given dev examples.
 
     With ``dev_sub`` (the final evaluation), each task's dev examples are predicted in two groups: those of the
@@ -39,8 +46,9 @@ def evaluate(model: MultitaskModel, dev: dict, batch_size: int, device, precisio
         if dev_sub is None:
             preds[task] = predict(model, task, examples, batch_size, device, precision)
         else:
-            preds[task] = _final_predictions(model, task, examples, dev_sub.get(task, []), batch_size, device,
-                                             precision, (known or {}).get(task))
+            preds[task] = _final_predictions(
+                model, task, examples, dev_sub.get(task, []), batch_size, device, precision, (known or {}).get(task)
+            )
         gold = np.array([ex.label for ex in examples], dtype=np.float64)
         scores[task] = score(task, preds[task], gold)
     scores["mean"] = float(np.mean([scores[t] for t in dev]))

@@ -26,8 +26,12 @@ from mtlib.train.runtime import resolve_device, resolve_precision
 
 def run_identity(cfg: RunConfig) -> dict:
     device = resolve_device(cfg.device)
-    identity = {"settings": cfg.settings(), "data": data_checksums(cfg), "device_type": device.type,
-                "precision": resolve_precision(cfg.precision, device)}
+    identity = {
+        "settings": cfg.settings(),
+        "data": data_checksums(cfg),
+        "device_type": device.type,
+        "precision": resolve_precision(cfg.precision, device),
+    }
     inputs = input_checksums(cfg)
     return {**identity, "inputs": inputs} if inputs else identity
 

@@ -23,8 +23,15 @@ from torch import Tensor
 
 from mtlib.train.gradients.methods import SURGERY_METHODS
 
-__all__ = ["LOSS_WEIGHTINGS", "loss_weighting_conflict", "LossWeighting", "UncertaintyWeighting", "DynamicWeightAverage", "FAMO",
-           "make_loss_weighting"]
+__all__ = [
+    "LOSS_WEIGHTINGS",
+    "loss_weighting_conflict",
+    "LossWeighting",
+    "UncertaintyWeighting",
+    "DynamicWeightAverage",
+    "FAMO",
+    "make_loss_weighting",
+]
 
 
 class LossWeighting:
@@ -133,8 +140,13 @@ class DynamicWeightAverage(LossWeighting):
             self.batches[t] += counts.get(t, 1)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "sums": dict(self.sums), "batches": dict(self.batches),
-                "history": [dict(h) for h in self.history], "current": dict(self.current)}
+        return {
+            "epoch": self.epoch,
+            "sums": dict(self.sums),
+            "batches": dict(self.batches),
+            "history": [dict(h) for h in self.history],
+            "current": dict(self.current),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.epoch, self.sums, self.batches = state["epoch"], dict(state["sums"]), dict(state["batches"])
@@ -197,11 +209,15 @@ def loss_weighting_conflict(loss_weighting: str, gradient_method: str, compromis
     if loss_weighting == "none":
         return None
     if gradient_method not in ("none", *SURGERY_METHODS):
-        return (f"'none' with gradient_method {gradient_method!r} (a Gramian aggregator picks the task weights "
-                f"itself; loss weighting composes with gradient_method none, {', '.join(SURGERY_METHODS)})")
+        return (
+            f"'none' with gradient_method {gradient_method!r} (a Gramian aggregator picks the task weights "
+            f"itself; loss weighting composes with gradient_method none, {', '.join(SURGERY_METHODS)})"
+        )
     if loss_weighting in NEEDS_EVERY_TASK and (gradient_method == "none" or compromise):
-        return (f"not {loss_weighting!r} with single-task steps or compromise groups (it compares every task's loss "
-                "between consecutive updates: use gradient_method sum, pcgrad or gradvac without compromise)")
+        return (
+            f"not {loss_weighting!r} with single-task steps or compromise groups (it compares every task's loss "
+            "between consecutive updates: use gradient_method sum, pcgrad or gradvac without compromise)"
+        )
     return None
 
 

@@ -51,7 +51,8 @@ class Phase:
     def uses_sampler_probabilities(self) -> bool:
         """Single-task PAL steps and compromise groups draw from the PAL probabilities; others ignore them."""
         return isinstance(self.step, CompromiseStep) or (
-            isinstance(self.step, SingleTaskStep) and self.cfg.sampler in ("pal", "pal_control"))
+            isinstance(self.step, SingleTaskStep) and self.cfg.sampler in ("pal", "pal_control")
+        )
 
     def apply_update(self) -> None:
         """The optimizer and schedule step after a step kind's backward (through the GradScaler under fp16)."""
@@ -64,11 +65,17 @@ class Phase:
 
     def state_dict(self) -> dict:
         combiner = self.combiner
-        return {"index": self.index, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "sampler": self.sampler.state_dict(), "generator": self.generator.get_state(),
-                "combiner": combiner.state_dict() if combiner is not None else {},
-                "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-                "progress": self.progress.state_dict(), "loss_weighting": self.step.loss_weighting.state_dict()}
+        return {
+            "index": self.index,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "generator": self.generator.get_state(),
+            "combiner": combiner.state_dict() if combiner is not None else {},
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "progress": self.progress.state_dict(),
+            "loss_weighting": self.step.loss_weighting.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -84,8 +91,18 @@ class Phase:
             self.step.loss_weighting.load_state_dict(state["loss_weighting"])
 
 
-def build_phase(index: int, name: str, pcfg: RunConfig, last: bool, model, streams: dict, sizes: dict,
-                device: torch.device, precision: str, seed: int) -> Phase:
+def build_phase(
+    index: int,
+    name: str,
+    pcfg: RunConfig,
+    last: bool,
+    model,
+    streams: dict,
+    sizes: dict,
+    device: torch.device,
+    precision: str,
+    seed: int,
+) -> Phase:
     """Freeze what the phase does not train, then build its optimizer, schedule, sampler and step kind."""
     apply_freeze(model, pcfg.freeze, pcfg.train_pals)
     model.set_dropout(pcfg.hidden_dropout)
@@ -107,17 +124,30 @@ def build_phase(index: int, name: str, pcfg: RunConfig, last: bool, model, strea
     else:
         shared = [p for p in model.shared_parameters() if p.requires_grad]
         if not shared:
-            raise ValueError(f"phases[{index}] ({name}): gradient_method {pcfg.gradient_method!r} needs a trainable "
-                             "encoder (freeze is 'encoder'); set gradient_method: none in that phase")
+            raise ValueError(
+                f"phases[{index}] ({name}): gradient_method {pcfg.gradient_method!r} needs a trainable "
+                "encoder (freeze is 'encoder'); set gradient_method: none in that phase"
+            )
         # The word-embedding table is kept row-sparse: the same combination, a fraction of the memory traffic.
         task_grads = mgrad.TaskGradients(shared, len(tasks), embeddings=[model.encoder.get_input_embeddings()])
-        combiner = mgrad.make_combiner(pcfg.gradient_method, len(tasks), beta=pcfg.gradvac_beta,
-                                       update=pcfg.gradvac_update, c=pcfg.cagrad_c)
+        combiner = mgrad.make_combiner(
+            pcfg.gradient_method, len(tasks), beta=pcfg.gradvac_beta, update=pcfg.gradvac_update, c=pcfg.cagrad_c
+        )
         if pcfg.compromise:
-            step = CompromiseStep(batch_loss, task_grads, combiner, tasks, generator, scaler, sampler=sampler,
-                                  k=pcfg.compromise_k, combine=pcfg.compromise_combine,
-                                  counts=pcfg.compromise_counts, num_epochs=pcfg.epochs,
-                                  divide=pcfg.compromise_divide)
+            step = CompromiseStep(
+                batch_loss,
+                task_grads,
+                combiner,
+                tasks,
+                generator,
+                scaler,
+                sampler=sampler,
+                k=pcfg.compromise_k,
+                combine=pcfg.compromise_combine,
+                counts=pcfg.compromise_counts,
+                num_epochs=pcfg.epochs,
+                divide=pcfg.compromise_divide,
+            )
         else:
             step = CombinedStep(batch_loss, task_grads, combiner, tasks, generator, scaler)
     if pcfg.loss_weighting != "none":
@@ -129,8 +159,9 @@ def _optimizer(model, pcfg: RunConfig) -> torch.optim.Optimizer:
     head_ids = {id(p) for p in model.heads.parameters()}
     heads = [p for p in model.heads.parameters() if p.requires_grad]
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    groups = [g for g in ({"params": rest, "lr": pcfg.lr}, {"params": heads, "lr": pcfg.head_lr or pcfg.lr})
-              if g["params"]]
+    groups = [
+        g for g in ({"params": rest, "lr": pcfg.lr}, {"params": heads, "lr": pcfg.head_lr or pcfg.lr}) if g["params"]
+    ]
     device = next(model.parameters()).device  # the original's AdamW, through torch's fastest implementation
     return torch.optim.AdamW(groups, lr=pcfg.lr, eps=1e-6, weight_decay=0.0, **adamw_options(device))
 

@@ -32,8 +32,9 @@ def run_config(run_dir: Path) -> RunConfig:
     path = run_dir / "config.yaml"
     raw = read_config(run_dir)
     if not raw:
-        raise FileNotFoundError(f"{path} is missing or empty; expected a run directory "
-                                "(outputs/runs/<name>-<run id>/seed<k>)")
+        raise FileNotFoundError(
+            f"{path} is missing or empty; expected a run directory (outputs/runs/<name>-<run id>/seed<k>)"
+        )
     return RunConfig.from_dict(raw, source=str(path))
 
 
@@ -71,10 +72,17 @@ def data_changes(run_dir: Path, cfg: RunConfig, split: str) -> list[str]:
         trained_on = json.loads((run_dir / IDENTITY).read_text(encoding="utf-8")).get("data", {})
     except (OSError, json.JSONDecodeError):
         return []
-    files = [f for t in cfg.tasks if parse.split_available(t, split, cfg.data_dir)
-             for f in parse.split_files(t, split, cfg.data_dir)]
-    return [f"{f} differs from the file this run read (sha256 {trained_on[f.name][:12]}...)"
-            for f in files if f.name in trained_on and sha256_file(f) != trained_on[f.name]]
+    files = [
+        f
+        for t in cfg.tasks
+        if parse.split_available(t, split, cfg.data_dir)
+        for f in parse.split_files(t, split, cfg.data_dir)
+    ]
+    return [
+        f"{f} differs from the file this run read (sha256 {trained_on[f.name][:12]}...)"
+        for f in files
+        if f.name in trained_on and sha256_file(f) != trained_on[f.name]
+    ]
 
 
 def default_out_dir(run_dir: Path, checkpoint: Path) -> Path:
@@ -83,8 +91,9 @@ def default_out_dir(run_dir: Path, checkpoint: Path) -> Path:
     return run_dir.parents[2] / "predict" / run_dir.parent.name / run_dir.name / checkpoint.stem
 
 
-def predict_run(run_dir: str | Path, split: str = "dev", checkpoint: str | None = None,
-                out_dir: str | Path | None = None) -> dict:
+def predict_run(
+    run_dir: str | Path, split: str = "dev", checkpoint: str | None = None, out_dir: str | Path | None = None
+) -> dict:
     """Predict ``split`` with a run's checkpoint; writes ``<task>-<split>-output.csv`` files into ``out_dir``
     (default ``default_out_dir``), never into the run.
 
@@ -99,14 +108,26 @@ def predict_run(run_dir: str | Path, split: str = "dev", checkpoint: str | None 
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     with RunDirectory(run_dir).reading():  # refused while the run trains; the model is read whole under it
-        model = load_model(cfg, path, device, what=f"{run_dir / 'config.yaml'} (backbone {cfg.backbone}, "
-                                                   f"pals {cfg.pals}, head {cfg.head}, pair_mode {cfg.pair_mode})")
+        model = load_model(
+            cfg,
+            path,
+            device,
+            what=f"{run_dir / 'config.yaml'} (backbone {cfg.backbone}, "
+            f"pals {cfg.pals}, head {cfg.head}, pair_mode {cfg.pair_mode})",
+        )
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(run_dir, path)
     if out_dir.resolve() == run_dir.resolve() or run_dir.resolve() in out_dir.resolve().parents:
-        raise ValueError(f"--out {out_dir} is inside the run {run_dir}; predictions go elsewhere, so the run's own "
-                         "files keep matching its metrics.json")
-    result = {"scores": None, "files": [], "skipped": [], "warnings": data_changes(run_dir, cfg, split),
-              "checkpoint": str(path)}
+        raise ValueError(
+            f"--out {out_dir} is inside the run {run_dir}; predictions go elsewhere, so the run's own "
+            "files keep matching its metrics.json"
+        )
+    result = {
+        "scores": None,
+        "files": [],
+        "skipped": [],
+        "warnings": data_changes(run_dir, cfg, split),
+        "checkpoint": str(path),
+    }
     if split == "dev":
         examples = {t: final_dev_examples(cfg, t) for t in cfg.tasks}
         sub = {t: dev_subsample_examples(cfg, t) for t in cfg.tasks}  # grouped as the trainer's final evaluation

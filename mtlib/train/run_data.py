@@ -30,8 +30,10 @@ def load_run_data(cfg: RunConfig) -> dict:
         train = parse.filter_by_length(train, cfg.max_chars)
         n_filtered = len(train)
         if not train:
-            raise ValueError(f"task {task}: no usable training example in {files} ({n_raw} parsed, none within "
-                             f"max_chars={cfg.max_chars}); check the file or the key 'max_chars'")
+            raise ValueError(
+                f"task {task}: no usable training example in {files} ({n_raw} parsed, none within "
+                f"max_chars={cfg.max_chars}); check the file or the key 'max_chars'"
+            )
         train = fixed_subset(train, cfg.max_train_examples, seed=1234)  # the same for every seed
         n_aug = 0
         if cfg.augment and augmented_classes(task) is not False:
@@ -39,8 +41,14 @@ def load_run_data(cfg: RunConfig) -> dict:
             before = len(train)
             if cfg.data_dir:
                 ensure_nltk_data(cfg.data_dir)
-            train = augment_examples(task, train, params, seed=cfg.seed,
-                                     cache_dir=resolve_path(cfg.out_dir).parent / "cache", progress=cfg.progress)
+            train = augment_examples(
+                task,
+                train,
+                params,
+                seed=cfg.seed,
+                cache_dir=resolve_path(cfg.out_dir).parent / "cache",
+                progress=cfg.progress,
+            )
             n_aug = len(train) - before
         dev = parse.load_split(task, "dev", cfg.data_dir)
         if not dev:
@@ -49,8 +57,15 @@ def load_run_data(cfg: RunConfig) -> dict:
         test = parse.load_split(task, "test", cfg.data_dir) if cfg.predict_test and test_available(cfg, task) else []
         dev = fixed_subset(dev, cfg.final_dev_max, seed=0)
         out["train"][task], out["dev"][task], out["dev_sub"][task], out["test"][task] = train, dev, sub, test
-        out["provenance"][task] = {"train_raw": n_raw, "train_filtered": n_filtered, "train_used": len(train),
-                                   "augmented": n_aug, "dev": len(dev), "dev_subsample": len(sub), "test": len(test)}
+        out["provenance"][task] = {
+            "train_raw": n_raw,
+            "train_filtered": n_filtered,
+            "train_used": len(train),
+            "augmented": n_aug,
+            "dev": len(dev),
+            "dev_subsample": len(sub),
+            "test": len(test),
+        }
     out["provenance"]["max_chars"] = cfg.max_chars
     return out
 

@@ -37,9 +37,15 @@ class RunState:
     def resuming(cls, ckpt: dict) -> RunState:
         """The state ``last.pt`` saved, with this resume noted."""
         phase = ckpt["phase"]
-        return cls(examples_seen=ckpt["examples_seen"], wall_before=ckpt["wall"], history_lines=ckpt["history_lines"],
-                   resumed=[*ckpt["resumed"], {"phase": phase["index"], "epoch": phase["progress"]["epoch"]}],
-                   shared=ckpt.get("shared"), phase=phase["index"], speed=SpeedMeter(ckpt.get("speed")))
+        return cls(
+            examples_seen=ckpt["examples_seen"],
+            wall_before=ckpt["wall"],
+            history_lines=ckpt["history_lines"],
+            resumed=[*ckpt["resumed"], {"phase": phase["index"], "epoch": phase["progress"]["epoch"]}],
+            shared=ckpt.get("shared"),
+            phase=phase["index"],
+            speed=SpeedMeter(ckpt.get("speed")),
+        )
 
     def wall(self) -> float:
         """Seconds the run has trained, over every process (and the phases it adopted)."""
@@ -58,14 +64,25 @@ class RunState:
     # ---------------------------------------------------------------- checkpoints
     def training_state(self, model, streams: dict, device: torch.device) -> dict:
         """What a later phase reads of the ones before (saved in last.pt and in a shared-phase hand-over)."""
-        return {"model": model.state_dict(), "streams": {t: s.state_dict() for t, s in streams.items()},
-                "rng": rng_state(device),  # every rank's, on N processes
-                "examples_seen": self.examples_seen, "wall": self.wall(), "speed": self.speed.state_dict()}
+        return {
+            "model": model.state_dict(),
+            "streams": {t: s.state_dict() for t, s in streams.items()},
+            "rng": rng_state(device),  # every rank's, on N processes
+            "examples_seen": self.examples_seen,
+            "wall": self.wall(),
+            "speed": self.speed.state_dict(),
+        }
 
     def last_checkpoint(self, run_id: str, model, phase: Phase, streams: dict, device: torch.device) -> dict:
         """``last.pt``: the training state, the phase's optimizer, sampler, ... and the run's bookkeeping."""
-        return {"run_id": run_id, "phase": phase.state_dict(), **self.training_state(model, streams, device),
-                "history_lines": self.history_lines, "resumed": self.resumed, "shared": self.shared}
+        return {
+            "run_id": run_id,
+            "phase": phase.state_dict(),
+            **self.training_state(model, streams, device),
+            "history_lines": self.history_lines,
+            "resumed": self.resumed,
+            "shared": self.shared,
+        }
 
     def adopt(self, handover: dict) -> None:
         """The counters of another run's hand-over (``shared_phases.adopt``): this run's time includes theirs."""

@@ -20,11 +20,14 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         usable = f"auto, cpu or cuda:0..cuda:{count - 1}" if count else "auto or cpu"
-        raise ValueError(f"config: key 'device' has value {name!r}, but this machine has {count} usable CUDA "
-                         f"device(s); expected {usable}")
+        raise ValueError(
+            f"config: key 'device' has value {name!r}, but this machine has {count} usable CUDA "
+            f"device(s); expected {usable}"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"config: key 'device' has value {name!r}, but MPS is not available here; "
-                         "expected auto or cpu")
+        raise ValueError(
+            f"config: key 'device' has value {name!r}, but MPS is not available here; expected auto or cpu"
+        )
     return device
 
 
@@ -34,11 +37,14 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"config: key 'precision' has value {precision!r}; expected {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("config: key 'precision' has value 'fp16', which needs a CUDA device; expected bf16 or "
-                         "fp32 on CPU")
+        raise ValueError(
+            "config: key 'precision' has value 'fp16', which needs a CUDA device; expected bf16 or fp32 on CPU"
+        )
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"config: key 'precision' has value 'bf16', but {torch.cuda.get_device_name(device)} has no "
-                         "bf16 support; expected fp16, fp32 or auto")
+        raise ValueError(
+            f"config: key 'precision' has value 'bf16', but {torch.cuda.get_device_name(device)} has no "
+            "bf16 support; expected fp16, fp32 or auto"
+        )
     return precision
 
 

@@ -55,8 +55,9 @@ def task_ratios(sizes: Mapping[str, float], num_epochs: int) -> "list[dict[str, 
 class TaskSampler:
     """Draws task names, one batch at a time, seeded; ``set_epoch`` before each epoch (from 1)."""
 
-    def __init__(self, kind: str, tasks: Sequence[str], sizes: Mapping[str, float], num_epochs: int,
-                 seed: int = 0, k: int = 16):
+    def __init__(
+        self, kind: str, tasks: Sequence[str], sizes: Mapping[str, float], num_epochs: int, seed: int = 0, k: int = 16
+    ):
         if kind not in SAMPLERS:
             raise ValueError(f"unknown sampler {kind!r}; allowed: {', '.join(SAMPLERS)}")
         missing = [t for t in tasks if t not in sizes]

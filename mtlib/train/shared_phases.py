@@ -109,11 +109,17 @@ def share(trainer, done: int) -> None:
         return
     state = trainer.state
     rows = [json.loads(line) for line in trainer.dir.history.read_text(encoding="utf-8").splitlines()]
-    problem = store(where[1], where[0], {
-        **state.training_state(trainer.model, trainer.streams, trainer.device),
-        "history": rows[1:state.history_lines],  # not the run's start row
-        "source": _relative(trainer.run_dir, outputs_root(trainer.cfg)), "instance": trainer.instance,
-        "phases": trainer.cfg.phase_names()[:done]})
+    problem = store(
+        where[1],
+        where[0],
+        {
+            **state.training_state(trainer.model, trainer.streams, trainer.device),
+            "history": rows[1 : state.history_lines],  # not the run's start row
+            "source": _relative(trainer.run_dir, outputs_root(trainer.cfg)),
+            "instance": trainer.instance,
+            "phases": trainer.cfg.phase_names()[:done],
+        },
+    )
     if problem:
         print(f"[{trainer.cfg.name}] note: {problem}")
 
@@ -145,7 +151,9 @@ def adopt(trainer, n_phases: int) -> int:
         for row in handover["history"]:  # as the source wrote them (its wall times: the run's time includes theirs)
             trainer.append(row)
         if trainer.cfg.progress:
-            print(f"[{trainer.cfg.name}] {', '.join(handover['phases'])}: trained once by {handover['source']} with the "
-                  f"same settings and seed; going on from its hand-over")
+            print(
+                f"[{trainer.cfg.name}] {', '.join(handover['phases'])}: trained once by {handover['source']} with the "
+                f"same settings and seed; going on from its hand-over"
+            )
         return done
     return 0

@@ -10,8 +10,16 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-COUNTERS = ("train_seconds", "examples", "tokens", "padded_tokens", "updates", "eval_seconds", "eval_examples",
-            "combine_seconds")  # combine_seconds: a combined step's gradient method (mtlib.train.steps.CombinedStep)
+COUNTERS = (
+    "train_seconds",
+    "examples",
+    "tokens",
+    "padded_tokens",
+    "updates",
+    "eval_seconds",
+    "eval_examples",
+    "combine_seconds",
+)  # combine_seconds: a combined step's gradient method (mtlib.train.steps.CombinedStep)
 
 
 class SpeedMeter:
@@ -64,11 +72,15 @@ def rates(row: dict) -> dict:
     def per(a: float, b: float) -> float | None:
         return round(a / b, 2) if b > 0 else None
 
-    return {"examples_per_s": per(row["examples"], row["train_seconds"]),
-            "tokens_per_s": per(row["tokens"], row["train_seconds"]),
-            "padding": per(row["padded_tokens"] - row["tokens"], row["padded_tokens"]),  # share of padded slots
-            "eval_examples_per_s": per(row["eval_examples"], row["eval_seconds"]),
-            # of training time, the gradient method's part (4 digits: it is ~1e-2)
-            "combine_share": round(row["combine_seconds"] / row["train_seconds"], 4) if row["train_seconds"] else None,
-            "train_seconds": round(row["train_seconds"], 2), "examples": int(row["examples"]),
-            "tokens": int(row["tokens"]), "updates": int(row["updates"])}
+    return {
+        "examples_per_s": per(row["examples"], row["train_seconds"]),
+        "tokens_per_s": per(row["tokens"], row["train_seconds"]),
+        "padding": per(row["padded_tokens"] - row["tokens"], row["padded_tokens"]),  # share of padded slots
+        "eval_examples_per_s": per(row["eval_examples"], row["eval_seconds"]),
+        # of training time, the gradient method's part (4 digits: it is ~1e-2)
+        "combine_share": round(row["combine_seconds"] / row["train_seconds"], 4) if row["train_seconds"] else None,
+        "train_seconds": round(row["train_seconds"], 2),
+        "examples": int(row["examples"]),
+        "tokens": int(row["tokens"]),
+        "updates": int(row["updates"]),
+    }

@@ -81,8 +81,14 @@ class BatchLoss:
                 from mtlib.train.smart import smart_regularizer
 
                 embeds = self.model.input_embeddings(batch)
-                reg = smart_regularizer(lambda e: self.model(task, batch, inputs_embeds=e), embeds, out,
-                                        smart_kind(task), generator=self.generator, step_rule=self.smart_step_rule)
+                reg = smart_regularizer(
+                    lambda e: self.model(task, batch, inputs_embeds=e),
+                    embeds,
+                    out,
+                    smart_kind(task),
+                    generator=self.generator,
+                    step_rule=self.smart_step_rule,
+                )
                 loss = loss + self.smart_weight * reg
         return loss if self.shard is None else self.shard.global_loss(loss, len(examples), len(whole))
 
@@ -129,8 +135,15 @@ class CombinedStep:
     loss_weighting = NO_LOSS_WEIGHTING
     combine_seconds = 0.0  # host time in combine() (the speed meter's combine_share; on CUDA it includes waiting)
 
-    def __init__(self, batch_loss: BatchLoss, task_grads: mgrad.TaskGradients, combiner: mgrad.GradientCombiner,
-                 tasks: list[str], generator: torch.Generator, scaler=None):
+    def __init__(
+        self,
+        batch_loss: BatchLoss,
+        task_grads: mgrad.TaskGradients,
+        combiner: mgrad.GradientCombiner,
+        tasks: list[str],
+        generator: torch.Generator,
+        scaler=None,
+    ):
         self.batch_loss, self.task_grads, self.combiner = batch_loss, task_grads, combiner
         self.tasks, self.generator, self.scaler = tasks, generator, scaler
 
@@ -182,8 +195,9 @@ class CompromiseStep(CombinedStep):
     """Gradient Compromise: K batches drawn by ``pal_control`` (every task at least once), per-task losses
     divided by ``n_t ** beta`` with beta rising from 0.2 to 1 over the epochs."""
 
-    def __init__(self, *args, sampler, k: int, combine: str, counts: str, num_epochs: int, divide: bool = True,
-                 **kwargs):
+    def __init__(
+        self, *args, sampler, k: int, combine: str, counts: str, num_epochs: int, divide: bool = True, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.sampler, self.k, self.combine_mode, self.count_mode = sampler, k, combine, counts
         self.divide = divide  # False: the PAL-sampled groups without the n_t^beta divisors (an ablation)

@@ -133,8 +133,10 @@ def convert_runs(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
     for path in map(Path, paths):
         runs = [path] if (path / HISTORY).is_file() else sorted(p.parent for p in path.glob(f"**/{HISTORY}"))
         if not runs:
-            raise FileNotFoundError(f"{path}: no {HISTORY} here or below; expected a run directory "
-                                    "(outputs/runs/<name>-<run id>/seed<k>) or a folder holding some")
+            raise FileNotFoundError(
+                f"{path}: no {HISTORY} here or below; expected a run directory "
+                "(outputs/runs/<name>-<run id>/seed<k>) or a folder holding some"
+            )
         found += runs
     done = []
     for run_dir in found:
@@ -177,7 +179,10 @@ class LiveEvents:
             try:  # the run is done but for metrics.json: a drawing problem must not fail it
                 self.events.add_confusion(self.cfg.data_dir)
             except (ValueError, OSError) as err:
-                warnings.warn(f"TensorBoard confusion images not written ({err}); "
-                              f"`python -m mtlib tensorboard {self.events.run_dir}` tries again", stacklevel=2)
+                warnings.warn(
+                    f"TensorBoard confusion images not written ({err}); "
+                    f"`python -m mtlib tensorboard {self.events.run_dir}` tries again",
+                    stacklevel=2,
+                )
             self.events.close()
             self.events = None

@@ -92,14 +92,18 @@ class Trainer:
         remedy = f"Delete {self.dir.last} to start this run over."
         resume = load_checkpoint(self.dir.last, remedy=remedy) if self.dir.last.exists() else None
         if resume is not None and resume.get("run_id") != run_id(self.identity):
-            raise CheckpointError(f"checkpoint {self.dir.last} belongs to run {resume.get('run_id')}, not to "
-                                  f"{run_id(self.identity)}. {remedy}")
+            raise CheckpointError(
+                f"checkpoint {self.dir.last} belongs to run {resume.get('run_id')}, not to "
+                f"{run_id(self.identity)}. {remedy}"
+            )
         self.dir.failed.unlink(missing_ok=True)  # a restart after a failure
         if resume is None:
             self.instance = uuid.uuid4().hex  # tells this training of the run from an earlier one deleted since
             self.dir.write_text("config.yaml", self.cfg.to_yaml())
-            self.dir.write_json("identity.json", {"run_id": run_id(self.identity), **self.identity,
-                                                  "code": code_version(), "instance": self.instance})
+            self.dir.write_json(
+                "identity.json",
+                {"run_id": run_id(self.identity), **self.identity, "code": code_version(), "instance": self.instance},
+            )
             self.dir.truncate_history(0)
             self.state = RunState()
         else:
@@ -117,13 +121,21 @@ class Trainer:
         prepare_model(self.model, self.device, cfg.compile)  # TF32 on CUDA; torch.compile when asked
         if cfg.init_checkpoint and resume is None:
             self._load_init(cfg.init_checkpoint)
-        self.streams = {t: BatchStream(self.data["train"][t], cfg.batch_size[t], seed=cfg.seed + i,
-                                      batching=cfg.batching)
-                        for i, t in enumerate(cfg.tasks)}
+        self.streams = {
+            t: BatchStream(self.data["train"][t], cfg.batch_size[t], seed=cfg.seed + i, batching=cfg.batching)
+            for i, t in enumerate(cfg.tasks)
+        }
         if resume is None:
-            self.log(StartRow(run_id=run_id(self.identity), config_hash=cfg.settings_hash(), device=str(self.device),
-                              precision=self.precision, params=self.model.parameter_counts(),
-                              data=self.data["provenance"]))
+            self.log(
+                StartRow(
+                    run_id=run_id(self.identity),
+                    config_hash=cfg.settings_hash(),
+                    device=str(self.device),
+                    precision=self.precision,
+                    params=self.model.parameter_counts(),
+                    data=self.data["provenance"],
+                )
+            )
             fault_point("start")
 
     def _load_init(self, path: str) -> None:
@@ -154,8 +166,9 @@ class Trainer:
         cfg, model = self.cfg, self.model
         names = cfg.phase_names()
         sizes = {t: len(self.data["train"][t]) for t in cfg.tasks}
-        phase = build_phase(pi, names[pi], pcfg, pi == len(names) - 1, model, self.streams, sizes, self.device,
-                            self.precision, cfg.seed)
+        phase = build_phase(
+            pi, names[pi], pcfg, pi == len(names) - 1, model, self.streams, sizes, self.device, self.precision, cfg.seed
+        )
         attach(phase, model, cfg.seed)  # N processes: sharded batches, gradients summed over ranks
         self.best_sub_predictions = None  # the phase's best epoch's dev-subsample predictions (final evaluation)
         if resume is not None:
@@ -171,15 +184,27 @@ class Trainer:
             model.train()
             counts = dict.fromkeys(cfg.tasks, 0)
             running: dict[str, list[float]] = {t: [] for t in cfg.tasks}
-            bar = tqdm(range(phase.updates_per_epoch), desc=f"{cfg.name} {phase.name} epoch {epoch}/{pcfg.epochs}",
-                       disable=not cfg.progress, leave=False)
+            bar = tqdm(
+                range(phase.updates_per_epoch),
+                desc=f"{cfg.name} {phase.name} epoch {epoch}/{pcfg.epochs}",
+                disable=not cfg.progress,
+                leave=False,
+            )
             for step in bar:
                 with self.state.speed.training(phase):
                     self._update(phase, epoch, step + 1, counts, running)
                 if (step + 1) % cfg.log_every == 0 or step + 1 == phase.updates_per_epoch:
                     row = {t: float(np.mean(v)) for t, v in running.items() if v}
-                    self.log(TrainRow(phase=pi, epoch=epoch, step=step + 1, examples_seen=self.state.examples_seen,
-                                      lr=phase.scheduler.get_last_lr()[0], loss=row))
+                    self.log(
+                        TrainRow(
+                            phase=pi,
+                            epoch=epoch,
+                            step=step + 1,
+                            examples_seen=self.state.examples_seen,
+                            lr=phase.scheduler.get_last_lr()[0],
+                            loss=row,
+                        )
+                    )
                     bar.set_postfix({t: f"{v:.3f}" for t, v in row.items()})
                     running = {t: [] for t in cfg.tasks}
             bar.close()
@@ -203,8 +228,15 @@ class Trainer:
         for t, v in result.losses.items():
             running[t].append(v)
         if result.stats is not None:
-            self.log(GradRow(epoch=epoch, examples_seen=self.state.examples_seen, **result.stats,
-                             counts=result.counts, beta=getattr(phase.step, "beta", None)))
+            self.log(
+                GradRow(
+                    epoch=epoch,
+                    examples_seen=self.state.examples_seen,
+                    **result.stats,
+                    counts=result.counts,
+                    beta=getattr(phase.step, "beta", None),
+                )
+            )
         phase.apply_update()
         fault_point("step")
 
@@ -215,7 +247,8 @@ class Trainer:
         bad = [t for t, p in preds.items() if not np.isfinite(p).all()]
         if bad:
             raise NumericFault("non-finite dev predictions", bad[0]).locate(
-                phase=f"{phase.index} ({phase.name})", epoch=epoch, step="eval")
+                phase=f"{phase.index} ({phase.name})", epoch=epoch, step="eval"
+            )
         mean = scores["mean"] if math.isfinite(scores["mean"]) else -math.inf  # a constant STS output: r is NaN
         improved = mean > progress.best or progress.best_epoch == 0  # each phase keeps a best model
         progress.epoch = epoch
@@ -226,13 +259,23 @@ class Trainer:
             fault_point("best")
         else:
             progress.bad_epochs += 1
-        row = self.log(EvalRow(phase=phase.index, phase_name=phase.name, epoch=epoch,
-                               examples_seen=self.state.examples_seen, scores={k: float(v) for k, v in scores.items()},
-                               task_counts=counts, improved=improved,
-                               probabilities=phase.sampler.probabilities() if phase.uses_sampler_probabilities()
-                               else None), notify=False)
-        self.dir.save_checkpoint(self.dir.last, self.state.last_checkpoint(run_id(self.identity), self.model, phase,
-                                                                           self.streams, self.device))
+        row = self.log(
+            EvalRow(
+                phase=phase.index,
+                phase_name=phase.name,
+                epoch=epoch,
+                examples_seen=self.state.examples_seen,
+                scores={k: float(v) for k, v in scores.items()},
+                task_counts=counts,
+                improved=improved,
+                probabilities=phase.sampler.probabilities() if phase.uses_sampler_probabilities() else None,
+            ),
+            notify=False,
+        )
+        self.dir.save_checkpoint(
+            self.dir.last,
+            self.state.last_checkpoint(run_id(self.identity), self.model, phase, self.streams, self.device),
+        )
         fault_point("epoch_end")
         if self.callback:  # reported after the checkpoint: an interruption here resumes after this epoch
             self.callback(row)
@@ -246,12 +289,22 @@ class Trainer:
     def _mark_failed(self, err: Exception) -> None:
         where = getattr(err, "where", {})
         good = next((p for p in (self.dir.last, self.dir.best) if p.is_file()), None)
-        hint = (f"restart it from its last good checkpoint with a changed config, e.g. "
-                f"--set init_checkpoint={good} --set lr=..." if good is not None else
-                "it failed before its first checkpoint; start it again with a changed config, e.g. --set lr=...")
+        hint = (
+            f"restart it from its last good checkpoint with a changed config, e.g. "
+            f"--set init_checkpoint={good} --set lr=..."
+            if good is not None
+            else "it failed before its first checkpoint; start it again with a changed config, e.g. --set lr=..."
+        )
         try:
-            self.dir.write_json("failed.json", {"error": str(err), "kind": type(err).__name__, "where": where,
-                                                "restart": hint if isinstance(err, NumericFault) else ""})
+            self.dir.write_json(
+                "failed.json",
+                {
+                    "error": str(err),
+                    "kind": type(err).__name__,
+                    "where": where,
+                    "restart": hint if isinstance(err, NumericFault) else "",
+                },
+            )
         except OSError:
             pass  # a full disk: the error itself still reaches the caller
         if isinstance(err, NumericFault):
@@ -262,8 +315,15 @@ class Trainer:
         cfg, model = self.cfg, self.model  # the last phase has already loaded its best.pt
         dev = self.data["dev"] if cfg.final_dev == "full" else self.data["dev_sub"]
         t = time.perf_counter()
-        scores, preds = evaluate(model, dev, cfg.eval_batch_size, self.device, self.precision,
-                                 dev_sub=self.data["dev_sub"], known=self.best_sub_predictions)
+        scores, preds = evaluate(
+            model,
+            dev,
+            cfg.eval_batch_size,
+            self.device,
+            self.precision,
+            dev_sub=self.data["dev_sub"],
+            known=self.best_sub_predictions,
+        )
         eval_s = time.perf_counter() - t
         self.dir.predictions.mkdir(exist_ok=True)
         for task, p in preds.items():
@@ -273,15 +333,30 @@ class Trainer:
                 tp = predict(model, task, test, cfg.eval_batch_size, self.device, self.precision)
                 write_predictions(self.dir.predictions / f"{task}-test-output.csv", task, [ex.id for ex in test], tp)
         state = self.state
-        metrics = Metrics(name=cfg.name, seed=cfg.seed, run_id=run_id(self.identity), config_hash=cfg.settings_hash(),
-                          backbone=cfg.backbone, dev={k: float(v) for k, v in scores.items()}, dev_split=cfg.final_dev,
-                          best_epoch=state.progress.best_epoch, best_dev_subsample_mean=state.progress.best,
-                          examples_seen=state.examples_seen, train_seconds=round(state.wall(), 1),
-                          final_eval_seconds=round(eval_s, 1), device=str(self.device), precision=self.precision,
-                          data=self.data["provenance"], data_sha256=self.identity["data"],
-                          params=model.parameter_counts(), resumed=state.resumed, shared_phases=state.shared,
-                          code=code_version(), speed=state.speed.report(),
-                          precision_reason=precision_reason(cfg.precision, self.device))
+        metrics = Metrics(
+            name=cfg.name,
+            seed=cfg.seed,
+            run_id=run_id(self.identity),
+            config_hash=cfg.settings_hash(),
+            backbone=cfg.backbone,
+            dev={k: float(v) for k, v in scores.items()},
+            dev_split=cfg.final_dev,
+            best_epoch=state.progress.best_epoch,
+            best_dev_subsample_mean=state.progress.best,
+            examples_seen=state.examples_seen,
+            train_seconds=round(state.wall(), 1),
+            final_eval_seconds=round(eval_s, 1),
+            device=str(self.device),
+            precision=self.precision,
+            data=self.data["provenance"],
+            data_sha256=self.identity["data"],
+            params=model.parameter_counts(),
+            resumed=state.resumed,
+            shared_phases=state.shared,
+            code=code_version(),
+            speed=state.speed.report(),
+            precision_reason=precision_reason(cfg.precision, self.device),
+        )
         self.log(FinalRow(scores=metrics.dev))
         fault_point("before_metrics")
         self.dir.write_json("metrics.json", metrics.to_json())

@@ -28,7 +28,6 @@ from mtlib.rundir import read_history, run_name  # noqa: E402
 History = Union[str, Path, Sequence[dict]]
 
 
-
 class _ByTask(Mapping):
     """A task's declared ``colour`` or ``display`` name (mtlib.tasks), read when asked, beside fixed entries
     for what is not a task (the mean)."""
@@ -55,8 +54,11 @@ TASK_COLORS = _ByTask("colour", {"mean": "#222222"})
 TASK_NAMES = _ByTask("display", {"mean": "mean"})
 PAIR_COLORS = {"sst|para": "#CC79A7", "sst|sts": "#56B4E9", "para|sts": "#D55E00"}
 SST_CLASSES = ("0 very neg.", "1 neg.", "2 neutral", "3 pos.", "4 very pos.")
-X_LABELS = {"examples_seen": "training examples seen", "epoch": "epoch (counted across phases)",
-            "wall": "wall-clock seconds"}
+X_LABELS = {
+    "examples_seen": "training examples seen",
+    "epoch": "epoch (counted across phases)",
+    "wall": "wall-clock seconds",
+}
 
 
 # ---------------------------------------------------------------- figures and files
@@ -78,8 +80,12 @@ def save(fig: Figure, name: str, folder: str | Path = "outputs/figures", dpi: in
     return path
 
 
-def save_per_run(plot: Callable[[list[dict]], Figure], run_dirs: Sequence[str | Path], prefix: str,
-                 folder: str | Path = "outputs/figures") -> list[Path]:
+def save_per_run(
+    plot: Callable[[list[dict]], Figure],
+    run_dirs: Sequence[str | Path],
+    prefix: str,
+    folder: str | Path = "outputs/figures",
+) -> list[Path]:
     """Draw ``plot(history)`` for each run and save it as ``<prefix>_<run name>_<seed>.png``."""
     paths = []
     for d in run_dirs:

@@ -20,8 +20,14 @@ from mtlib.study.plots._style import _subplots
 VERDICT_COLORS = {"holds": "#009E73", "fails": "#D55E00", "inconclusive": "#777777"}
 UNITS = {"examples_to_target": "difference in training examples to the dev target (left \u2212 right; < 0 = sooner)"}
 SCORE_UNIT = "difference in dev score (left \u2212 right row)"
-METRIC_SHORT = {"sst": "SST", "para": "Quora", "sts": "STS", "mean": "mean", "mean_sts01": "mean01",
-                "examples_to_target": "examples"}
+METRIC_SHORT = {
+    "sst": "SST",
+    "para": "Quora",
+    "sts": "STS",
+    "mean": "mean",
+    "mean_sts01": "mean01",
+    "examples_to_target": "examples",
+}
 
 
 def _label(rec: pd.Series) -> str:
@@ -56,8 +62,11 @@ def claims_forest(table: pd.DataFrame) -> Figure:
     """One line per claim: our mean paired difference (dot) and 95% CI (bar; none with one seed), coloured by
     the verdict, and the paper's difference (white diamond). The comparison under each claim says which side
     of 0 it claims ("a > b": right of 0; "a < b": left)."""
-    groups = [(UNITS.get(m, SCORE_UNIT), part) for m, part in
-              [("score", table[~table["metric"].isin(list(UNITS))])] + [(m, table[table["metric"] == m]) for m in UNITS]]
+    groups = [
+        (UNITS.get(m, SCORE_UNIT), part)
+        for m, part in [("score", table[~table["metric"].isin(list(UNITS))])]
+        + [(m, table[table["metric"] == m]) for m in UNITS]
+    ]
     groups = [(unit, part) for unit, part in groups if len(part)]
     if not groups:
         fig, axes = _subplots(1, 1, figsize=(9, 1.2))
@@ -65,14 +74,20 @@ def claims_forest(table: pd.DataFrame) -> Figure:
         axes[0].text(0.5, 0.5, "no claims", ha="center", va="center")
         return fig
     heights = [len(part) + 1.2 for _, part in groups]
-    fig, axes = _subplots(len(groups), 1, figsize=(10, 0.5 * sum(heights) + 1.2),
-                          gridspec_kw={"height_ratios": heights})
+    fig, axes = _subplots(
+        len(groups), 1, figsize=(10, 0.5 * sum(heights) + 1.2), gridspec_kw={"height_ratios": heights}
+    )
     for ax, (unit, part) in zip(axes, groups):
         _panel(ax, part, unit)
-    handles = [Line2D([], [], color=c, marker="o", linewidth=2.2, label=f"ours: {v}") for v, c in VERDICT_COLORS.items()]
+    handles = [
+        Line2D([], [], color=c, marker="o", linewidth=2.2, label=f"ours: {v}") for v, c in VERDICT_COLORS.items()
+    ]
     handles.append(Line2D([], [], color="#444444", marker="D", markerfacecolor="white", linestyle="", label="paper"))
     prof = table.attrs.get("profile")
     axes[0].legend(handles=handles, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
-    axes[0].set_title(f"The paper's claims: paired differences over seeds, 95% CI{f' (profile {prof})' if prof else ''}",
-                      fontsize=11, pad=24)
+    axes[0].set_title(
+        f"The paper's claims: paired differences over seeds, 95% CI{f' (profile {prof})' if prof else ''}",
+        fontsize=11,
+        pad=24,
+    )
     return fig

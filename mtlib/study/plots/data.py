@@ -37,15 +37,24 @@ def class_distributions(data_dir: str | Path | None = None) -> Figure:
     for k, (split, shade) in enumerate((("train", 1.0), ("dev", 0.45))):
         labels = [e.label for e in _load("sst", split, d)]
         counts = np.bincount(labels, minlength=5)
-        bars = ax_sst.bar(np.arange(5) + (k - 0.5) * width, 100 * counts / counts.sum(), width,
-                          color=TASK_COLORS["sst"], alpha=shade, label=f"{split} ({len(labels):,})")
+        bars = ax_sst.bar(
+            np.arange(5) + (k - 0.5) * width,
+            100 * counts / counts.sum(),
+            width,
+            color=TASK_COLORS["sst"],
+            alpha=shade,
+            label=f"{split} ({len(labels):,})",
+        )
         ax_sst.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=7)
     ax_sst.set(xticks=range(5), xticklabels=SST_CLASSES, ylabel="% of split", title="SST-5 classes (paper Fig. 1)")
     ax_sst.set_ylim(0, 1.3 * ax_sst.get_ylim()[1])  # room for the legend above the bars
     ax_sst.legend(loc="upper left", ncol=2)
 
-    sources = {"train head": _load("para", "train", d, "head"), "train head+extra": _load("para", "train", d),
-               "dev": _load("para", "dev", d)}
+    sources = {
+        "train head": _load("para", "train", d, "head"),
+        "train head+extra": _load("para", "train", d),
+        "dev": _load("para", "dev", d),
+    }
     pos = np.array([100 * np.mean([e.label for e in ex]) for ex in sources.values()])
     y = np.arange(len(sources))
     ax_para.barh(y, 100 - pos, color="#BBBBBB", label="not duplicate")
@@ -58,8 +67,16 @@ def class_distributions(data_dir: str | Path | None = None) -> Figure:
 
     for split, shade in (("train", 1.0), ("dev", 0.5)):
         scores = [e.label for e in _load("sts", split, d)]
-        ax_sts.hist(scores, bins=np.arange(-0.25, 5.5, 0.5), density=True, histtype="step", linewidth=2,
-                    color=TASK_COLORS["sts"], alpha=shade, label=f"{split} ({len(scores):,})")
+        ax_sts.hist(
+            scores,
+            bins=np.arange(-0.25, 5.5, 0.5),
+            density=True,
+            histtype="step",
+            linewidth=2,
+            color=TASK_COLORS["sts"],
+            alpha=shade,
+            label=f"{split} ({len(scores):,})",
+        )
     ax_sts.set(xlabel="similarity (0 unrelated .. 5 equivalent)", ylabel="density", title="STS-B scores")
     ax_sts.legend()
     return fig
@@ -71,9 +88,16 @@ def length_filter_summary(data_dir: str | Path | None = None, max_chars: int = 2
     for task in task_records.course():
         ex = _load(task, "train", _key(data_dir))
         kept = len(mdata.filter_by_length(ex, max_chars))
-        rows.append({"task": task, "train": len(ex), "kept": kept, "removed": len(ex) - kept,
-                     "removed_%": round(100 * (len(ex) - kept) / len(ex), 2),
-                     "max_chars": max(map(_length, ex))})
+        rows.append(
+            {
+                "task": task,
+                "train": len(ex),
+                "kept": kept,
+                "removed": len(ex) - kept,
+                "removed_%": round(100 * (len(ex) - kept) / len(ex), 2),
+                "max_chars": max(map(_length, ex)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -87,12 +111,22 @@ def length_distributions(data_dir: str | Path | None = None, max_chars: int = 25
         ax.hist(np.minimum(lengths, top), bins=60, range=(0, top), color=TASK_COLORS[task], alpha=0.8)
         ax.axvline(max_chars, color="black", linestyle="--", linewidth=1)
         s = summary.loc[task]
-        ax.text(0.97, 0.95, f"<= {max_chars} chars: kept {int(s.kept):,} of {int(s.train):,}\nremoved "
-                f"{int(s.removed):,} ({s['removed_%']:.1f}%)\nlongest {int(s.max_chars):,}",
-                transform=ax.transAxes, ha="right", va="top",
-                fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "#999999"})
-        ax.set(title=f"{TASK_NAMES[task]} train", xlabel="characters" + (" (s1 + s2)" if task != "sst" else ""),
-               ylabel="examples")
+        ax.text(
+            0.97,
+            0.95,
+            f"<= {max_chars} chars: kept {int(s.kept):,} of {int(s.train):,}\nremoved "
+            f"{int(s.removed):,} ({s['removed_%']:.1f}%)\nlongest {int(s.max_chars):,}",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "#999999"},
+        )
+        ax.set(
+            title=f"{TASK_NAMES[task]} train",
+            xlabel="characters" + (" (s1 + s2)" if task != "sst" else ""),
+            ylabel="examples",
+        )
     return fig
 
 
@@ -106,8 +140,10 @@ def quora_availability(data_dir: str | Path | None = None) -> Figure:
     if len(head) == len(both):  # the full quora-train.csv is present: subsets are not used
         parts = {"quora-train.csv": (len(both), TASK_COLORS["para"])}
     else:
-        parts = {"head (first rows, unbiased)": (len(head), TASK_COLORS["para"]),
-                 "extra (sampled by class)": (len(both) - len(head), "#F5C76B")}
+        parts = {
+            "head (first rows, unbiased)": (len(head), TASK_COLORS["para"]),
+            "extra (sampled by class)": (len(both) - len(head), "#F5C76B"),
+        }
     parts["not available"] = (max(full - len(both), 0), "#DDDDDD")
     left = 0
     for name, (n, color) in parts.items():
@@ -115,10 +151,14 @@ def quora_availability(data_dir: str | Path | None = None) -> Figure:
         ax.text(left + n / 2, 0, f"{n:,}\n({100 * n / full:.1f}%)", ha="center", va="center", fontsize=9)
         left += n
     ax.xaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
-    ax.set(xlim=(0, max(full, left)), yticks=[], xlabel="rows of the course's quora-train.csv",
-           title=f"Quora train rows available: {len(both):,} of {full:,}")
+    ax.set(
+        xlim=(0, max(full, left)),
+        yticks=[],
+        xlabel="rows of the course's quora-train.csv",
+        title=f"Quora train rows available: {len(both):,} of {full:,}",
+    )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, fontsize=8, frameon=False)
-    extra = both[len(head):]
+    extra = both[len(head) :]
     shares = {"head": head, "extra": extra, "head+extra": both, "dev": _load("para", "dev", d)}
     shares = {k: 100 * np.mean([e.label for e in v]) for k, v in shares.items() if len(v)}
     bars = ax_pos.bar(list(shares), list(shares.values()), color=TASK_COLORS["para"])

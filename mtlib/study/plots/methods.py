@@ -18,8 +18,11 @@ def methods_overview(table: pd.DataFrame) -> Figure:
     fig, axes = _subplots(1, 3, figsize=(15, 0.36 * len(table) + 1.8), sharey=True)
     y = np.arange(len(table))
     colors = [BEYOND_ROW if b else PAPER_ROW for b in table["beyond_paper"]]
-    panels = (("mean", "mean_ci", "dev mean (plain mean of 3)"), ("combine_share", None, "combination share of an update"),
-              ("conflict_share", None, "share of conflicting task pairs"))
+    panels = (
+        ("mean", "mean_ci", "dev mean (plain mean of 3)"),
+        ("combine_share", None, "combination share of an update"),
+        ("conflict_share", None, "share of conflicting task pairs"),
+    )
     for ax, (column, ci, title) in zip(axes, panels):
         values = table[column].to_numpy(dtype=float) if column in table else np.full(len(table), np.nan)
         err = np.nan_to_num(table[ci].to_numpy(dtype=float)) if ci else None

@@ -24,7 +24,6 @@ from mtlib.rundir.files import PREDICTIONS
 from mtlib.study.plots._style import TASK_COLORS, TASK_NAMES, _subplots
 
 
-
 def dev_predictions(run_dir: str | Path) -> dict[str, pd.DataFrame]:
     """{task: table of id, predicted, gold} for each task the run wrote a dev prediction file for."""
     data_dir = read_config(run_dir).get("data_dir")
@@ -46,8 +45,10 @@ def _confusion(ax, task: str, pairs: pd.DataFrame | None) -> None:
     ax.set_ylabel("gold", fontsize=9)
     ax.tick_params(axis="x", labelrotation=35, labelsize=8)
     ax.tick_params(axis="y", labelrotation=0, labelsize=8)
-    ax.set_title(f"{TASK_NAMES[task]}: accuracy {accuracy(pairs['predicted'], pairs['gold']):.3f} "
-                 f"(n = {len(pairs):,})", fontsize=10)
+    ax.set_title(
+        f"{TASK_NAMES[task]}: accuracy {accuracy(pairs['predicted'], pairs['gold']):.3f} (n = {len(pairs):,})",
+        fontsize=10,
+    )
 
 
 def _heatmap(ax, share: np.ndarray, counts: np.ndarray, labels: Sequence[str]) -> None:
@@ -56,8 +57,15 @@ def _heatmap(ax, share: np.ndarray, counts: np.ndarray, labels: Sequence[str]) -
     cmap = matplotlib.colormaps["Blues"]
     ax.imshow(share, cmap=cmap, vmin=0, vmax=1, aspect="equal", interpolation="nearest")
     for (i, j), count in np.ndenumerate(counts):  # dark text on light cells, white on dark (seaborn's rule)
-        ax.text(j, i, f"{count:d}", ha="center", va="center", fontsize=8,
-                color=".15" if relative_luminance(cmap(share[i, j])) > 0.408 else "w")
+        ax.text(
+            j,
+            i,
+            f"{count:d}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color=".15" if relative_luminance(cmap(share[i, j])) > 0.408 else "w",
+        )
     n = len(labels)
     ax.set_xticks(range(n), labels)
     ax.set_yticks(range(n), labels)
@@ -91,8 +99,7 @@ def _scatter(ax, task: str, pairs: pd.DataFrame | None) -> None:
     ax.set_title(f"{TASK_NAMES[task]}: Pearson r {pearson(pred, gold):.3f} (n = {len(pairs):,})", fontsize=10)
 
 
-def prediction_panels(run_dirs: str | Path | Sequence[str | Path],
-                      labels: Mapping[str, str] | None = None) -> Figure:
+def prediction_panels(run_dirs: str | Path | Sequence[str | Path], labels: Mapping[str, str] | None = None) -> Figure:
     """For each run (one row each): a confusion matrix of each classification task's dev predictions (SST,
     Quora) and a scatter of each regression task's (STS). ``labels`` maps run names (row ids) to display names; each row is titled with it and the seed."""
     if isinstance(run_dirs, (str, Path)):
@@ -104,17 +111,30 @@ def prediction_panels(run_dirs: str | Path | Sequence[str | Path],
         axes[0].text(0.5, 0.5, "no finished runs with dev predictions", ha="center", va="center")
         return fig
     tasks = list(dict.fromkeys(t for d in run_dirs for t in read_config(d).get("tasks") or task_records.course()))
-    widths = [0.85 if task_records.get(t).kind == "binary" else 1.1 if task_records.get(t).kind == "regression"
-              else 1.25 for t in tasks]
-    fig, axes = _subplots(len(run_dirs), len(tasks), figsize=(11 * len(tasks) / 3, 3.6 * len(run_dirs)),
-                          gridspec_kw={"width_ratios": widths})
+    widths = [
+        0.85 if task_records.get(t).kind == "binary" else 1.1 if task_records.get(t).kind == "regression" else 1.25
+        for t in tasks
+    ]
+    fig, axes = _subplots(
+        len(run_dirs),
+        len(tasks),
+        figsize=(11 * len(tasks) / 3, 3.6 * len(run_dirs)),
+        gridspec_kw={"width_ratios": widths},
+    )
     for i, run_dir in enumerate(run_dirs):
         pairs = dev_predictions(run_dir)
-        row = axes[len(tasks) * i: len(tasks) * (i + 1)]
+        row = axes[len(tasks) * i : len(tasks) * (i + 1)]
         for ax, task in zip(row, tasks):  # a confusion matrix per classification task, a scatter per regression
             draw = _scatter if task_records.get(task).kind == "regression" else _confusion
             draw(ax, task, pairs.get(task))
         name = run_name(run_dir)
-        row[0].annotate(f"{(labels or {}).get(name, name)} \u00b7 {run_dir.name}", xy=(0, 1), xycoords="axes fraction",
-                     xytext=(0, 22), textcoords="offset points", fontsize=11, fontweight="bold")
+        row[0].annotate(
+            f"{(labels or {}).get(name, name)} \u00b7 {run_dir.name}",
+            xy=(0, 1),
+            xycoords="axes fraction",
+            xytext=(0, 22),
+            textcoords="offset points",
+            fontsize=11,
+            fontweight="bold",
+        )
     return fig

@@ -21,19 +21,23 @@ from mtlib.rundir import read_history, run_name
 # ---------------------------------------------------------------- training curves
 
 
-def _grouped(runs: History | Sequence[History], labels: Sequence[str] | Mapping[str, str] | None
-             ) -> dict[str, list[list[dict]]]:
+def _grouped(
+    runs: History | Sequence[History], labels: Sequence[str] | Mapping[str, str] | None
+) -> dict[str, list[list[dict]]]:
     """{label: [history, ...]}: runs sharing a label (by default their run name) are seeds of one curve."""
     if isinstance(runs, (str, Path)) or (isinstance(runs, Sequence) and runs and isinstance(runs[0], dict)):
         runs = [runs]
-    items = [(run_name(r), read_history(r)) if isinstance(r, (str, Path)) else (f"run {i + 1}", list(r))
-             for i, r in enumerate(runs)]
+    items = [
+        (run_name(r), read_history(r)) if isinstance(r, (str, Path)) else (f"run {i + 1}", list(r))
+        for i, r in enumerate(runs)
+    ]
     if isinstance(labels, Mapping):
         items = [(labels.get(name, name), h) for name, h in items]
     elif labels is not None:
         if len(labels) != len(items):
-            raise ValueError(f"got {len(labels)} labels for {len(items)} runs (one label per run, "
-                             "equal labels = seeds of one curve)")
+            raise ValueError(
+                f"got {len(labels)} labels for {len(items)} runs (one label per run, equal labels = seeds of one curve)"
+            )
         items = [(str(lab), h) for lab, (_, h) in zip(labels, items)]
     groups: dict[str, list[list[dict]]] = {}
     for name, h in items:
@@ -72,8 +76,12 @@ def _draw_curves(ax, groups: dict[str, list[list[dict]]], metric: str, x: str) -
     ax.legend(fontsize=8)
 
 
-def dev_curves(runs: History | Sequence[History], metric: str | Sequence[str] = "mean", x: str = "examples_seen",
-               labels: Sequence[str] | Mapping[str, str] | None = None) -> Figure:
+def dev_curves(
+    runs: History | Sequence[History],
+    metric: str | Sequence[str] = "mean",
+    x: str = "examples_seen",
+    labels: Sequence[str] | Mapping[str, str] | None = None,
+) -> Figure:
     """Dev scores after each epoch (history eval rows), one line per run; one axes per metric.
 
     Runs with the same label (by default the run name, i.e. the experiments row) are averaged as seeds,
@@ -89,8 +97,9 @@ def dev_curves(runs: History | Sequence[History], metric: str | Sequence[str] = 
     return fig
 
 
-def speed_curves(run_dirs: History | Sequence[History], labels: Sequence[str] | Mapping[str, str] | None = None,
-                 metric: str = "mean") -> Figure:
+def speed_curves(
+    run_dirs: History | Sequence[History], labels: Sequence[str] | Mapping[str, str] | None = None, metric: str = "mean"
+) -> Figure:
     """Figure 10: dev score against training examples seen and against wall-clock time, side by side."""
     groups = _grouped(run_dirs, labels)
     fig, axes = _subplots(1, 2, figsize=(12, 4), sharey=True)
@@ -110,11 +119,20 @@ def task_ratios(sizes: Mapping[str, float], num_epochs: int) -> Figure:
     epochs = [r["epoch"] for r in rows]
     fig, (ax,) = _subplots(figsize=(7, 4))
     for i, task in enumerate(sizes):
-        ax.plot(epochs, [r[task] for r in rows], marker="o", color=_color(task, i),
-                label=f"{TASK_NAMES.get(task, task)} (N={sizes[task]:,.0f})")
+        ax.plot(
+            epochs,
+            [r[task] for r in rows],
+            marker="o",
+            color=_color(task, i),
+            label=f"{TASK_NAMES.get(task, task)} (N={sizes[task]:,.0f})",
+        )
     ax.set_xticks(epochs, [f"{e}\n\u03b1={r['alpha']:.2f}" for e, r in zip(epochs, rows)], fontsize=8)
-    ax.set(xlabel="epoch", ylabel="probability of drawing the task", ylim=(0, 1),
-           title="PAL schedule: task ratios per epoch (paper Fig. 6)")
+    ax.set(
+        xlabel="epoch",
+        ylabel="probability of drawing the task",
+        ylim=(0, 1),
+        title="PAL schedule: task ratios per epoch (paper Fig. 6)",
+    )
     ax.legend()
     return fig
 
@@ -140,8 +158,13 @@ def observed_task_counts(history: History) -> Figure:
     shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     for j, task in enumerate(tasks):
         ax_share.plot(idx, shares[:, j], marker="o", color=_color(task, j), label=f"{TASK_NAMES[task]} observed")
-        ax_share.plot(idx, [r.get("probabilities", {}).get(task, np.nan) for r in evals], linestyle="--",
-                      color=_color(task, j), label=f"{TASK_NAMES[task]} scheduled")
+        ax_share.plot(
+            idx,
+            [r.get("probabilities", {}).get(task, np.nan) for r in evals],
+            linestyle="--",
+            color=_color(task, j),
+            label=f"{TASK_NAMES[task]} scheduled",
+        )
     ax_share.set(xticks=idx, ylabel="share of batches", ylim=(0, 1), title="Observed share vs sampler probability")
     ax_share.set_xticklabels(ticks, rotation=30 if len(phases) > 1 else 0, fontsize=8)
     ax_share.legend(fontsize=7, ncol=2)
@@ -151,8 +174,10 @@ def observed_task_counts(history: History) -> Figure:
 def _grad_rows(history: History) -> list[dict]:
     rows = _rows(_history(history), "grad")
     if not rows:
-        raise ValueError("history has no grad rows: only runs with a gradient method (pcgrad, gradvac) "
-                         "or Gradient Compromise log gradient diagnostics")
+        raise ValueError(
+            "history has no grad rows: only runs with a gradient method (pcgrad, gradvac) "
+            "or Gradient Compromise log gradient diagnostics"
+        )
     return rows
 
 
@@ -171,11 +196,16 @@ def conflict_diagnostics(history: History, smooth: int | None = None) -> Figure:
     ax_cos.legend(fontsize=8)
     share = [r["conflict_share"] for r in rows]
     ax_share.plot(x, _smooth(share, smooth), color="#444444")
-    ax_share.set(ylim=(-0.02, 1.02), ylabel="share of pairs with cos < 0",
-                 title=f"Conflicting pairs (mean {np.mean(share):.2f})")
+    ax_share.set(
+        ylim=(-0.02, 1.02), ylabel="share of pairs with cos < 0", title=f"Conflicting pairs (mean {np.mean(share):.2f})"
+    )
     for i, task in enumerate(rows[0]["norms"]):
-        ax_norm.plot(x, _smooth([r["norms"][task] for r in rows], smooth), color=_color(task, i),
-                     label=TASK_NAMES.get(task, task))
+        ax_norm.plot(
+            x,
+            _smooth([r["norms"][task] for r in rows], smooth),
+            color=_color(task, i),
+            label=TASK_NAMES.get(task, task),
+        )
     ax_norm.set(yscale="log", ylabel="L2 norm (shared encoder)", title="Gradient norm per task")
     ax_norm.legend(fontsize=8)
     for ax in (ax_cos, ax_share, ax_norm):
@@ -190,8 +220,9 @@ def _arrow(ax, vec, color: str, label: str | None = None, start=(0.0, 0.0), **kw
         ax.annotate(label, end, textcoords="offset points", xytext=(4, 4), color=color, fontsize=9)
 
 
-def gradient_toy(g1: Sequence[float] = (1.0, 0.25), g2: Sequence[float] = (-0.55, 0.9),
-                 target: float | None = 0.3) -> Figure:
+def gradient_toy(
+    g1: Sequence[float] = (1.0, 0.25), g2: Sequence[float] = (-0.55, 0.9), target: float | None = 0.3
+) -> Figure:
     """Figure 7: two conflicting 2-D task gradients, their sum, PCGrad's projections (and GradVac's).
 
     Uses ``mtlib.train.gradients`` itself; with ``target`` a third panel shows Gradient Vaccine pulling each
@@ -211,8 +242,9 @@ def gradient_toy(g1: Sequence[float] = (1.0, 0.25), g2: Sequence[float] = (-0.55
     cos = float(grads[0] @ grads[1] / (grads[0].norm() * grads[1].norm()))
     course = list(task_records.course())  # the two toy gradients take the first two tasks' colours
     fig, axes = _subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4))
-    points = torch.cat([torch.zeros(1, 2, dtype=torch.float64), grads,
-                        *(torch.cat([p, p.sum(0, keepdim=True)]) for _, p in panels)])
+    points = torch.cat(
+        [torch.zeros(1, 2, dtype=torch.float64), grads, *(torch.cat([p, p.sum(0, keepdim=True)]) for _, p in panels)]
+    )
     low, high = points.min(0).values.tolist(), points.max(0).values.tolist()
     pad = 0.15 * max(h - lo for h, lo in zip(high, low))
     for ax, (title, g) in zip(axes, panels):
@@ -242,8 +274,14 @@ def compromise_parts(history: History) -> Figure:
     bottom = np.zeros(len(rows))
     for j, task in enumerate(tasks):
         counts = np.array([r["counts"].get(task, 0) for r in rows], dtype=float)
-        ax.bar(idx, counts, bottom=bottom, width=1.0 if len(rows) > 60 else 0.8, color=_color(task, j),
-               label=TASK_NAMES.get(task, task))
+        ax.bar(
+            idx,
+            counts,
+            bottom=bottom,
+            width=1.0 if len(rows) > 60 else 0.8,
+            color=_color(task, j),
+            label=TASK_NAMES.get(task, task),
+        )
         bottom += counts
     ax.set(ylabel="batches in the update", title="Gradient Compromise: task mix per update (paper Fig. 9)")
     ax.legend(fontsize=8, ncol=len(tasks))

@@ -12,5 +12,13 @@ from mtlib.study.widgets.frontend import ablation_panel, interactive_frontend, s
 from mtlib.study.widgets.controls import CONTROLS, PAL_FINETUNE_ONLY, PAL_FROM_START, PRESETS
 from mtlib.study.widgets.panel import AblationPanel
 
-__all__ = ["ablation_panel", "interactive_frontend", "show_panel", "AblationPanel", "CONTROLS", "PRESETS",
-           "PAL_FINETUNE_ONLY", "PAL_FROM_START"]
+__all__ = [
+    "ablation_panel",
+    "interactive_frontend",
+    "show_panel",
+    "AblationPanel",
+    "CONTROLS",
+    "PRESETS",
+    "PAL_FINETUNE_ONLY",
+    "PAL_FROM_START",
+]

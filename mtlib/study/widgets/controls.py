@@ -16,14 +16,36 @@ PAL_FINETUNE_ONLY = "only during finetuning"
 RUN_CONTROLS = ["seed", "epochs", "batches_per_epoch"]
 PRESETS = {  # notebook -> the toggles it shows (a row's notebook picks the default)
     "02_baselines": ["pair_mode", "sampler", "n_hidden_layers", "augment", "pretrain"],
-    "03_gradient_methods": ["n_hidden_layers", "sampler", "pretrain", "gradient_method", "gradvac_beta",
-                            "smart_weight"],
+    "03_gradient_methods": [
+        "n_hidden_layers",
+        "sampler",
+        "pretrain",
+        "gradient_method",
+        "gradvac_beta",
+        "smart_weight",
+    ],
     "04_heads": ["n_hidden_layers", "sampler", "head", "head_size", "head_cls", "head_tasks"],
     "05_pals": ["n_hidden_layers", "sampler", "augment", "pretrain", "pals", "pal_mode"],
-    "06_gradient_compromise": ["sampler", "pretrain", "gradient_method", "gradvac_beta", "compromise",
-                               "compromise_k", "compromise_combine"],
-    "08_more_methods": ["pretrain", "gradient_method", "cagrad_c", "gradvac_beta", "loss_weighting",
-                        "loss_weighting_lr", "dwa_temperature", "compromise", "compromise_divide"],
+    "06_gradient_compromise": [
+        "sampler",
+        "pretrain",
+        "gradient_method",
+        "gradvac_beta",
+        "compromise",
+        "compromise_k",
+        "compromise_combine",
+    ],
+    "08_more_methods": [
+        "pretrain",
+        "gradient_method",
+        "cagrad_c",
+        "gradvac_beta",
+        "loss_weighting",
+        "loss_weighting_lr",
+        "dwa_temperature",
+        "compromise",
+        "compromise_divide",
+    ],
 }
 PRESETS = {k: v + RUN_CONTROLS for k, v in PRESETS.items()}
 BASELINE_CONTROLS = PRESETS["02_baselines"]
@@ -38,12 +60,30 @@ PHASE_TOGGLES = {
 SLIDER_ENDS = {"n_hidden_layers": 3, "epochs": 20, "compromise_k": 32}  # a larger value widens its slider
 
 CONTROLS = {  # name -> widget kind; dropdown options come from the RunConfig Literal types
-    "pair_mode": "dropdown", "sampler": "dropdown", "n_hidden_layers": "slider", "augment": "checkbox",
-    "pretrain": "checkbox", "gradient_method": "dropdown", "gradvac_beta": "slider", "smart_weight": "float",
-    "compromise": "checkbox", "compromise_k": "slider", "compromise_combine": "dropdown", "head": "dropdown",
-    "head_size": "dropdown", "head_cls": "checkbox", "head_tasks": "dropdown", "pals": "checkbox",
-    "pal_mode": "dropdown", "seed": "int", "epochs": "slider", "batches_per_epoch": "int",
-    "cagrad_c": "float", "loss_weighting": "dropdown", "loss_weighting_lr": "float", "dwa_temperature": "float",
+    "pair_mode": "dropdown",
+    "sampler": "dropdown",
+    "n_hidden_layers": "slider",
+    "augment": "checkbox",
+    "pretrain": "checkbox",
+    "gradient_method": "dropdown",
+    "gradvac_beta": "slider",
+    "smart_weight": "float",
+    "compromise": "checkbox",
+    "compromise_k": "slider",
+    "compromise_combine": "dropdown",
+    "head": "dropdown",
+    "head_size": "dropdown",
+    "head_cls": "checkbox",
+    "head_tasks": "dropdown",
+    "pals": "checkbox",
+    "pal_mode": "dropdown",
+    "seed": "int",
+    "epochs": "slider",
+    "batches_per_epoch": "int",
+    "cagrad_c": "float",
+    "loss_weighting": "dropdown",
+    "loss_weighting_lr": "float",
+    "dwa_temperature": "float",
     "compromise_divide": "checkbox",
 }
 
@@ -63,8 +103,12 @@ def make_control(name: str, value: Any) -> W.Widget:
     """The widget of one toggle, starting at ``value``; its tooltip is the config key and its help."""
     spec = description(name)
     low, high = (spec.range.low, spec.range.high) if spec.range else (None, None)
-    kw = {"description": key_label(name), "tooltip": f"config key: {name}; {spec.help}",
-          "style": {"description_width": LABEL_WIDTH}, "layout": {"width": CONTROL_WIDTH, "flex": "0 0 auto"}}
+    kw = {
+        "description": key_label(name),
+        "tooltip": f"config key: {name}; {spec.help}",
+        "style": {"description_width": LABEL_WIDTH},
+        "layout": {"width": CONTROL_WIDTH, "flex": "0 0 auto"},
+    }
     if name == "head_size":
         return W.Dropdown(options=sorted({128, 256, value}), value=value, **kw)
     if name == "pal_mode":
@@ -77,11 +121,13 @@ def make_control(name: str, value: Any) -> W.Widget:
         end = max(SLIDER_ENDS[name], value) if high is None else min(high, max(SLIDER_ENDS[name], value))
         return W.IntSlider(value=value, min=low, max=end, **kw)
     if name == "gradvac_beta":  # a log slider from 1e-4 to the range's top
-        return W.FloatLogSlider(value=value, base=10, min=-4, max=math.log10(high), step=0.25,
-                                readout_format=".0e", **kw)
+        return W.FloatLogSlider(
+            value=value, base=10, min=-4, max=math.log10(high), step=0.25, readout_format=".0e", **kw
+        )
     if CONTROLS[name] == "float":  # smart_weight: 0 = off, which a log slider cannot show
-        return W.BoundedFloatText(value=value, min=float(low), max=100.0 if high is None else float(high),
-                                  step=1e-3, **kw)
+        return W.BoundedFloatText(
+            value=value, min=float(low), max=100.0 if high is None else float(high), step=1e-3, **kw
+        )
     return W.IntText(value=value, **kw)  # seed, batches_per_epoch
 
 
@@ -98,4 +144,3 @@ def control_names(controls: list[str] | str | None, row: dict | None) -> list[st
     if unknown:
         raise ValueError(f"controls: unknown control(s) {unknown}; allowed: {', '.join(CONTROLS)}")
     return list(dict.fromkeys(controls))
-

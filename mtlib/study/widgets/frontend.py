@@ -54,11 +54,14 @@ def show_panel(panel, enabled: bool = True):
     return panel
 
 
-def ablation_panel(profile: str, row: str | dict | None = None, controls: list[str] | str | None = None,
-                   enabled: bool = True, **kwargs: Any):
+def ablation_panel(
+    profile: str,
+    row: str | dict | None = None,
+    controls: list[str] | str | None = None,
+    enabled: bool = True,
+    **kwargs: Any,
+):
     """Build and show an AblationPanel where a person can use it; None under papermill."""
     from mtlib.study.widgets.panel import AblationPanel
 
     return show_panel(lambda: AblationPanel(profile, row=row, controls=controls, **kwargs), enabled)
-
-

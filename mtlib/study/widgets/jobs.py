@@ -20,8 +20,12 @@ STATES = ("queued", "running", "done", "failed", "stopped")
 class Job:
     """``work(callback)`` to run on the worker; ``on_state(job)`` is called (on the worker) at every change."""
 
-    def __init__(self, work: Callable[[Callable[[dict], None]], Any], on_row: Callable[[dict], None],
-                 on_state: Callable[["Job"], None]):
+    def __init__(
+        self,
+        work: Callable[[Callable[[dict], None]], Any],
+        on_row: Callable[[dict], None],
+        on_state: Callable[["Job"], None],
+    ):
         self.work, self.on_row, self.on_state = work, on_row, on_state
         self.stop_event = threading.Event()
         self.finished = threading.Event()

@@ -14,7 +14,13 @@ from mtlib.rundir import read_history, read_metrics
 from mtlib.study.experiments import get_row
 from mtlib.study.resolve import resolve_config
 from mtlib.study.widgets.controls import (
-    CONTROLS, PAL_FINETUNE_ONLY, PAL_FROM_START, PHASE_TOGGLES, applies, control_names, make_control,
+    CONTROLS,
+    PAL_FINETUNE_ONLY,
+    PAL_FROM_START,
+    PHASE_TOGGLES,
+    applies,
+    control_names,
+    make_control,
 )
 from mtlib.study.widgets.jobs import WORKER, Job
 from mtlib.study.widgets.phases import phase_template
@@ -32,8 +38,14 @@ class AblationPanel:
     of a toggle; ``panel.set(sampler="pal")`` sets several at once.
     """
 
-    def __init__(self, profile: str, row: str | dict | None = None, controls: list[str] | str | None = None,
-                 out_dir: str | Path | None = None, **overrides: Any):
+    def __init__(
+        self,
+        profile: str,
+        row: str | dict | None = None,
+        controls: list[str] | str | None = None,
+        out_dir: str | Path | None = None,
+        **overrides: Any,
+    ):
         self.profile = profile
         self.row = get_row(row) if isinstance(row, str) else row
         self.fixed = dict(overrides)
@@ -75,30 +87,55 @@ class AblationPanel:
     def _build_layout(self) -> None:
         title = self.row["label"] if self.row else "custom configuration"
         origin = f"starts from row <code>{html.escape(self.row['id'])}</code>: " if self.row else ""
-        self.title = W.HTML(f"<b>Ablation panel</b> — {origin}{html.escape(title)} "
-                            f"<span style='color:gray'>(profile {html.escape(str(self.profile))})</span>")
-        self.run_button = W.Button(description="Run", button_style="primary", icon="play",
-                                   tooltip="train this configuration in the background (the notebook stays usable)")
+        self.title = W.HTML(
+            f"<b>Ablation panel</b> — {origin}{html.escape(title)} "
+            f"<span style='color:gray'>(profile {html.escape(str(self.profile))})</span>"
+        )
+        self.run_button = W.Button(
+            description="Run",
+            button_style="primary",
+            icon="play",
+            tooltip="train this configuration in the background (the notebook stays usable)",
+        )
         self.run_button.on_click(self._on_run)
-        self.stop_button = W.Button(description="Stop", icon="stop", disabled=True,
-                                    tooltip="stop after the next logged step; Run again resumes from the last epoch")
+        self.stop_button = W.Button(
+            description="Stop",
+            icon="stop",
+            disabled=True,
+            tooltip="stop after the next logged step; Run again resumes from the last epoch",
+        )
         self.stop_button.on_click(self._on_stop)
         # the kernel handles a click after the cells it is running: say so, rather than seem to ignore it
-        self.status = W.Label(value="ready (Run pressed while cells run starts when they finish)",
-                              layout={"flex": "1 1 auto"})
-        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, bar_style="info",
-                                        layout={"width": "12em", "flex": "0 0 auto"})
+        self.status = W.Label(
+            value="ready (Run pressed while cells run starts when they finish)", layout={"flex": "1 1 auto"}
+        )
+        self.progress = W.FloatProgress(
+            value=0.0, min=0.0, max=1.0, bar_style="info", layout={"width": "12em", "flex": "0 0 auto"}
+        )
         self.message = W.HTML(value="")  # what the config is (its paper row, its run dir), or why it is invalid
         self.plot_output = W.Output()
         self.results = W.HTML(value="")
         wrap = W.Layout(display="flex", flex_flow="row wrap", align_items="center", grid_gap="4px 16px")
         controls = W.Box(list(self.controls.values()), layout=wrap)
-        self.widget = W.VBox([self.title, controls,
-                              W.Box([self.run_button, self.stop_button, self.progress, self.status], layout=wrap),
-                              self.message, self.plot_output, self.results])
-        for w, name in [(self.widget, "panel"), (controls, "controls"), (self.status, "status"),
-                        (self.message, "describe"), (self.plot_output, "curve"), (self.run_button, "run"),
-                        (self.stop_button, "stop")]:
+        self.widget = W.VBox(
+            [
+                self.title,
+                controls,
+                W.Box([self.run_button, self.stop_button, self.progress, self.status], layout=wrap),
+                self.message,
+                self.plot_output,
+                self.results,
+            ]
+        )
+        for w, name in [
+            (self.widget, "panel"),
+            (controls, "controls"),
+            (self.status, "status"),
+            (self.message, "describe"),
+            (self.plot_output, "curve"),
+            (self.run_button, "run"),
+            (self.stop_button, "stop"),
+        ]:
             w.add_class(f"mtlib-{name}")  # stable names for tests/test_browser.py and custom CSS
 
     # -- values -> config
@@ -243,8 +280,10 @@ class AblationPanel:
         self.history.append(row)
         self.progress.value = epoch_fraction(self.target_now.cfg, self.history)
         if row.get("type") == "eval":
-            self.status.value = (f"running: {self.target_now.cfg.name} — {row.get('phase_name', '')} epoch "
-                                 f"{row['epoch']}: dev mean {row['mean']:.3f} ({row['examples_seen']:,} examples seen)")
+            self.status.value = (
+                f"running: {self.target_now.cfg.name} — {row.get('phase_name', '')} epoch "
+                f"{row['epoch']}: dev mean {row['mean']:.3f} ({row['examples_seen']:,} examples seen)"
+            )
             self._draw()
 
     # -- output
@@ -252,8 +291,9 @@ class AblationPanel:
         """The live dev curve (``plots.dev_curves``), into the plot Output widget as a PNG."""
         png = dev_curve_png(self.history, self.target_now.cfg.name)
         # set outputs directly: works from the run thread, with or without a kernel, and replaces the last frame
-        self.plot_output.outputs = ({"output_type": "display_data", "metadata": {},
-                                     "data": {"image/png": png, "text/plain": "<dev curve>"}},)
+        self.plot_output.outputs = (
+            {"output_type": "display_data", "metadata": {}, "data": {"image/png": png, "text/plain": "<dev curve>"}},
+        )
 
     # -- display
     def display(self) -> None:
@@ -265,8 +305,9 @@ class AblationPanel:
         bundle = self.widget._repr_mimebundle_(**kwargs)
         # what a saved notebook shows where the widget state is not available: a line, not a VBox repr
         origin = f"row {self.row['id']}" if self.row else "a custom configuration"
-        bundle["text/plain"] = (f"[ablation panel: {origin}, profile {self.profile}; run this cell in JupyterLab "
-                                "to use it]")
+        bundle["text/plain"] = (
+            f"[ablation panel: {origin}, profile {self.profile}; run this cell in JupyterLab to use it]"
+        )
         return bundle
 
 

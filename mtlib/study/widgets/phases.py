@@ -8,8 +8,16 @@ from mtlib.study.experiments import anchors, load_experiments
 # Fallbacks when experiments.yaml holds no such phase (it normally does: the `pretrain` anchor, the
 # `pal_only` phase of advanced_pal_finetune); profiles shorten both through `phase_overrides`.
 DEFAULT_PHASES = {
-    "pretrain": {"name": "pretrain", "freeze": "encoder", "lr": 1e-3, "sampler": "random",
-                 "gradient_method": "none", "compromise": False, "smart_weight": 0.0, "epochs": 1},
+    "pretrain": {
+        "name": "pretrain",
+        "freeze": "encoder",
+        "lr": 1e-3,
+        "sampler": "random",
+        "gradient_method": "none",
+        "compromise": False,
+        "smart_weight": 0.0,
+        "epochs": 1,
+    },
     "pal_only": {"name": "pal_only", "freeze": "all_but_pals", "lr": 1e-4},
 }
 
@@ -20,6 +28,7 @@ def phase_template(name: str, row_phases: list[dict]) -> dict:
     if found is None:
         found = anchors().get(name)
     if found is None:
-        found = next((ph for r in load_experiments() for ph in r["config"].get("phases", [])
-                      if ph.get("name") == name), None)
+        found = next(
+            (ph for r in load_experiments() for ph in r["config"].get("phases", []) if ph.get("name") == name), None
+        )
     return dict(found or DEFAULT_PHASES[name])

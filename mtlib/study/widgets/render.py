@@ -57,10 +57,15 @@ def epoch_fraction(cfg, history: list[dict]) -> float:
 def describe_html(target) -> str:
     """One grey line: what this configuration is (a paper row, or no paper row), its run dir and state."""
     row = target.row
-    what = (f"this is row <code>{html.escape(row['id'])}</code> ({html.escape(row['label'])})" if row
-            else "no paper row has this configuration")
-    return (f"<span style='color:gray'>{what}; run <code>{html.escape(target.cfg.name)}</code> in "
-            f"<code>{html.escape(str(target.run_dir))}</code> ({target.state})</span>")
+    what = (
+        f"this is row <code>{html.escape(row['id'])}</code> ({html.escape(row['label'])})"
+        if row
+        else "no paper row has this configuration"
+    )
+    return (
+        f"<span style='color:gray'>{what}; run <code>{html.escape(target.cfg.name)}</code> in "
+        f"<code>{html.escape(str(target.run_dir))}</code> ({target.state})</span>"
+    )
 
 
 def results_html(m: dict, row: dict | None) -> str:
@@ -71,17 +76,26 @@ def results_html(m: dict, row: dict | None) -> str:
     rows = [(f"this run ({m['name']})", m["dev"])]
     if row and row.get("paper"):
         rows.append((f"paper: {row['label']}", row["paper"]))
-    body = "".join("<tr><td>" + html.escape(label) + "</td>"
-                   + "".join(f"<td>{d[c]:.3f}</td>" if c in d else "<td></td>" for c in cols) + "</tr>"
-                   for label, d in rows)
+    body = "".join(
+        "<tr><td>"
+        + html.escape(label)
+        + "</td>"
+        + "".join(f"<td>{d[c]:.3f}</td>" if c in d else "<td></td>" for c in cols)
+        + "</tr>"
+        for label, d in rows
+    )
     if not (row and row.get("paper")):
         body += f"<tr><td colspan='{len(cols) + 1}' style='color:gray'>no paper row: the paper has no run with this configuration</td></tr>"
     used = ", ".join(f"{t} {m['data'][t]['train_used']:,}" for t in tasks if t in m.get("data", {}))
-    caption = (f"backbone <code>{m['backbone']}</code>, train examples used: {used}; "
-               f"{m['examples_seen']:,} seen, final dev: {m['dev_split']}; best epoch {m['best_epoch']}, "
-               f"{m['train_seconds']} s. The paper: BERT-base on the full data.")
-    return (f"<table class='mtlib-results'><tr>{head}</tr>{body}</table>"
-            f"<div style='color:gray;font-size:90%'>{caption}</div>")
+    caption = (
+        f"backbone <code>{m['backbone']}</code>, train examples used: {used}; "
+        f"{m['examples_seen']:,} seen, final dev: {m['dev_split']}; best epoch {m['best_epoch']}, "
+        f"{m['train_seconds']} s. The paper: BERT-base on the full data."
+    )
+    return (
+        f"<table class='mtlib-results'><tr>{head}</tr>{body}</table>"
+        f"<div style='color:gray;font-size:90%'>{caption}</div>"
+    )
 
 
 def error_html(text: str) -> str:

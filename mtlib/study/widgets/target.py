@@ -46,8 +46,10 @@ def find_target(profile: str, cfg: RunConfig, rows_out_dir: str, name: str, **fi
             continue
         if inline.settings_hash() == wanted:  # the row's own run: it starts from its parent's best.pt
             own = resolve_config(profile, row=row, seed=cfg.seed, out_dir=rows_out_dir, **fixed)
-            parents = tuple(resolve_config(profile, row=get_row(p), seed=cfg.seed, out_dir=rows_out_dir, **fixed)
-                            for p in parent_rows(row))
+            parents = tuple(
+                resolve_config(profile, row=get_row(p), seed=cfg.seed, out_dir=rows_out_dir, **fixed)
+                for p in parent_rows(row)
+            )
             return Target(own, row, run_dir_for(own), parents)
     own = cfg.replace(name=name, out_dir=str(Path(rows_out_dir) / "widgets"))
     return Target(own, None, run_dir_for(own))

@@ -10,12 +10,28 @@
 
 from mtlib.train.gradients.buffer import TaskGradients
 from mtlib.train.gradients.combiners import (
-    GradientCombiner, GradientSum, GradVac, PCGrad, conflict_stats, pcgrad, sum_gradients,
+    GradientCombiner,
+    GradientSum,
+    GradVac,
+    PCGrad,
+    conflict_stats,
+    pcgrad,
+    sum_gradients,
 )
 from mtlib.train.gradients.methods import COMBINERS, make_combiner
 from mtlib.train.gradients.compromise import compromise_beta, compromise_weights
 
 __all__ = [
-    "TaskGradients", "GradientCombiner", "GradientSum", "PCGrad", "GradVac", "COMBINERS",
-    "sum_gradients", "pcgrad", "conflict_stats", "compromise_weights", "compromise_beta", "make_combiner",
+    "TaskGradients",
+    "GradientCombiner",
+    "GradientSum",
+    "PCGrad",
+    "GradVac",
+    "COMBINERS",
+    "sum_gradients",
+    "pcgrad",
+    "conflict_stats",
+    "compromise_weights",
+    "compromise_beta",
+    "make_combiner",
 ]

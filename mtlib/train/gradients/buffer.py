@@ -29,8 +29,13 @@ class TaskGradients:
     the optimizer is dense as usual.
     """
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], num_tasks: int,
-                 embeddings: Iterable[torch.nn.Module] = (), capacity_rows: int = 4096) -> None:
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        num_tasks: int,
+        embeddings: Iterable[torch.nn.Module] = (),
+        capacity_rows: int = 4096,
+    ) -> None:
         unique: dict[int, torch.nn.Parameter] = {}
         for p in params:
             if p.requires_grad:
@@ -46,8 +51,13 @@ class TaskGradients:
         self.tables: list[torch.nn.Embedding] = []
         for module in embeddings:
             weight = getattr(module, "weight", None)
-            if (isinstance(module, torch.nn.Embedding) and id(weight) in unique and weight.dtype == torch.float32
-                    and module.max_norm is None and all(m.weight is not weight for m in self.tables)):
+            if (
+                isinstance(module, torch.nn.Embedding)
+                and id(weight) in unique
+                and weight.dtype == torch.float32
+                and module.max_norm is None
+                and all(m.weight is not weight for m in self.tables)
+            ):
                 self.tables.append(module)
         table_ids = {id(m.weight) for m in self.tables}
         self.dense_params = [p for p in self.params if id(p) not in table_ids]
@@ -55,8 +65,9 @@ class TaskGradients:
         self.dim = sum(p.numel() for p in self.params)  # the logical D: every shared parameter
         self.dense_dim = sum(p.numel() for p in self.dense_params)
         self._max_compact = sum(m.weight.numel() for m in self.tables)
-        self._capacity = min(sum(min(capacity_rows, m.num_embeddings) * m.embedding_dim for m in self.tables),
-                             self._max_compact)
+        self._capacity = min(
+            sum(min(capacity_rows, m.num_embeddings) * m.embedding_dim for m in self.tables), self._max_compact
+        )
         self._sparse_flags = [m.sparse for m in self.tables]
         self._pending: list[list[Tensor | None]] = [[None] * len(self.tables) for _ in range(num_tasks)]
         empty = torch.empty(0, dtype=torch.long, device=device)
@@ -77,8 +88,9 @@ class TaskGradients:
             [chunk.view(p.shape) for chunk, p in zip(row[: self.dense_dim].split(sizes), self.dense_params)]
             for row in self.buffer
         ]
-        self._update_views = [chunk.view(p.shape)
-                              for chunk, p in zip(self._update[: self.dense_dim].split(sizes), self.dense_params)]
+        self._update_views = [
+            chunk.view(p.shape) for chunk, p in zip(self._update[: self.dense_dim].split(sizes), self.dense_params)
+        ]
 
     def _grow(self, needed: int) -> None:
         """Enlarge the row-sparse region (rare: a batch with more distinct tokens than ever before)."""
@@ -110,8 +122,11 @@ class TaskGradients:
         Gradients that already live in the row (after ``begin``) are not copied again; an embedding
         table's gradient is taken (its ``.grad`` becomes None) and kept row-sparse."""
         views = self._row_views[task]
-        pairs = [(v, p.grad) for v, p in zip(views, self.dense_params)
-                 if p.grad is not None and p.grad.data_ptr() != v.data_ptr()]
+        pairs = [
+            (v, p.grad)
+            for v, p in zip(views, self.dense_params)
+            if p.grad is not None and p.grad.data_ptr() != v.data_ptr()
+        ]
         dst = [v for v, _ in pairs]
         src = [g for _, g in pairs]
         missing = [v for v, p in zip(views, self.dense_params) if p.grad is None]

@@ -63,7 +63,7 @@ def _dot(c: Sequence[float], gram: list[list[float]], j: int) -> float:
 
 def _sq_norm(c: Sequence[float], gram: list[list[float]]) -> float:
     """|| sum_k c_k g_k ||^2"""
-    return sum(ck * cl * gram[k][l] for k, ck in enumerate(c) for l, cl in enumerate(c))
+    return sum(ci * cj * gram[i][j] for i, ci in enumerate(c) for j, cj in enumerate(c))
 
 
 class GradientCombiner:
@@ -231,8 +231,9 @@ def pcgrad(grads: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return PCGrad(grads.shape[0] if grads.dim() == 2 else 1)(grads, generator)
 
 
-def conflict_stats(grads: Tensor, names: Sequence[str] | None = None,
-                   gram: list[list[float]] | None = None) -> dict[str, Any]:
+def conflict_stats(
+    grads: Tensor, names: Sequence[str] | None = None, gram: list[list[float]] | None = None
+) -> dict[str, Any]:
     """Angles between task gradients from one Gram matrix, as JSON-ready Python numbers.
 
     Returns ``cosine`` (T x T nested list), ``pairs`` ({"sst|para": cos} for i < j), ``conflict_share``
