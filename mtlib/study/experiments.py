@@ -74,16 +74,3 @@ def paper_rows(experiments: list[dict] | None = None) -> list[dict]:
 
 def parent_rows(row: dict) -> list[str]:
     return [row["init_from"]] if row.get("init_from") else []
-
-
-def matching_row(settings_hash: str, profile, seed: int, experiments: list[dict] | None = None) -> dict | None:
-    """The experiments row whose configuration under ``profile`` is ``settings_hash`` (None: no paper row)."""
-    from mtlib.study.resolve import resolve_config
-
-    for row in experiments if experiments is not None else load_experiments():
-        try:
-            if resolve_config(profile, row=row, seed=seed).settings_hash() == settings_hash:
-                return row
-        except (ValueError, KeyError, FileNotFoundError):
-            continue
-    return None

@@ -19,6 +19,7 @@ instead of drawing a traceback), and papermill stops there with ``PapermillExecu
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,7 +43,13 @@ class ParameterError(ConfigError):
 def check_parameters(namespace: Mapping[str, Any] | None = None, notebook: str | None = None) -> None:
     """Refuse (``ParameterError``) papermill parameters that the notebook's parameters cell does not assign, or
     whose values are bad; do nothing when papermill injected none. ``namespace``: the notebook's ``globals()``
-    (default: the running IPython's); ``notebook``: its name (``02_baselines``), for ``rows``."""
+    (default: the running IPython's); ``notebook``: its name (``02_baselines``), for ``rows``. Being every
+    notebook's first mtlib call, it also makes expected data notes (skipped malformed rows) one quiet line
+    each, not a red box (``mtlib.study.notes``)."""
+    if "ipykernel" in sys.modules:  # in a kernel only: a script or test keeps its own logging
+        from mtlib.study.notes import show_data_notes
+
+        show_data_notes()
     if namespace is None:
         from IPython import get_ipython
 
