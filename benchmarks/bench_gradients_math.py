@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from mtlib.train.gradients import GradVac, PCGrad, TaskGradients
+from mtlib.methods.gradients import GradVac, PCGrad, TaskGradients
 
 
 def direct_pcgrad(grads: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -18,8 +18,8 @@ import statistics
 
 from mtlib import TASKS
 from mtlib.rundir import collect_metrics
-from mtlib.study.claims import run_score
-from mtlib.study.claimsfile import load_claims
+from mtlib.results.claims import run_score
+from mtlib.experiments.claims_file import load_claims
 
 METRICS = (*TASKS, "mean")
 

@@ -20,11 +20,11 @@ CONFIG_KEYS = "config keys (--set KEY=VALUE):"  # the epilog of run and sweep: t
 
 class _ConfigKeysHelp(argparse.RawDescriptionHelpFormatter):
     """Help that lists every config key and its one-line help after ``CONFIG_KEYS`` (each setting's own
-    description, mtlib.config); the config, and torch with it, is imported only when help is shown."""
+    description, mtlib.config.run_config); the config, and torch with it, is imported only when help is shown."""
 
     def add_text(self, text):
         if text == CONFIG_KEYS:
-            from mtlib.config import settings_help
+            from mtlib.config.run_config import settings_help
 
             text = f"{CONFIG_KEYS}\n{settings_help()}"
         super().add_text(text)
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     _offline_defaults()
     args = build_parser().parse_args(argv)
     from mtlib.rundir import RunLocked
-    from mtlib.study.interrupts import raised_on_signals
+    from mtlib.runs.interrupts import raised_on_signals
 
     try:
         with raised_on_signals():  # SIGTERM too unwinds: locks released, workers stopped, temporary folders removed
@@ -179,10 +179,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _interrupted(args, err: KeyboardInterrupt) -> int:
     """One line on stderr (and the traceback with --debug): what was running and where the same command
-    resumes. 130 for SIGINT, 143 for SIGTERM (mtlib.study.interrupts)."""
+    resumes. 130 for SIGINT, 143 for SIGTERM (mtlib.runs.interrupts)."""
     import traceback
 
-    from mtlib.study.interrupts import exit_code, message
+    from mtlib.runs.interrupts import exit_code, message
 
     if args.debug:
         traceback.print_exception(err)
@@ -200,9 +200,9 @@ def _interrupted(args, err: KeyboardInterrupt) -> int:
 def _interrupted_run(args) -> str:
     """Where ``run`` resumes: its run directory's last.pt, the end of its last finished epoch. The config is
     resolved again (cheap): _dispatch keeps none, and the trainer's files say how far it got."""
-    from mtlib.config import parse_override
-    from mtlib.study.interrupts import RESUME
-    from mtlib.study.resolve import resolve_config
+    from mtlib.config.run_config import parse_override
+    from mtlib.runs.interrupts import RESUME
+    from mtlib.experiments.resolve import resolve_config
     from mtlib.train.identity import run_dir_for
 
     try:
@@ -236,9 +236,9 @@ def _dispatch(args) -> int:
         print(f"{args.task} {metric_name(args.task)} {value:.4f}")
         return 0
     if args.command == "run":
-        from mtlib.config import parse_override
-        from mtlib.configtypes import ConfigError
-        from mtlib.study.resolve import resolve_config
+        from mtlib.config.run_config import parse_override
+        from mtlib.config.types import ConfigError
+        from mtlib.experiments.resolve import resolve_config
         from mtlib.train.trainer import run
 
         overrides, problems = {}, []
@@ -258,7 +258,7 @@ def _dispatch(args) -> int:
         print(run_dir)
         return 0
     if args.command == "workbook":
-        from mtlib.study.workbook import run_workbook
+        from mtlib.runs.workbook import run_workbook
 
         return run_workbook(args.profile, only=args.only, out_dir=args.out, dry_run=args.dry_run, workers=args.workers)
     if args.command == "predict":
@@ -267,7 +267,7 @@ def _dispatch(args) -> int:
         print("\n".join(report_lines(predict_run(args.run_dir, args.split, args.checkpoint, args.out), args.split)))
         return 0
     if args.command == "cache":
-        from mtlib.config import resolve_path
+        from mtlib.config.run_config import resolve_path
         from mtlib.train.caches import cache_command
 
         print("\n".join(cache_command(args.action, resolve_path(args.outputs), everything=args.all)))
@@ -279,7 +279,7 @@ def _dispatch(args) -> int:
             print(f"{run_dir}: {done}")
         return 0
     if args.command == "sweep":  # exit status 1 when any run failed
-        from mtlib.study.sweep import sweep_command
+        from mtlib.runs.sweep import sweep_command
 
         return sweep_command(args)
     if args.command == "bench" and args.what == "comm":  # all-reduce cost of N processes (mtlib.bench.comm)

@@ -18,8 +18,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from mtlib import data  # noqa: E402
-from mtlib.config import RunConfig  # noqa: E402
-from mtlib.study.resolve import resolve_config  # noqa: E402
+from mtlib.config.run_config import RunConfig  # noqa: E402
+from mtlib.experiments.resolve import resolve_config  # noqa: E402
 
 SMALL_ROWS = 240  # rows per course file in the small copy: enough for batches and dev subsamples
 

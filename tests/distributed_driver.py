@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from mtlib.config import RunConfig
+from mtlib.config.run_config import RunConfig
 from mtlib.data.batches import BatchStream
+from mtlib.experiments.resolve import resolve_config
 from mtlib.train import distributed as mdist
-from mtlib.train import gradients as mgrad
+from mtlib.methods import gradients as mgrad
 from mtlib.train.trainer import run
 
 
@@ -94,8 +95,8 @@ def main(out: str, args: list[str]) -> None:
         if path == "--no-dropout":
             no_encoder_dropout()
         else:
-            run(RunConfig.from_yaml(path))
-    rows = gradient_rows(RunConfig.from_yaml(configs[-1]))
+            run(resolve_config(path))
+    rows = gradient_rows(resolve_config(configs[-1]))
     if mdist.rank() == 0:
         Path(out, "rows.json").write_text(json.dumps(rows))
 

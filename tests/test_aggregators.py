@@ -6,8 +6,8 @@ import itertools
 import pytest
 import torch
 
-from mtlib.train.gradients import COMBINERS, make_combiner
-from mtlib.train.gradients.aggregators import AGGREGATORS
+from mtlib.methods.gradients import COMBINERS, make_combiner
+from mtlib.methods.gradients.aggregators import AGGREGATORS
 
 METHODS = sorted(COMBINERS)
 # what each method promises (its paper, or torchjd's proofs for UPGrad / DualProj)

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from mtlib.cli import main
-from mtlib.config import RunConfig, parse_override
-from mtlib.configchecks import NAME_RULE
-from mtlib.configtypes import ConfigError
+from mtlib.config.run_config import RunConfig, parse_override
+from mtlib.config.checks import NAME_RULE
+from mtlib.config.types import ConfigError
 from mtlib.data.metrics import read_predictions, score, score_file, score_predictions, write_predictions
 from mtlib.data.parse import Example, read_task_file
-from mtlib.study.resolve import PROFILES_DIR, load_profile, resolve_config
+from mtlib.experiments.resolve import PROFILES_DIR, load_profile, resolve_config
 
 MINI = Path(__file__).parent / "fixtures" / "mini_data"
 HINT = "(run with --debug for the traceback)"
@@ -300,7 +300,7 @@ def test_a_bad_row_value_names_the_row(capsys):
         resolve_config("smoke", row={"id": "../mine", "config": {}})
     assert err.value.errors == [f"row '../mine': key 'name' has value '../mine'; expected {NAME_RULE}"]
     # a value set by a row of params/experiments.yaml is named at the row's line
-    from mtlib.study.experiments import EXPERIMENTS, get_row
+    from mtlib.experiments.rows import EXPERIMENTS, get_row
 
     number = next(i for i, line in enumerate(EXPERIMENTS.read_text().splitlines(), 1) if "id: rnn128" in line)
     number += next(i for i, line in enumerate(EXPERIMENTS.read_text().splitlines()[number:], 1) if "config:" in line)

@@ -1,4 +1,4 @@
-"""mtlib.study.claims: verdicts from synthetic runs (win, loss, CI over 0, one seed, speed), claims.yaml checks."""
+"""mtlib.results.claims: verdicts from synthetic runs (win, loss, CI over 0, one seed, speed), claims.yaml checks."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtlib.configtypes import ConfigError
-from mtlib.study import claims as claims_mod
-from mtlib.study import intervals
-from mtlib.study.claimsfile import Claim, load_claims
-from mtlib.study.experiments import load_experiments
+from mtlib.config.types import ConfigError
+from mtlib.results import claims as claims_mod
+from mtlib.results import intervals
+from mtlib.experiments.claims_file import Claim, load_claims
+from mtlib.experiments.rows import load_experiments
 
 ROWS = [
     {

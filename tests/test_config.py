@@ -1,4 +1,4 @@
-"""mtlib.config: defaults, YAML loading, validation messages, hashing, phases, overrides, profiles."""
+"""mtlib.config.run_config: defaults, YAML loading, validation messages, hashing, phases, overrides, profiles."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import yaml
 
-from mtlib.config import PHASE_KEYS, RunConfig, allowed_values, field_types, parse_override
-from mtlib.study.resolve import load_profile
+from mtlib.config.run_config import PHASE_KEYS, RunConfig, allowed_values, field_types, parse_override
+from mtlib.experiments.resolve import load_profile, resolve_config
 from mtlib.train.identity import run_dir_for, run_id, run_identity
 
 
@@ -24,17 +24,17 @@ def test_defaults_are_valid_and_round_trip():
     assert cfg.sampler == "pal" and cfg.lr == 1e-5 and cfg.epochs == 10
     again = RunConfig.from_dict(cfg.to_dict())
     assert again == cfg and again.settings_hash() == cfg.settings_hash()
-    # to_yaml -> from_yaml gives the same config
+    # to_yaml -> resolve_config gives the same config
     assert RunConfig.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
     # every field has a describable type
     assert set(field_types()) == {f.name for f in dataclasses.fields(RunConfig)}
     assert "'pal_control'" in allowed_values("sampler")
 
 
-def test_from_yaml_unknown_key_names_it_and_lists_allowed(tmp_path):
+def test_resolve_config_unknown_key_names_it_and_lists_allowed(tmp_path):
     path = write_yaml(tmp_path, {"epochs": 2, "learning_rate": 1e-3})
     with pytest.raises(ValueError) as err:
-        RunConfig.from_yaml(path)
+        resolve_config(path)
     msg = str(err.value)
     assert "'learning_rate'" in msg and "allowed keys" in msg
     assert "lr" in msg and "batches_per_epoch" in msg and str(path) in msg
@@ -55,7 +55,7 @@ def test_from_yaml_unknown_key_names_it_and_lists_allowed(tmp_path):
 def test_wrong_type_names_key_and_expected_values(tmp_path, key, value, expected):
     path = write_yaml(tmp_path, {key: value})
     with pytest.raises(ValueError) as err:
-        RunConfig.from_yaml(path)
+        resolve_config(path)
     msg = str(err.value)
     assert f"key {key!r}" in msg and expected in msg
     with pytest.raises(ValueError, match=f"key '{key}'"):  # direct construction validates too
@@ -66,25 +66,25 @@ def test_numbers_coerced_for_floats(tmp_path):
     # YAML 1.1 (PyYAML) reads 1e-5 as a string and 1 as an int
     path = tmp_path / "cfg.yaml"
     path.write_text("lr: 1e-5\nhidden_dropout: 0\nsmart_weight: 1\n")
-    cfg = RunConfig.from_yaml(path)
+    cfg = resolve_config(path)
     assert cfg.lr == 1e-5 and isinstance(cfg.lr, float)
     assert cfg.hidden_dropout == 0.0 and isinstance(cfg.hidden_dropout, float)
     assert isinstance(cfg.smart_weight, float)
     assert RunConfig(lr=1).lr == 1.0
     assert RunConfig().replace(lr="2e-4").lr == 2e-4
-    # overrides given to from_yaml win over the file and are checked too
-    assert RunConfig.from_yaml(path, lr=3e-5).lr == 3e-5
+    # overrides given to resolve_config win over the file and are checked too
+    assert resolve_config(path, lr=3e-5).lr == 3e-5
     with pytest.raises(ValueError, match="'nope'"):
-        RunConfig.from_yaml(path, nope=1)
+        resolve_config(path, nope=1)
 
 
-def test_from_yaml_drops_profile_only_keys_and_rejects_non_mappings(tmp_path):
-    cfg = RunConfig.from_yaml(write_yaml(tmp_path, {"seeds": [1, 2], "description": "x", "epochs": 2}))
+def test_resolve_config_drops_profile_only_keys_and_rejects_non_mappings(tmp_path):
+    cfg = resolve_config(write_yaml(tmp_path, {"seeds": [1, 2], "description": "x", "epochs": 2}))
     assert cfg.epochs == 2
     with pytest.raises(ValueError, match="mapping"):
-        RunConfig.from_yaml(write_yaml(tmp_path, [1, 2], "list.yaml"))
+        resolve_config(write_yaml(tmp_path, [1, 2], "list.yaml"))
     with pytest.raises(ValueError, match="missing.yaml: file not found"):
-        RunConfig.from_yaml(tmp_path / "missing.yaml")
+        resolve_config(tmp_path / "missing.yaml")
 
 
 def test_config_hash_stable_and_only_result_keys():

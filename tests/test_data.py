@@ -17,7 +17,7 @@ import pytest
 
 import mtlib.data.sources as mfetch
 from mtlib import data
-from mtlib.config import REPO_ROOT
+from mtlib.config.run_config import REPO_ROOT
 from mtlib.data import Example, filter_by_length, load_split, read_task_file
 
 FIXTURES = Path(__file__).parent / "fixtures"

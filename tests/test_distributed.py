@@ -28,7 +28,7 @@ from mtlib import TASKS
 from mtlib.data.metrics import read_predictions
 from mtlib.rundir import CheckpointError, read_history, read_metrics
 from mtlib.rundir.files import PREDICTIONS
-from mtlib.study.resolve import resolve_config
+from mtlib.experiments.resolve import resolve_config
 from mtlib.train.distributed import restore_rng, rng_state
 from mtlib.train.identity import run_dir_for
 from mtlib.train.trainer import run

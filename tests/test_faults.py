@@ -7,7 +7,7 @@ and no leftovers.
 
 The training processes are forked from a forkserver that has imported mtlib once (a fresh ``python -c``
 costs ~5 s of imports per run); each child runs the equivalent of
-``python -c "from mtlib.train.trainer import run; run(RunConfig.from_yaml(path))"`` with ``MTLIB_FAULT`` set,
+``python -c "from mtlib.train.trainer import run; run(resolve_config(path))"`` with ``MTLIB_FAULT`` set,
 and dies by SIGKILL at that point (exit code -9). Reference runs go through the same children, so a
 comparison never depends on state left in the test process by other tests.
 """
@@ -29,11 +29,11 @@ import pytest
 import torch
 import yaml
 
-from mtlib.config import RunConfig
+from mtlib.config.run_config import RunConfig
 from mtlib.rundir import CheckpointError, RunDirectory, RunLocked, load_checkpoint, read_history
-from mtlib.rundir import files as rundir_files
+from mtlib.rundir import atomic as rundir_atomic
 from mtlib.rundir.checkpoint import FORMAT
-from mtlib.study.resolve import resolve_config
+from mtlib.experiments.resolve import resolve_config
 from mtlib.train.identity import run_dir_for
 from mtlib.train.steps import NumericFault
 from mtlib.train.trainer import run
@@ -72,9 +72,9 @@ os.dup2(log, 1); os.dup2(log, 2)
 os.environ.pop("MTLIB_FAULT", None)
 if {fault!r}:
     os.environ["MTLIB_FAULT"] = {fault!r}
-from mtlib.config import RunConfig
+from mtlib.experiments.resolve import resolve_config
 from mtlib.train.trainer import run
-run(RunConfig.from_yaml({config!r}))
+run(resolve_config({config!r}))
 """
 _FORKSERVER = None
 
@@ -269,16 +269,16 @@ def test_kill_and_resume_is_identical(case, references, small_data_dir, tmp_path
 
 def test_fault_point_names_with_colons(monkeypatch):
     killed = []
-    monkeypatch.setattr(rundir_files.os, "kill", lambda pid, sig: killed.append(sig))
-    monkeypatch.setattr(rundir_files, "_FAULT_COUNTS", {})
+    monkeypatch.setattr(rundir_atomic.os, "kill", lambda pid, sig: killed.append(sig))
+    monkeypatch.setattr(rundir_atomic, "_FAULT_COUNTS", {})
     monkeypatch.setenv("MTLIB_FAULT", "write:last.pt:2")
-    rundir_files.fault_point("write:last.pt")
-    rundir_files.fault_point("write:best.pt")
+    rundir_atomic.fault_point("write:last.pt")
+    rundir_atomic.fault_point("write:best.pt")
     assert killed == []
-    rundir_files.fault_point("write:last.pt")
+    rundir_atomic.fault_point("write:last.pt")
     assert killed == [signal.SIGKILL]
     monkeypatch.setenv("MTLIB_FAULT", "handover")  # no count: the first time
-    rundir_files.fault_point("handover")
+    rundir_atomic.fault_point("handover")
     assert killed == [signal.SIGKILL] * 2
 
 
@@ -355,7 +355,7 @@ def test_full_disk_while_writing_last_pt(references, small_data_dir, tmp_path, m
                 return f
         return open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(rundir_files, "open", open_on_a_full_disk, raising=False)
+    monkeypatch.setattr(rundir_atomic, "open", open_on_a_full_disk, raising=False)
     with pytest.raises(OSError) as info:
         run(cfg)
     monkeypatch.undo()
@@ -381,7 +381,7 @@ def test_full_disk_while_writing_metrics(references, small_data_dir, tmp_path, m
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_fsync(fd)
 
-    monkeypatch.setattr(rundir_files.os, "fsync", fsync)
+    monkeypatch.setattr(rundir_atomic.os, "fsync", fsync)
     with pytest.raises(OSError, match=r"no space left on device while writing .*metrics\.json"):
         run(cfg)
     monkeypatch.undo()

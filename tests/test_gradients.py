@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mtlib.train.gradients import (
+from mtlib.methods.gradients import (
     GradVac,
     PCGrad,
     TaskGradients,

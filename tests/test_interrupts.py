@@ -1,5 +1,5 @@
 """Ctrl-C and SIGTERM end ``python -m mtlib run``, ``sweep`` (in this process, on ``--workers 2``, on Ray) and
-``workbook`` (its pre-run's workers, a notebook's kernel) cleanly (mtlib.study.interrupts): one
+``workbook`` (its pre-run's workers, a notebook's kernel) cleanly (mtlib.runs.interrupts): one
 ``interrupted: ...`` line on stderr and no traceback, exit 130 (SIGINT) or 143 (SIGTERM), no process of theirs
 left, no run lock or temporary folder left; the same command again resumes (a run: to the metrics of an
 uninterrupted one). Workers also end when the sweep dies by SIGKILL (PR_SET_PDEATHSIG, and the fallback).
@@ -23,7 +23,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mtlib.study.resolve import resolve_config
+from mtlib.experiments.resolve import resolve_config
 from mtlib.train.trainer import run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -302,7 +302,7 @@ def test_without_pdeathsig_the_watch_thread_ends_the_worker(tmp_path):
         def no_prctl(*args, **kwargs):
             raise OSError("no prctl here")
         ctypes.CDLL = no_prctl  # only the watching thread is left
-        from mtlib.study.interrupts import die_with_parent, raised_on_signals
+        from mtlib.runs.interrupts import die_with_parent, raised_on_signals
         import os
         die_with_parent(os.getppid())
         with raised_on_signals():
@@ -331,7 +331,7 @@ def _workbook(tmp: Path, folder: Path) -> list[str]:
     write into outputs/), from a child that points the workbook at them."""
     code = textwrap.dedent(f"""
         from pathlib import Path
-        from mtlib.study import workbook
+        from mtlib.runs import workbook
         from mtlib.cli import main
         listed = workbook.list_notebooks
         workbook.list_notebooks = lambda only=None, folder=None: listed(only, Path({str(folder)!r}))

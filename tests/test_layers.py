@@ -1,4 +1,5 @@
-"""The package's layers: a layer imports only from the layers below it (checked on the source, no imports run)."""
+"""The package's layers: each folder imports only from the layers below it, and no module imports itself back
+through any chain of imports (function-level imports count). Checked on the source; nothing is imported."""
 
 from __future__ import annotations
 
@@ -8,123 +9,176 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "mtlib"
-# module prefix -> the mtlib modules it may import (prefixes); "mtlib" alone is the package root (TASKS)
-ALLOWED = {
-    "mtlib.tasks": (),  # what a task is: the bottom, everything may read it
-    "mtlib.rundir": ("mtlib.rundir",),
-    "mtlib.data": ("mtlib.data", "mtlib.rundir", "mtlib.tasks"),  # atomic writes for caches
-    "mtlib.model": ("mtlib.model", "mtlib.tasks"),
-    # the leaf modules of training, whose allowed values config.py collects
-    "mtlib.train.samplers": (),
-    "mtlib.train.smart": (),
-    "mtlib.train.runtime": ("mtlib.train.capability", "mtlib.rundir"),
-    "mtlib.train.capability": ("mtlib.rundir",),
-    "mtlib.train.freeze": ("mtlib.model",),
-    "mtlib.train.gradients": ("mtlib.train.gradients",),
-    "mtlib.train.loss_weighting": ("mtlib.train.gradients",),
-    "mtlib.configtypes": (),
-    "mtlib.settings": ("mtlib.configtypes",),  # a setting's description (field metadata), read by the checks and config
-    "mtlib.configchecks": ("mtlib.configtypes", "mtlib.settings", "mtlib.tasks"),
-    "mtlib.config": (
-        "mtlib.tasks",
-        "mtlib.configtypes",
-        "mtlib.settings",
-        "mtlib.configchecks",
-        "mtlib.data",
-        "mtlib.model",
-        "mtlib.train.freeze",
-        "mtlib.train.gradients",
-        "mtlib.train.loss_weighting",
-        "mtlib.train.runtime",
-        "mtlib.train.capability",
-        "mtlib.train.samplers",
-        "mtlib.train.smart",
-        "mtlib.study.resolve",
-    ),
+# Each layer and the lower layers it may import (a layer may always import itself), bottom first. The top
+# (cli, bench, __main__ and the package root) may import anything.
+LAYERS = {
+    "mtlib.tasks": (),  # what a task is: everything may read it
+    "mtlib.rundir": (),  # the run directory's files and formats
+    "mtlib.data": ("mtlib.tasks", "mtlib.rundir"),  # atomic writes for caches
+    "mtlib.model": ("mtlib.tasks",),
+    "mtlib.methods": (),  # gradient methods, loss weightings, SMART, samplers: plain torch
+    "mtlib.machine": ("mtlib.rundir",),  # the measured precision is cached atomically
+    "mtlib.config": ("mtlib.tasks", "mtlib.data", "mtlib.model", "mtlib.methods", "mtlib.machine"),
     "mtlib.train": (
         "mtlib.tasks",
-        "mtlib.config",
-        "mtlib.configtypes",
+        "mtlib.rundir",
         "mtlib.data",
         "mtlib.model",
+        "mtlib.methods",
+        "mtlib.machine",
+        "mtlib.config",
+    ),
+    # a row with init_from names its parent's run directory: resolution needs the run identity
+    "mtlib.experiments": ("mtlib.tasks", "mtlib.config", "mtlib.train.identity"),
+    "mtlib.runs": (
+        "mtlib.tasks",
         "mtlib.rundir",
+        "mtlib.data",
+        "mtlib.machine",
+        "mtlib.config",
         "mtlib.train",
+        "mtlib.experiments",
     ),
-    "mtlib.study.plots": (
+    # read-only: reads run directories, never trains (no mtlib.train)
+    "mtlib.results": (
         "mtlib.tasks",
-        "mtlib.study.plots",
-        "mtlib.data",
         "mtlib.rundir",
-        "mtlib.train.samplers",
-        "mtlib.train.gradients",
+        "mtlib.data",
+        "mtlib.methods",
         "mtlib.config",
+        "mtlib.experiments",
     ),
-    "mtlib.study": (
+    "mtlib.notebook": (
         "mtlib.tasks",
-        "mtlib.config",
-        "mtlib.configtypes",
-        "mtlib.data",
         "mtlib.rundir",
-        "mtlib.study",
-        "mtlib.train.identity",
-        "mtlib.train.trainer",
-        "mtlib.train.samplers",
-        "mtlib.train.gradients",
-        "mtlib.train.stop",
-        "mtlib.train.runtime",
-        "mtlib.train.shared_phases",
+        "mtlib.config",
+        "mtlib.train",
+        "mtlib.experiments",
+        "mtlib.runs",
+        "mtlib.results",
     ),
 }
-READ_ONLY = ("mtlib.study.results", "mtlib.study.tables", "mtlib.study.plots")  # read run directories, never train
+ROOT_NAMES = ("mtlib.TASKS", "mtlib.__version__")  # the package root's constants, readable from any layer
 
 
-def _modules() -> list[tuple[str, Path]]:
-    out = []
+def _modules() -> dict[str, Path]:
+    out = {}
     for path in sorted(ROOT.rglob("*.py")):
         parts = path.relative_to(ROOT.parent).with_suffix("").parts
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        out.append((name, path))
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return out
 
 
+MODULES = _modules()
+
+
 def _imports(path: Path) -> set[str]:
-    """Every mtlib module a file imports; ``from mtlib.train import samplers`` counts as mtlib.train.samplers."""
+    """Every mtlib module a file imports, at any depth of the file; ``from mtlib.train import trainer`` counts
+    as mtlib.train.trainer, a name that is no submodule as its package."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mtlib"):
-            package = ROOT.parent.joinpath(*node.module.split("."))
-            if package.is_dir():  # names may be submodules: count each that is one, and the package for the rest
-                subs = {
-                    a.name for a in node.names if (package / f"{a.name}.py").is_file() or (package / a.name).is_dir()
-                }
-                found |= {f"{node.module}.{n}" for n in subs}
-                if len(subs) < len(node.names) and node.module != "mtlib":
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                if sub in MODULES or sub in ROOT_NAMES:
+                    found.add(sub)
+                else:
                     found.add(node.module)
-                if node.module == "mtlib":
-                    found |= {f"mtlib.{a.name}" for a in node.names if a.name not in subs}
-            else:
-                found.add(node.module)
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("mtlib")}
     return found
 
 
-def _rule(module: str) -> tuple[str, ...] | None:
-    best = max((p for p in ALLOWED if module == p or module.startswith(p + ".")), key=len, default=None)
-    return None if best is None else ALLOWED[best]
+GRAPH = {module: _imports(path) - set(ROOT_NAMES) for module, path in MODULES.items()}
 
 
-@pytest.mark.parametrize("module,path", _modules(), ids=[m for m, _ in _modules()])
-def test_imports_stay_in_their_layer(module, path):
-    allowed = _rule(module)
-    if allowed is None:  # the top: cli, bench, __main__, the package root
+def _layer(module: str) -> str | None:
+    return next((p for p in LAYERS if module == p or module.startswith(p + ".")), None)
+
+
+def _within(target: str, prefixes) -> bool:
+    return any(target == p or target.startswith(p + ".") for p in prefixes)
+
+
+def test_the_layers_are_the_folders():
+    """Every module but the top sits in a layer, and every layer is a module or folder that exists."""
+    top = {"mtlib", "mtlib.__main__", "mtlib.cli"}
+    assert all(p in MODULES for p in LAYERS), [p for p in LAYERS if p not in MODULES]
+    strays = [m for m in MODULES if _layer(m) is None and m not in top and not m.startswith("mtlib.bench")]
+    assert not strays, f"modules outside every layer: {strays}"
+
+
+def test_a_layer_allows_only_layers_below_it():
+    order = list(LAYERS)
+    for layer, allowed in LAYERS.items():
+        above = [a for a in allowed if order.index(_layer(a)) >= order.index(layer)]
+        assert not above, f"{layer} allows {above}, not below it"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_stay_in_their_layer(module):
+    layer = _layer(module)
+    if layer is None:  # the top: cli, bench, __main__, the package root
         return
-    bad = []
-    for target in _imports(path):
-        if target in ("mtlib.TASKS", "mtlib.__version__"):
-            continue
-        if not any(target == a or target.startswith(a + ".") for a in allowed):
-            bad.append(target)
-    assert not bad, f"{module} imports {bad}, above its layer"
-    if module.startswith(READ_ONLY):
-        assert not any(t.startswith("mtlib.train.trainer") for t in _imports(path)), f"{module} imports the trainer"
+    bad = sorted(t for t in GRAPH[module] if not _within(t, (layer, *LAYERS[layer])))
+    assert not bad, f"{module} imports {bad}, above its layer ({layer})"
+
+
+def test_no_import_cycles_at_any_depth():
+    """Tarjan's strongly connected components over every import, function-level ones included: a cycle closed
+    by an import inside a function is still a cycle."""
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in GRAPH.get(v, ()):
+            if w not in GRAPH:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(GRAPH):
+        if module not in index:
+            visit(module)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_cycle_check_finds_a_cycle_closed_in_a_function(tmp_path, monkeypatch):
+    """The check above is not vacuous: two modules importing each other, one inside a function, are found."""
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("from mtlib.runs import b\n")
+    b.write_text("def f():\n    from mtlib.runs import a\n")
+    monkeypatch.setitem(MODULES, "mtlib.runs.a", a)
+    monkeypatch.setitem(MODULES, "mtlib.runs.b", b)
+    monkeypatch.setitem(GRAPH, "mtlib.runs.a", _imports(a))
+    monkeypatch.setitem(GRAPH, "mtlib.runs.b", _imports(b))
+    with pytest.raises(AssertionError, match="mtlib.runs.a"):
+        test_no_import_cycles_at_any_depth()
+
+
+def test_no_import_time_side_effects():
+    """Importing a module defines things: no logging handlers, backend switches or signal handlers at the top
+    level of any module (they belong in the function a notebook or command calls first)."""
+    calls = ("addHandler", "use", "signal", "basicConfig", "set_start_method", "filterwarnings")
+    found = []
+    for module, path in MODULES.items():
+        for node in ast.parse(path.read_text()).body:
+            call = node.value if isinstance(node, ast.Expr) else None
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr in calls:
+                found.append(f"{module}: {ast.unparse(call)}")
+    assert not found, found

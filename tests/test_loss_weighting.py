@@ -7,11 +7,11 @@ import signal
 import pytest
 import torch
 
-from mtlib.config import RunConfig
-from mtlib.configtypes import ConfigError
+from mtlib.config.run_config import RunConfig
+from mtlib.config.types import ConfigError
 from mtlib.rundir import read_history
 from mtlib.train.identity import run_dir_for
-from mtlib.train.loss_weighting import FAMO, DynamicWeightAverage, UncertaintyWeighting, make_loss_weighting
+from mtlib.methods.loss_weighting import FAMO, DynamicWeightAverage, UncertaintyWeighting, make_loss_weighting
 
 TASKS = ["sst", "para", "sts"]
 

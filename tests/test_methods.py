@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mtlib.study import methods
+from mtlib.results import methods
 from mtlib.train.steps import CompromiseStep
 
 

@@ -10,7 +10,7 @@ import torch
 
 from mtlib.model.backbones import load_backbone
 from mtlib.data.batches import BatchStream, collate, eval_batches
-from mtlib.config import RunConfig
+from mtlib.config.run_config import RunConfig
 from mtlib.data import Example
 from mtlib import tasks
 from mtlib.model.multitask import MultitaskModel

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 
-from mtlib.study.runs import rows_for
+from mtlib.notebook.runs import rows_for
 
 NAME = "08_more_methods"
 
@@ -18,7 +18,7 @@ def test_conventions():
 
 
 def test_listed_by_the_workbook():
-    from mtlib.study.workbook import list_notebooks
+    from mtlib.runs.workbook import list_notebooks
 
     assert NAME in [nb.stem for nb in list_notebooks()]
 

@@ -10,9 +10,9 @@ import sys
 import nbformat
 import pytest
 
-from mtlib.config import REPO_ROOT
-from mtlib.study.notebook_params import ParameterError, cells_from_history, check_parameters
-from mtlib.study.notebook_runs import calls_in, parameter_defaults
+from mtlib.config.run_config import REPO_ROOT
+from mtlib.notebook.parameters import ParameterError, cells_from_history, check_parameters
+from mtlib.runs.notebook_runs import calls_in, parameter_defaults
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("0*.ipynb"))
 PARAMS = """# papermill parameters

@@ -1,13 +1,13 @@
-"""mtlib.study.notebook_runs: the runs a notebook will ask for, read from its code (the workbook's pre-run)."""
+"""mtlib.runs.notebook_runs: the runs a notebook will ask for, read from its code (the workbook's pre-run)."""
 
 from __future__ import annotations
 
 import nbformat
 
-from mtlib.study.experiments import load_experiments
-from mtlib.study.notebook_runs import notebook_runs
-from mtlib.study.resolve import resolve_config
-from mtlib.study.workbook import list_notebooks
+from mtlib.experiments.rows import load_experiments
+from mtlib.runs.notebook_runs import notebook_runs
+from mtlib.experiments.resolve import resolve_config
+from mtlib.runs.workbook import list_notebooks
 
 
 def _notebook(path, *cells: str):

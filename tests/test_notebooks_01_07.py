@@ -9,9 +9,9 @@ import nbformat
 import pytest
 
 from mtlib import data
-from mtlib.config import REPO_ROOT
-from mtlib.study.claimsfile import load_claims
-from mtlib.study.resolve import resolve_config
+from mtlib.config.run_config import REPO_ROOT
+from mtlib.experiments.claims_file import load_claims
+from mtlib.experiments.resolve import resolve_config
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 NB01 = NOTEBOOKS / "01_data_exploration.ipynb"

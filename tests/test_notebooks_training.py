@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mtlib.config import REPO_ROOT
-from mtlib.study.runs import rows_for
+from mtlib.config.run_config import REPO_ROOT
+from mtlib.notebook.runs import rows_for
 
 NOTEBOOKS = ["02_baselines", "03_gradient_methods", "04_heads", "05_pals", "06_gradient_compromise"]
 LOGIC = (

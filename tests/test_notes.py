@@ -1,11 +1,11 @@
-"""Expected data notes are one quiet stdout line per distinct note; warnings stay loud (mtlib.study.notes)."""
+"""Expected data notes are one quiet stdout line per distinct note; warnings stay loud (mtlib.notebook.notes)."""
 
 import logging
 
 import pytest
 
 from mtlib.data import read_task_file
-from mtlib.study.notes import LOGGER, show_data_notes
+from mtlib.notebook.notes import LOGGER, show_data_notes
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""mtlib.study.plots: every figure function on small synthetic histories (and the real data where it needs it)."""
+"""mtlib.results.plots: every figure function on small synthetic histories (and the real data where it needs it)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
 from mtlib import data
-from mtlib.study import plots
-from mtlib.train.samplers import pal_probabilities
+from mtlib.results import plots
+from mtlib.methods.samplers import pal_probabilities
 
 
 @pytest.fixture(autouse=True)

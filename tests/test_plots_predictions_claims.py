@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from mtlib.data.metrics import write_predictions
-from mtlib.study import plots
-from mtlib.study.plots.claims import VERDICT_COLORS
+from mtlib.results import plots
+from mtlib.results.plots.claims import VERDICT_COLORS
 
 SST = [("s1", 0), ("s2", 1), ("s3", 2), ("s4", 3), ("s5", 4), ("s6", 4), ("s7", 2)]
 QUORA = [("q1", 0), ("q2", 1), ("q3", 1), ("q4", 0)]

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from mtlib.train import capability, runtime
+from mtlib.machine import capability, runtime
 
 AVX2_ONLY = "processor\t: 0\nmodel name\t: AMD EPYC 7B13 64-Core Processor\nflags\t\t: fpu sse2 avx avx2 fma\n"
 WITH_BF16 = "processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu sse2 avx avx2 avx512f avx512_bf16 amx_bf16\n"

@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 
-from mtlib.study.result_view import results_view
+from mtlib.notebook.result_view import results_view
 
 
 def _table():

@@ -1,4 +1,4 @@
-"""mtlib.study.results: the results table from synthetic metrics.json files, CIs, both mean formulas, markdown."""
+"""mtlib.results.scores: the results table from synthetic metrics.json files, CIs, both mean formulas, markdown."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtlib.study import intervals, results
-from mtlib.study.experiments import load_experiments
-from mtlib.study.resolve import resolve_config
+from mtlib.results import intervals, scores
+from mtlib.experiments.rows import load_experiments
+from mtlib.experiments.resolve import resolve_config
 
 ROWS = [
     {
@@ -99,17 +99,15 @@ def test_mean_ci():
 
 def test_course_means():
     course = ("sst", "para", "sts")
-    assert results.means({"sst": 0.5, "para": 0.8, "sts": 0.8}, course) == pytest.approx((0.7, (0.5 + 0.8 + 0.9) / 3))
-    assert results.means({"sst": 0.5, "para": 0.8, "sts": -1.0}, course)[1] == pytest.approx(
-        1.3 / 3
-    )  # r = -1 maps to 0
+    assert scores.means({"sst": 0.5, "para": 0.8, "sts": 0.8}, course) == pytest.approx((0.7, (0.5 + 0.8 + 0.9) / 3))
+    assert scores.means({"sst": 0.5, "para": 0.8, "sts": -1.0}, course)[1] == pytest.approx(1.3 / 3)  # r = -1 maps to 0
 
 
 def test_results_table_two_seeds_give_a_ci_and_both_means(tmp_path):
     write(tmp_path, metrics("base_pal", 1, 0.40, 0.80, 0.60))
     write(tmp_path, metrics("base_pal", 2, 0.50, 0.90, 0.80))
     write(tmp_path, metrics("other_row", 1, 0.9, 0.9, 0.9))  # no experiments row: ignored
-    table = results.results_table(tmp_path, experiments=ROWS)
+    table = scores.results_table(tmp_path, experiments=ROWS)
     assert list(table["id"]) == ["base_pal", "pcgrad"]  # table order, every row
     row = table.iloc[0]
     assert row["n_seeds"] == 2
@@ -130,18 +128,18 @@ def test_results_table_two_seeds_give_a_ci_and_both_means(tmp_path):
 
 def test_results_table_one_seed_has_nan_ci(tmp_path):
     write(tmp_path, metrics("pcgrad", 7, 0.5, 0.8, 0.7))
-    row = results.results_table(tmp_path, experiments=ROWS).iloc[1]
+    row = scores.results_table(tmp_path, experiments=ROWS).iloc[1]
     assert row["n_seeds"] == 1 and row["sst"] == 0.5 and math.isnan(row["sst_ci"]) and math.isnan(row["mean_ci"])
 
 
 def test_results_table_no_runs_folder(tmp_path):
-    table = results.results_table(tmp_path / "missing")
+    table = scores.results_table(tmp_path / "missing")
     assert len(table) == len(load_experiments())
     assert (table["n_seeds"] == 0).all() and table["mean"].isna().all()
     beyond = [bool(r.get("beyond_paper")) for r in load_experiments()]
     assert beyond.count(True) > 0, "the test needs rows beyond the paper"
     assert list(table["paper_mean"].isna()) == beyond  # the paper's rows carry its numbers, the rest none
-    assert list(results.results_table(tmp_path / "missing", notebook="03_gradient_methods")["id"]) == [
+    assert list(scores.results_table(tmp_path / "missing", notebook="03_gradient_methods")["id"]) == [
         r["id"] for r in load_experiments() if r["notebook"] == "03_gradient_methods"
     ]
 
@@ -156,52 +154,52 @@ def test_results_table_keeps_only_the_profiles_runs(tmp_path):
     write(tmp_path, metrics("base_pal", 11711, 0.4, 0.8, 0.7, config_hash=quick.settings_hash()), quick.to_dict())
     other_seed = resolve_config("smoke", row=row, seed=3, out_dir=out)  # a seed the profile does not list still counts
     write(tmp_path, metrics("base_pal", 3, 0.3, 0.5, 0.1, config_hash=other_seed.settings_hash()), other_seed.to_dict())
-    table = results.results_table(tmp_path, experiments=ROWS, profile="smoke")
+    table = scores.results_table(tmp_path, experiments=ROWS, profile="smoke")
     assert table.iloc[0]["n_seeds"] == 2 and table.iloc[0]["sst"] == pytest.approx(0.25)
-    table = results.results_table(tmp_path, experiments=ROWS, profile="quick")
+    table = scores.results_table(tmp_path, experiments=ROWS, profile="quick")
     assert table.iloc[0]["n_seeds"] == 1 and table.iloc[0]["sst"] == pytest.approx(0.4)
-    assert results.results_table(tmp_path, experiments=ROWS).iloc[0]["n_seeds"] == 3  # no profile: every run
+    assert scores.results_table(tmp_path, experiments=ROWS).iloc[0]["n_seeds"] == 3  # no profile: every run
 
 
 def test_provenance_text(tmp_path):
     runs = [metrics("base_pal", 1, 0.4, 0.8, 0.6), metrics("base_pal", 2, 0.5, 0.9, 0.8)]
-    text = results.provenance(runs)
-    assert "minilm-l6" in text and results.MINILM_NOTE in text
+    text = scores.provenance(runs)
+    assert "minilm-l6" in text and scores.MINILM_NOTE in text
     assert "subset head+extra (56,331 usable of 141,506)" in text
     assert "Seeds: 1, 2 (2 per row" in text
     assert "full dev sets" in text and "sst 50" in text
-    tiny = results.provenance([metrics("base_pal", 1, 0.4, 0.8, 0.6, backbone="tiny-random", dev_split="subsample")])
-    assert results.MINILM_NOTE not in tiny and "subsample" in tiny and "sst 20" in tiny
-    empty = results.provenance([], profile="quick")
+    tiny = scores.provenance([metrics("base_pal", 1, 0.4, 0.8, 0.6, backbone="tiny-random", dev_split="subsample")])
+    assert scores.MINILM_NOTE not in tiny and "subsample" in tiny and "sst 20" in tiny
+    empty = scores.provenance([], profile="quick")
     assert "No finished runs" in empty and "--profile quick" in empty
 
 
 def test_provenance_from_table_and_folder(tmp_path):
     for m in (metrics("base_pal", 1, 0.4, 0.8, 0.6), metrics("pcgrad", 1, 0.4, 0.8, 0.6, backbone="tiny-random")):
         write(tmp_path, m)
-    table = results.results_table(tmp_path, experiments=ROWS)
-    text = results.provenance(table)
+    table = scores.results_table(tmp_path, experiments=ROWS)
+    text = scores.provenance(table)
     assert "2 finished run(s) of 2 row(s)" in text and "capped at 5,000" in text
     only_pcgrad = table[table["id"] == "pcgrad"]  # a notebook's slice describes its own runs
-    assert results.MINILM_NOTE not in results.provenance(only_pcgrad)
-    assert "finished run(s)" in results.provenance(tmp_path)  # a runs folder works too
+    assert scores.MINILM_NOTE not in scores.provenance(only_pcgrad)
+    assert "finished run(s)" in scores.provenance(tmp_path)  # a runs folder works too
 
 
 def test_markdown_and_results_md(tmp_path):
     write(tmp_path / "runs", metrics("base_pal", 1, 0.4, 0.8, 0.6))
     write(tmp_path / "runs", metrics("base_pal", 2, 0.5, 0.9, 0.8))
-    table = results.results_table(tmp_path / "runs", experiments=ROWS)
-    text = results.to_markdown(table, "line one\nline two")
+    table = scores.results_table(tmp_path / "runs", experiments=ROWS)
+    text = scores.to_markdown(table, "line one\nline two")
     lines = text.splitlines()
     assert lines[0].startswith("| id") and set(lines[1]) <= set("|:-")
     assert len({len(line) for line in lines[:4]}) == 1  # aligned columns
     assert "0.450 ± 0.635" in lines[2]  # 12.7062 * 0.05
     assert "\\|" in lines[3] and "—" in lines[3]  # escaped pipe in the label; NaN as a dash
     assert "- line one" in text and "- line two" in text
-    path = results.write_results_md(tmp_path / "out" / "results.md", table=table)
+    path = scores.write_results_md(tmp_path / "out" / "results.md", table=table)
     body = path.read_text()
-    assert body.startswith("# Results") and "(r + 1)/2" in body and results.MINILM_NOTE in body
-    path = results.write_results_md(tmp_path / "empty.md", out_dir=tmp_path / "none", profile="smoke")
+    assert body.startswith("# Results") and "(r + 1)/2" in body and scores.MINILM_NOTE in body
+    path = scores.write_results_md(tmp_path / "empty.md", out_dir=tmp_path / "none", profile="smoke")
     assert "No finished runs" in path.read_text()
 
 
@@ -215,12 +213,12 @@ def test_run_config_read_once_and_reread_when_changed(tmp_path, monkeypatch):
     from mtlib.rundir import read as rundir_read
 
     monkeypatch.setattr(rundir_read.yaml, "safe_load", lambda text: loads.append(1) or real(text))
-    assert results._run_config(run) == {"final_dev_max": 5}
-    results._run_config(run)["final_dev_max"] = 99  # a caller's change does not reach the cache
-    assert results._run_config(run) == {"final_dev_max": 5} and len(loads) == 1
+    assert scores._run_config(run) == {"final_dev_max": 5}
+    scores._run_config(run)["final_dev_max"] = 99  # a caller's change does not reach the cache
+    assert scores._run_config(run) == {"final_dev_max": 5} and len(loads) == 1
     (d / "config.yaml").write_text(yaml.safe_dump({"final_dev_max": 123}))
-    assert results._run_config(run) == {"final_dev_max": 123}
-    assert results._run_config({"run_dir": str(tmp_path / "missing")}) == {}
+    assert scores._run_config(run) == {"final_dev_max": 123}
+    assert scores._run_config({"run_dir": str(tmp_path / "missing")}) == {}
 
 
 def test_provenance_says_when_runs_come_from_different_code_versions():
@@ -228,9 +226,9 @@ def test_provenance_says_when_runs_come_from_different_code_versions():
         {"mtlib": "0.1.0", "commit": "aaaaaaaaaaaa", "dirty": False},
         {"mtlib": "0.1.0", "commit": "bbbbbbbbbbbb", "dirty": True},
     )
-    same = results.provenance([{**metrics("base_pal", s, 0.4, 0.8, 0.6), "code": old} for s in (1, 2)])
+    same = scores.provenance([{**metrics("base_pal", s, 0.4, 0.8, 0.6), "code": old} for s in (1, 2)])
     assert "Code: mtlib 0.1.0 aaaaaaaaaaaa." in same and "code versions" not in same
-    mixed = results.provenance(
+    mixed = scores.provenance(
         [
             {**metrics("base_pal", 1, 0.4, 0.8, 0.6), "code": old},
             {**metrics("base_pal", 2, 0.4, 0.8, 0.6), "code": new},

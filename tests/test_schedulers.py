@@ -1,4 +1,4 @@
-"""mtlib.train.samplers: the PAL schedule (docs/original.md §3 worked example), task_ratios, TaskSampler."""
+"""mtlib.methods.samplers: the PAL schedule (docs/original.md §3 worked example), task_ratios, TaskSampler."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mtlib.train.samplers import (
+from mtlib.methods.samplers import (
     SAMPLERS,
     TaskSampler,
     pal_alpha,

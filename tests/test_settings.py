@@ -1,4 +1,4 @@
-"""One description per setting (mtlib.settings): every RunConfig field carries its help, range, use and run-id
+"""One description per setting (mtlib.config.settings): every RunConfig field carries its help, range, use and run-id
 relevance, and the checks, the run id, the CLI's help and the panel's greying all follow from it."""
 
 import dataclasses
@@ -7,11 +7,11 @@ import types
 import pytest
 
 from mtlib.cli import build_parser
-from mtlib.config import NON_RESULT_KEYS, PHASE_KEYS, SETTINGS, RunConfig, _phase_settings
-from mtlib.configtypes import ConfigError
-from mtlib.settings import Setting, setting, settings_of
-from mtlib.study.widgets import CONTROLS, PAL_FROM_START, AblationPanel
-from mtlib.study.widgets.controls import PHASE_TOGGLES, applies, make_control
+from mtlib.config.run_config import NON_RESULT_KEYS, PHASE_KEYS, SETTINGS, RunConfig, _phase_settings
+from mtlib.config.types import ConfigError
+from mtlib.config.settings import Setting, setting, settings_of
+from mtlib.notebook.widgets import CONTROLS, PAL_FROM_START, AblationPanel
+from mtlib.notebook.widgets.controls import PHASE_TOGGLES, applies, make_control
 
 # What the separate tables said before the settings described themselves (pinned: the run ids depend on it).
 OLD_PHASE_KEYS = {

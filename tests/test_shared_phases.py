@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from mtlib.rundir import load_checkpoint, read_history
-from mtlib.study.resolve import resolve_config
+from mtlib.experiments.resolve import resolve_config
 from mtlib.train import shared_phases
 from mtlib.train.trainer import run
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mtlib.train.smart import KINDS, smart_divergence, smart_regularizer
+from mtlib.methods.smart import KINDS, smart_divergence, smart_regularizer
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -15,9 +15,9 @@ from mtlib.data.batches import BatchStream, collate
 from mtlib.data.bucketing import example_lengths, length_bucketed
 from mtlib.data.tokens import encode_batch
 from mtlib.model.backbones import load_tokenizer
-from mtlib.study.results import speed_line
-from mtlib.train import capability, runtime
-from mtlib.train.accel import adamw_options, configure_backends
+from mtlib.results.scores import speed_line
+from mtlib.machine import capability, runtime
+from mtlib.machine.accel import adamw_options, configure_backends
 from mtlib.train.speed import SpeedMeter
 from mtlib.train.trainer import run
 

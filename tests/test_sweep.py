@@ -1,4 +1,4 @@
-"""Sweeps (mtlib.study.sweep): a local Ray cluster (2 CPUs, 127.0.0.1, no dashboard) against the local engine.
+"""Sweeps (mtlib.runs.sweep): a local Ray cluster (2 CPUs, 127.0.0.1, no dashboard) against the local engine.
 
 One Ray sweep of five runs: four ``smoke`` runs (base and gradvac x two seeds) must end with exactly the
 metrics the local engine gives them; one of them has its worker SIGKILLed mid-run (after its first epoch's
@@ -15,7 +15,7 @@ import pytest
 
 from mtlib.cli import main
 from mtlib.rundir import read_metrics
-from mtlib.study.sweep import check_shared_folder, plan, run_sweep
+from mtlib.runs.sweep import check_shared_folder, plan, run_sweep
 
 pytest.importorskip("ray")  # the cluster extra: make setup installs it
 
@@ -136,7 +136,7 @@ def test_the_output_folder_must_be_shared_and_absolute(tmp_path):
 def test_without_ray_the_engine_says_how_to_install_it(monkeypatch):
     import sys
 
-    from mtlib.study.sweep_ray import import_ray
+    from mtlib.runs.ray_engine import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ValueError, match=r"pip install -e '\.\[cluster\]'"):
@@ -144,7 +144,7 @@ def test_without_ray_the_engine_says_how_to_install_it(monkeypatch):
 
 
 def test_parents_are_planned_first_and_a_failed_parent_fails_its_children(small_data_dir, tmp_path):
-    from mtlib.study.sweep import SweepRun
+    from mtlib.runs.sweep import SweepRun
 
     runs = plan("smoke", ["advanced_pal_finetune"], [3], **_kw(tmp_path, small_data_dir, "plan"))
     assert [r.key for r in runs] == ["advanced seed3", "advanced_pal_finetune seed3"]

@@ -1,4 +1,4 @@
-"""The local engine on worker processes (mtlib.study.sweep_pool) against the local engine in one process.
+"""The local engine on worker processes (mtlib.runs.pool) against the local engine in one process.
 
 One sweep on 2 workers: base, gradvac and advanced_pal_finetune (whose parent advanced must finish first) end
 with the run directories and metrics the sequential engine gives them; a run with a bad config fails in one
@@ -16,8 +16,8 @@ import pytest
 
 from mtlib.cli import main
 from mtlib.rundir import read_config, read_metrics
-from mtlib.study.sweep import SweepRun, plan, run_sweep
-from mtlib.study.sweep_pool import check_workers, default_workers, threads_per_worker
+from mtlib.runs.sweep import SweepRun, plan, run_sweep
+from mtlib.runs.pool import check_workers, default_workers, threads_per_worker
 
 ROWS, SEEDS = ["base", "gradvac", "advanced_pal_finetune"], [1]
 
@@ -133,7 +133,7 @@ def test_a_bad_workers_value_is_one_error_line_before_anything_runs(tmp_path, ca
 def test_default_workers_by_cores_on_a_cpu_and_by_memory_and_cores_on_a_gpu(monkeypatch):
     import torch
 
-    from mtlib.train import runtime
+    from mtlib.machine import runtime
 
     assert [default_workers("cpu", cores=c) for c in (1, 2, 3, 16)] == [1, 2, 3, 4]
     assert threads_per_worker(2, cores=2) == 1 and threads_per_worker(4, cores=16) == 4
@@ -150,7 +150,7 @@ def test_default_workers_by_cores_on_a_cpu_and_by_memory_and_cores_on_a_gpu(monk
 
 
 def test_runs_start_longest_first_and_a_phase_in_training_is_not_trained_beside_it(smoke_cfg):
-    from mtlib.study.sweep_pool import planned_updates, start_order
+    from mtlib.runs.pool import planned_updates, start_order
     from mtlib.train import shared_phases
 
     pretrain = {"name": "pretrain", "freeze": "encoder", "lr": 1e-3}

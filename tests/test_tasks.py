@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from mtlib import tasks
-from mtlib.configtypes import ConfigError
+from mtlib.config.types import ConfigError
 from mtlib.data import parse
-from mtlib.study import plots, results
-from mtlib.study.resolve import resolve_config
-from mtlib.study.widgets.render import dev_curve_png, results_html
+from mtlib.results import plots, scores
+from mtlib.experiments.resolve import resolve_config
+from mtlib.notebook.widgets.render import dev_curve_png, results_html
 from mtlib.train.rescore import predict_run
 from mtlib.train.trainer import run
 
@@ -66,8 +66,8 @@ def test_a_fourth_task_trains_evaluates_resumes_predicts_and_shows(data_dir, tmp
     path = tmp_path / "cfg.yaml"
     path.write_text(cfg.to_yaml())
     code = (
-        "import sys; from mtlib.config import RunConfig; from mtlib.train.trainer import run; "
-        "run(RunConfig.from_yaml(sys.argv[1]))"
+        "import sys; from mtlib.experiments.resolve import resolve_config; from mtlib.train.trainer import run; "
+        "run(resolve_config(sys.argv[1]))"
     )
     killed = subprocess.run(
         [sys.executable, "-c", code, str(path)],
@@ -90,9 +90,9 @@ def test_a_fourth_task_trains_evaluates_resumes_predicts_and_shows(data_dir, tmp
     assert predict_run(run_dir, out_dir=tmp_path / "again")["scores"] == metrics["dev"]
     # results, plots and the panel's views
     rows = [{"id": cfg.name, "label": "four tasks", "notebook": "none", "paper": {}, "config": {}}]
-    table = results.results_table(tmp_path / "runs", experiments=rows)
+    table = scores.results_table(tmp_path / "runs", experiments=rows)
     assert "polarity" in table.columns and table.loc[0, "polarity"] == metrics["dev"]["polarity"]
-    assert "Polarity" in results.to_markdown(table, results.provenance(table))
+    assert "Polarity" in scores.to_markdown(table, scores.provenance(table))
     fig = plots.prediction_panels([run_dir])
     assert len(fig.axes) == 4 and "Polarity" in fig.axes[3].get_title()
     assert dev_curve_png(
@@ -126,7 +126,7 @@ def test_a_two_task_configuration(data_dir, tmp_path):
     ]
     assert predict_run(run_dir, out_dir=tmp_path / "again")["scores"] == dev
     rows = [{"id": cfg.name, "label": "two tasks", "notebook": "none", "paper": {}, "config": {}}]
-    table = results.results_table(tmp_path / "runs", experiments=rows)
+    table = scores.results_table(tmp_path / "runs", experiments=rows)
     assert table.loc[0, "mean"] == pytest.approx(dev["mean"])
     assert len(plots.prediction_panels([run_dir]).axes) == 2
 

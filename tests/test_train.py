@@ -13,7 +13,7 @@ from mtlib import tasks
 from mtlib.data.metrics import read_predictions
 from mtlib.rundir import load_checkpoint, read_history
 from mtlib.train.identity import run_dir_for, run_id, run_identity
-from mtlib.train.runtime import resolve_precision
+from mtlib.machine.runtime import resolve_precision
 from mtlib.train.trainer import Trainer, run
 
 
@@ -74,9 +74,9 @@ def test_run_directory_contents_and_no_overwrite(smoke_cfg, small_data_dir):
     names = {p.name for p in run_dir.iterdir()}
     assert {"config.yaml", "history.jsonl", "metrics.json", "best.pt", "predictions"} <= names
     assert "last.pt" not in names  # removed once finished
-    from mtlib.config import RunConfig
+    from mtlib.experiments.resolve import resolve_config
 
-    assert RunConfig.from_yaml(run_dir / "config.yaml") == cfg
+    assert resolve_config(run_dir / "config.yaml") == cfg
 
     history = rows(run_dir)
     assert history[0]["type"] == "start" and history[-1]["type"] == "final"

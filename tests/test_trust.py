@@ -17,7 +17,7 @@ from mtlib.cli import main
 from mtlib.data.augment import augment_examples
 from mtlib.data.parse import Example
 from mtlib.rundir import CheckpointError, RunDirectory, RunLocked, load_checkpoint, save_checkpoint
-from mtlib.study.resolve import resolve_config
+from mtlib.experiments.resolve import resolve_config
 from mtlib.train.identity import run_dir_for, run_identity
 from mtlib.train.rescore import predict_run
 from mtlib.train.trainer import run
@@ -134,8 +134,8 @@ def test_a_flipped_byte_in_last_pt_stops_the_resume_with_what_to_do(smoke_cfg, c
     cfg = smoke_cfg.replace(epochs=2, batches_per_epoch=3)
     env = {**os.environ, "MTLIB_FAULT": "epoch_end:2"}
     code = (
-        "import sys; from mtlib.config import RunConfig; from mtlib.train.trainer import run; "
-        "run(RunConfig.from_yaml(sys.argv[1]))"
+        "import sys; from mtlib.experiments.resolve import resolve_config; from mtlib.train.trainer import run; "
+        "run(resolve_config(sys.argv[1]))"
     )
     path = Path(cfg.out_dir) / "cfg.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,12 +7,12 @@ from typing import get_args
 
 import pytest
 
-from mtlib.study import widgets
-from mtlib.config import field_types
-from mtlib.study.labels import key_label
-from mtlib.study.resolve import resolve_config
+from mtlib.notebook import widgets
+from mtlib.config.run_config import field_types
+from mtlib.results.labels import key_label
+from mtlib.experiments.resolve import resolve_config
 from mtlib.train.identity import run_dir_for
-from mtlib.study.widgets import PAL_FINETUNE_ONLY, AblationPanel, interactive_frontend, show_panel
+from mtlib.notebook.widgets import PAL_FINETUNE_ONLY, AblationPanel, interactive_frontend, show_panel
 
 
 @pytest.fixture(autouse=True)
@@ -315,7 +315,7 @@ def test_interactive_frontend_in_real_kernels():
     nbclient = pytest.importorskip("nbclient")
     from jupyter_client.manager import start_new_kernel
 
-    code = "from mtlib.study.widgets import interactive_frontend; print(interactive_frontend())"
+    code = "from mtlib.notebook.widgets import interactive_frontend; print(interactive_frontend())"
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     assert nb.cells[0].outputs[0]["text"].strip() == "False"

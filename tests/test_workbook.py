@@ -1,5 +1,5 @@
 """`make workbook` in a terminal: a line per run as it starts, after each epoch and as it ends, no kernel
-noise, and a summary table (mtlib.study.workbook, mtlib.study.progress)."""
+noise, and a summary table (mtlib.runs.workbook, mtlib.runs.progress)."""
 
 import json
 import tempfile
@@ -7,9 +7,9 @@ import tempfile
 import nbformat
 import pytest
 
-from mtlib.study import progress
-from mtlib.study.resolve import resolve_config
-from mtlib.study.workbook import RunLines, run_workbook
+from mtlib.runs import progress
+from mtlib.experiments.resolve import resolve_config
+from mtlib.runs.workbook import RunLines, run_workbook
 
 
 def test_run_lines_say_where_a_run_is_and_what_is_left(capsys):

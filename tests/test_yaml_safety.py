@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mtlib.configtypes import ConfigError
-from mtlib.study.yamlfile import MAX_VALUES, read_yaml, read_yaml_lines
+from mtlib.config.types import ConfigError
+from mtlib.config.yamlfile import MAX_VALUES, read_yaml, read_yaml_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ def merge_bomb(levels: int) -> str:
 
 def read_in_child(path: Path, timeout: float = 30) -> subprocess.CompletedProcess:
     code = (
-        "import sys\nfrom mtlib.configtypes import ConfigError\nfrom mtlib.study.yamlfile import read_yaml\n"
+        "import sys\nfrom mtlib.config.types import ConfigError\nfrom mtlib.config.yamlfile import read_yaml\n"
         "try:\n    read_yaml(sys.argv[1])\nexcept ConfigError as err:\n    print(err)\n    sys.exit(2)\n"
     )
     return subprocess.run(

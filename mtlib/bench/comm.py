@@ -49,11 +49,11 @@ def _measure(profile: str, repeats: int, method: str) -> int:
     from mtlib.data.batches import BatchStream
     from mtlib.model.backbones import load_backbone
     from mtlib.model.multitask import ModelConfig, MultitaskModel
-    from mtlib.study.resolve import resolve_config
+    from mtlib.experiments.resolve import resolve_config
     from mtlib.train import distributed as mdist
     from mtlib.train.phase import build_phase
     from mtlib.train.run_data import load_run_data
-    from mtlib.train.runtime import resolve_device, resolve_precision, seed_everything
+    from mtlib.machine.runtime import resolve_device, resolve_precision, seed_everything
 
     cfg = resolve_config(profile, gradient_method=method, progress=False)
     device = mdist.rank_device(resolve_device(cfg.device))

@@ -13,11 +13,11 @@ import time
 
 import torch
 
-from mtlib.train import gradients as mgrad
+from mtlib.methods import gradients as mgrad
 from mtlib.bench.hardware import sync as _sync
 from mtlib.data.batches import collate
-from mtlib.study.resolve import resolve_config
-from mtlib.train.runtime import autocast, resolve_device, resolve_precision
+from mtlib.experiments.resolve import resolve_config
+from mtlib.machine.runtime import autocast, resolve_device, resolve_precision
 from mtlib.train.steps import CombinedStep
 
 

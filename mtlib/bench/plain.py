@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtlib import tasks as task_records
-from mtlib.train.runtime import autocast
+from mtlib.machine.runtime import autocast
 
 
 class PlainLoop:

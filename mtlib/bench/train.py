@@ -25,11 +25,11 @@ from mtlib.data.batches import BatchStream
 from mtlib.data.tokens import cached_encodings
 from mtlib.model.backbones import load_backbone, load_tokenizer
 from mtlib.model.multitask import ModelConfig, MultitaskModel
-from mtlib.study.resolve import resolve_config
-from mtlib.train.accel import configure_backends
-from mtlib.train.capability import cpu_flags, cpu_model
+from mtlib.experiments.resolve import resolve_config
+from mtlib.machine.accel import configure_backends
+from mtlib.machine.capability import cpu_flags, cpu_model
 from mtlib.train.phase import build_phase
-from mtlib.train.runtime import precision_reason, resolve_device, resolve_precision
+from mtlib.machine.runtime import precision_reason, resolve_device, resolve_precision
 
 BACKBONES = ("minilm-l6", "bert-base")  # bert-base: random weights in bert-base-uncased's shape (none offline)
 ROWS = {  # name -> (label, kind, batching)

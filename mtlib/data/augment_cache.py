@@ -20,7 +20,7 @@ from typing import Sequence
 from mtlib.data.nltk_resources import NLTK_RESOURCES
 from mtlib.data.parse import Example
 from mtlib.data.sources import sha256_file_cached
-from mtlib.rundir.files import atomic_write
+from mtlib.rundir.atomic import atomic_write
 from mtlib.rundir.temporaries import remove_dead_temporaries
 
 CACHE_VERSION = 1  # bump when the augmentation procedure changes, to invalidate old cache files

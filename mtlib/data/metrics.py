@@ -15,7 +15,7 @@ import numpy as np
 
 from mtlib import tasks as task_records
 from mtlib.data.parse import Example, read_task_file, utf8_problem
-from mtlib.rundir.files import atomic_write
+from mtlib.rundir.atomic import atomic_write
 
 
 def metric_name(task: str) -> str:

@@ -18,7 +18,8 @@ the trainer.
 """
 
 from mtlib.rundir.checkpoint import CheckpointError, check_fits, load_checkpoint, model_state, save_checkpoint
-from mtlib.rundir.files import RunDirectory, RunLocked, atomic_write
+from mtlib.rundir.atomic import atomic_write
+from mtlib.rundir.files import RunDirectory, RunLocked
 from mtlib.rundir.read import collect_metrics, read_config, read_history, read_metrics, run_name
 from mtlib.rundir.schema import SchemaError
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from mtlib.rundir.files import atomic_write
+from mtlib.rundir.atomic import atomic_write
 
 FORMAT = "mtlib-checkpoint-1"  # the payload's "format" key (unchanged: the digest lives in the file's header)
 MAGIC = b"mtlib-checkpoint-2 sha256="

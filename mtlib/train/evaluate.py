@@ -9,7 +9,7 @@ from mtlib.data.batches import eval_batches
 from mtlib.data.tokens import encode_batch
 from mtlib.data.metrics import score
 from mtlib.model.multitask import MultitaskModel
-from mtlib.train.runtime import autocast
+from mtlib.machine.runtime import autocast
 
 
 # ------------------------------------------------------------------ evaluation

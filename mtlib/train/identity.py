@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 
 from mtlib import tasks as task_records
-from mtlib.config import RunConfig, resolve_path
+from mtlib.config.run_config import RunConfig, resolve_path
 from mtlib.data.augment_cache import eda_inputs
 from mtlib.data.nltk_resources import NLTKDataError, ensure_nltk_data
 from mtlib.data.sources import sha256_file, sha256_file_cached
 from mtlib.rundir.checkpoint import file_digest
 from mtlib.train.run_data import files_read
-from mtlib.train.runtime import resolve_device, resolve_precision
+from mtlib.machine.runtime import resolve_device, resolve_precision
 
 
 def run_identity(cfg: RunConfig) -> dict:

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mtlib.config import RunConfig
-from mtlib.train import gradients as mgrad
-from mtlib.train.accel import adamw_options
-from mtlib.train.freeze import apply_freeze
-from mtlib.train.loss_weighting import make_loss_weighting
-from mtlib.train.samplers import TaskSampler
+from mtlib.config.run_config import RunConfig
+from mtlib.methods import gradients as mgrad
+from mtlib.machine.accel import adamw_options
+from mtlib.model.freeze import apply_freeze
+from mtlib.methods.loss_weighting import make_loss_weighting
+from mtlib.methods.samplers import TaskSampler
 from mtlib.train.steps import BatchLoss, CombinedStep, CompromiseStep, SingleTaskStep
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mtlib.config import RunConfig
+from mtlib.config.run_config import RunConfig
 from mtlib.data import parse
 from mtlib.data.metrics import metric_name, write_predictions
 from mtlib.data.sources import sha256_file
@@ -23,7 +23,7 @@ from mtlib.rundir import RunDirectory, check_fits, model_state, read_config
 from mtlib.rundir.files import BEST, IDENTITY
 from mtlib.train.evaluate import evaluate, predict
 from mtlib.train.run_data import fixed_subset
-from mtlib.train.runtime import resolve_device, resolve_precision
+from mtlib.machine.runtime import resolve_device, resolve_precision
 
 SPLITS = ("dev", "test")
 

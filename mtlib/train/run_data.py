@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mtlib import tasks as task_records
-from mtlib.config import RunConfig, resolve_path
+from mtlib.config.run_config import RunConfig, resolve_path
 from mtlib.data import parse
 from mtlib.data.augment import EDAParams, augment_examples, augmented_classes, ensure_nltk_data
 

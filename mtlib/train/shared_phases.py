@@ -25,7 +25,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from mtlib.config import RunConfig, resolve_path
+from mtlib.config.run_config import RunConfig, resolve_path
 from mtlib.rundir import CheckpointError, RunDirectory, check_fits, load_checkpoint, save_checkpoint
 from mtlib.rundir.temporaries import remove_dead_temporaries
 from mtlib.train.distributed import world_size

@@ -20,9 +20,9 @@ import torch
 from torch import Tensor
 
 from mtlib.data.tokens import encode_batch
-from mtlib.train import gradients as mgrad
-from mtlib.train.loss_weighting import NO_LOSS_WEIGHTING
-from mtlib.train.runtime import autocast
+from mtlib.methods import gradients as mgrad
+from mtlib.methods.loss_weighting import NO_LOSS_WEIGHTING
+from mtlib.machine.runtime import autocast
 
 
 class NumericFault(FloatingPointError):
@@ -78,7 +78,7 @@ class BatchLoss:
             loss = self.model.loss(task, out, batch["labels"])
             if smart:
                 from mtlib.model.multitask import smart_kind
-                from mtlib.train.smart import smart_regularizer
+                from mtlib.methods.smart import smart_regularizer
 
                 embeds = self.model.input_embeddings(batch)
                 reg = smart_regularizer(
@@ -106,7 +106,7 @@ def _backward(loss: Tensor, scaler) -> None:
 
 class SingleTaskStep:
     sync = None  # N processes: sums the gradients over ranks (mtlib.train.distributed.GradientSync)
-    loss_weighting = NO_LOSS_WEIGHTING  # the phase's (mtlib.train.loss_weighting): multipliers on each loss
+    loss_weighting = NO_LOSS_WEIGHTING  # the phase's (mtlib.methods.loss_weighting): multipliers on each loss
 
     def __init__(self, batch_loss: BatchLoss, sampler, tasks: list[str], params: list, scaler=None):
         self.batch_loss, self.sampler, self.tasks, self.scaler = batch_loss, sampler, tasks, scaler

@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from mtlib.config import RunConfig
+from mtlib.config.run_config import RunConfig
 from mtlib.rundir import RunDirectory, RunLocked, read_config, read_history
 from mtlib.rundir.files import CONFIG, HISTORY
 from mtlib.rundir.schema import ROWS

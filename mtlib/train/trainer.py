@@ -19,24 +19,24 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mtlib.config import RunConfig
+from mtlib.config.run_config import RunConfig
 from mtlib.data.batches import BatchStream
 from mtlib.data.metrics import write_predictions
 from mtlib.model.backbones import load_backbone
 from mtlib.model.multitask import ModelConfig, MultitaskModel
 from mtlib.rundir import CheckpointError, RunLocked, load_checkpoint, model_state
-from mtlib.rundir.files import fault_point
+from mtlib.rundir.atomic import fault_point
 from mtlib.rundir.schema import EvalRow, FinalRow, GradRow, HistoryRow, Metrics, StartRow, TrainRow
 from mtlib.train import shared_phases
 from mtlib.train.distributed import attach, on_this_rank, rank_device, run_directory
-from mtlib.train.accel import prepare_model
+from mtlib.machine.accel import prepare_model
 from mtlib.train.code_version import code_version
 from mtlib.train.evaluate import evaluate, predict
 from mtlib.train.identity import run_id, run_identity, run_dir_for
 from mtlib.train.phase import Phase, build_phase
 from mtlib.train.run_data import load_run_data
 from mtlib.train.run_state import RunState, load_training_state
-from mtlib.train.runtime import precision_reason, resolve_device, resolve_precision, seed_everything
+from mtlib.machine.runtime import precision_reason, resolve_device, resolve_precision, seed_everything
 from mtlib.train.steps import NumericFault
 from mtlib.train.tensorboard_events import with_tensorboard
 

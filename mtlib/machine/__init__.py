@@ -1,0 +1,1 @@
+"""The machine a run trains on: device, precision (measured, never by brand), CPU capability, backend options."""
