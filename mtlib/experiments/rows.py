@@ -46,7 +46,33 @@ def _load(path: str, mtime_ns: int) -> list[dict]:
     for row in rows:
         if row.get("init_from") and row["init_from"] not in seen:
             raise ConfigError(f"{path}: row {row['id']!r} has init_from {row['init_from']!r}, which is no row")
+    _check_notebooks(path, data.get("notebooks"), seen)
     return rows
+
+
+def _check_notebooks(path: str, notebooks, rows: set) -> None:
+    if notebooks is None:
+        return
+    if not isinstance(notebooks, dict):
+        raise ConfigError(f"{path}: notebooks must be a mapping of notebook name to {{comparators: [row, ...]}}")
+    for name, entry in notebooks.items():
+        if not isinstance(entry, dict) or set(entry) - {"comparators"}:
+            raise ConfigError(f"{path}: notebooks.{name} must be a mapping with the key 'comparators'")
+        comparators = entry.get("comparators", [])
+        if not isinstance(comparators, list) or not all(isinstance(c, str) for c in comparators):
+            raise ConfigError(f"{path}: notebooks.{name}.comparators must be a list of row ids")
+        unknown = [c for c in comparators if c not in rows]
+        if unknown:
+            raise ConfigError(f"{path}: notebooks.{name}.comparators names {unknown[0]!r}, which is no row")
+
+
+def comparators_for(notebook: str, path: str | Path | None = None) -> list[str]:
+    """The rows of other notebooks that ``notebook`` also trains and plots (``notebooks:`` in experiments.yaml),
+    declared so that ``make workbook`` trains them before the notebook runs."""
+    path = Path(path) if path else EXPERIMENTS
+    load_experiments(path)  # checks the declarations
+    entry = (read_yaml(path).get("notebooks") or {}).get(notebook) or {}
+    return list(entry.get("comparators", []))
 
 
 def anchors(path: str | Path | None = None) -> dict:

@@ -1,15 +1,22 @@
-"""Batch runs: every row of a notebook (or rows by id) for every seed of a profile, parents first.
+"""A notebook's runs: its rows (or rows by id, or its declared comparators) for every seed of a profile, parents
+first, through the one executor (``mtlib.runs.executor``). Finished runs are found, not trained again;
+unfinished ones resume. A failed run raises ``RunsFailed`` after the others finished.
 
-Finished runs are skipped, unfinished ones resume (``mtlib.train.trainer``).
+Under ``make workbook`` each event also goes to the kernel's ``$MTLIB_PROGRESS_FILE``, which the workbook's
+terminal prints. ``on_event`` is any listener of the event stream (``mtlib.runs.events``).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from mtlib.experiments.rows import get_row, load_experiments, parent_rows, rows_for
-from mtlib.experiments.resolve import profile_seeds, resolve_config
+from mtlib.experiments.resolve import profile_seeds
+from mtlib.experiments.rows import comparators_for, rows_for
+from mtlib.runs.events import Listener, ProgressFile
+from mtlib.runs.plan import plan
+from mtlib.runs.sweep import NotebookView, run_sweep
 
 
 def run_rows(
@@ -17,54 +24,40 @@ def run_rows(
     profile: str,
     seeds: list[int] | None = None,
     only: list[str] | None = None,
-    callback: Callable[[dict], None] | None = None,
+    on_event: Listener | None = None,
     **overrides: Any,
 ) -> list[Path]:
-    """Run every row of one notebook for every seed; finished runs are skipped, unfinished ones resume."""
+    """Every row of one notebook (``only``: those of them) for every seed; the run directories, row by row."""
     ids = [r["id"] for r in rows_for(notebook) if not only or r["id"] in only]
-    return run_ids(ids, profile, seeds=seeds, callback=callback, **overrides)
+    return run_ids(ids, profile, seeds=seeds, on_event=on_event, **overrides)
+
+
+def run_comparators(
+    notebook: str, profile: str, seeds: list[int] | None = None, on_event: Listener | None = None, **overrides: Any
+) -> list[Path]:
+    """The rows ``notebook`` plots beside its own (``notebooks:`` in params/experiments.yaml), every seed."""
+    return run_ids(comparators_for(notebook), profile, seeds=seeds, on_event=on_event, **overrides)
 
 
 def run_ids(
     ids: list[str],
     profile: str,
     seeds: list[int] | None = None,
-    callback: Callable[[dict], None] | None = None,
+    on_event: Listener | None = None,
     engine: str = "local",
     address: str | None = None,
     **overrides: Any,
 ) -> list[Path]:
-    """Run rows by id (any notebook): e.g. the comparators a notebook plots; finished runs are skipped.
-
-    ``engine="ray"``: the runs go to a Ray cluster (``address``, else a local one) as one sweep
-    (``mtlib.runs.sweep``); a failed run raises after the others finished."""
-    if engine != "local":
-        return _sweep(ids, profile, seeds, engine, address, overrides)
-    from mtlib.runs.progress import run_reported as run  # reports to `make workbook` when it asks
-
+    """Rows by id (any notebook's) for every seed, in this kernel or (``engine="ray"``) on a Ray cluster
+    (``address``, else a local one) with a live table under the cell; the run directories, row by row."""
     seeds = seeds or profile_seeds(profile)
-    experiments = load_experiments() if ids else []
-    out = []
-    for row_id in ids:
-        row = get_row(row_id, experiments)
-        for seed in seeds:
-            for parent in parent_rows(row):  # e.g. PALs on the finished AdvancedModel
-                run(
-                    resolve_config(profile, row=get_row(parent, experiments), seed=seed, **overrides), callback=callback
-                )
-            out.append(run(resolve_config(profile, row=row, seed=seed, **overrides), callback=callback))
-    return out
-
-
-def _sweep(ids: list[str], profile: str, seeds, engine: str, address, overrides: dict) -> list[Path]:
-    import sys
-
-    from mtlib.runs.sweep import notebook_view, plan, run_sweep
-
     runs = plan(profile, ids, seeds, **overrides)
-    view = notebook_view() if "ipykernel" in sys.modules else None  # a live table under the notebook cell
-    sweep = run_sweep(runs, engine, address=address, on_update=view)
-    if sweep.failed:
-        raise RuntimeError("sweep: " + "; ".join(f"{r.key} {r.error}" for r in sweep.failed))
-    wanted = {f"{i} seed{s}" for i in ids for s in (seeds or profile_seeds(profile))}
-    return [Path(r.run_dir) for r in runs if r.key in wanted]
+    listeners = [on_event] if on_event is not None else []
+    progress = ProgressFile.from_environment({r.key: r for r in runs})
+    if progress is not None:
+        listeners.append(progress)
+    if engine != "local" and "ipykernel" in sys.modules:
+        listeners.append(NotebookView(runs))
+    sweep = run_sweep(runs, engine, listeners=listeners, show=engine != "local", address=address)
+    sweep.raise_failures()
+    return [Path(sweep.runs[f"{i} seed{s}"].run_dir) for i in ids for s in seeds]

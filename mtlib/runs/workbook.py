@@ -1,7 +1,8 @@
 """The papermill driver: run the workbook's notebooks in batch under a profile, report what passed.
 
 Before the first notebook starts, every training run the selected notebooks will ask for is trained on worker
-processes (the pre-run: ``mtlib.runs.notebook_runs`` finds the runs, ``mtlib.runs.pool`` trains them):
+processes (the pre-run: ``mtlib.runs.notebook_runs`` plans the runs the notebooks declare, the executor trains
+them on ``mtlib.runs.pool``):
 on this 2-core CPU two runs side by side with a thread each take ~0.8x the time of one after another with two
 threads each (docs/workbook-time.md). The notebooks then find their runs finished and load and plot them,
 several side by side (each kernel gets its own run-events file), the results notebook last. Interrupted
@@ -21,8 +22,8 @@ from pathlib import Path
 
 from mtlib.config.run_config import REPO_ROOT
 from mtlib.runs.interrupts import RESUME, Processes
-from mtlib.runs.progress import ENV as PROGRESS_ENV
 from mtlib.experiments.resolve import load_profile
+from mtlib.runs.events import PROGRESS_ENV, ProgressFile, follow
 
 RESULTS_NOTEBOOK = "07_results"
 MAX_NOTEBOOKS_AT_ONCE = 4
@@ -55,7 +56,7 @@ def run_workbook(
     """Train the notebooks' runs on ``workers`` processes (None: ``default_workers``), then execute the
     notebooks with papermill; keep going past failures; report and return non-zero if any notebook failed.
 
-    The terminal gets a line per run as it starts, after each epoch and as it ends (``mtlib.runs.progress``),
+    The terminal gets a line per run as it starts, after each epoch and as it ends (``mtlib.runs.events``),
     and a summary table at the end; the kernel's own log (e.g. its TCP warning) is kept out."""
     from mtlib.runs.pool import check_workers, usable_cores
 
@@ -147,7 +148,7 @@ def _execute_one(nb: Path, profile: str, parameters: dict | None, out_dir: Path,
     printer = RunLines(nb.stem, planned)
     kernels.running.append(nb.stem)
     try:
-        with _progress_file(set_environ=False) as events, _following(events, printer):
+        with _progress_file() as events, _following(events, printer):
             pm.execute_notebook(
                 str(nb),
                 str(target),
@@ -195,8 +196,9 @@ def pre_run(
     A run that fails here is tried again by its notebook, which reports it."""
     from mtlib.runs.interrupts import explained
     from mtlib.runs.notebook_runs import notebook_runs
-    from mtlib.runs.sweep import interrupted_at, run_sweep
+    from mtlib.runs.executor import interrupted_at
     from mtlib.runs.pool import default_workers, default_workers_reason, threads_per_worker, usable_cores
+    from mtlib.runs.sweep import run_sweep
 
     runs = notebook_runs(notebooks, profile, parameters)
     if not runs:
@@ -221,7 +223,8 @@ def pre_run(
             _following(events, printer),
             explained(lambda: interrupted_at(runs, "the workbook's pre-run")),
         ):
-            sweep = run_sweep(runs, workers=workers, show=False)
+            progress = ProgressFile(events, {r.key: r for r in runs})
+            sweep = run_sweep(runs, workers=workers, show=False, listeners=[progress])
     except Exception as e:  # noqa: BLE001 - e.g. no process could start: the notebooks train their own runs
         print(f"[workbook] pre-run FAILED: {_failure_reason(e)}; the notebooks train their runs themselves", flush=True)
         return (name, "FAILED", printer.runs, time.perf_counter() - t0, _failure_reason(e))
@@ -246,19 +249,20 @@ class RunLines:
         self.workers, self.whole = workers, "the pre-run" if notebook == PRE_RUN else "the notebook"
 
     def __call__(self, ev: dict) -> None:
+        """One event line of ``ProgressFile``: started, found, evaluated, finished or failed."""
         key = (ev["name"], ev["seed"])
         now = time.time()
         head = f"[workbook] {self.notebook} {ev['name']} seed {ev['seed']}"
         mean = f"dev mean {ev['mean']:.3f}" if isinstance(ev.get("mean"), (int, float)) else "dev mean -"
-        if ev["event"] in ("start", "found"):
+        if ev["kind"] in ("started", "found"):
             self.runs += 1
-            self.started[key] = ev.get("t", now)
+            self.started[key] = now
             of = f" of {self.planned}" if self.planned >= self.runs else ""
-            what = "started" if ev["event"] == "start" else f"already finished, {mean}"
+            what = "started" if ev["kind"] == "started" else f"already finished, {mean}"
             print(f"{head}: run {self.runs}{of} {what}", flush=True)
             return
         elapsed = now - self.started.get(key, now)
-        if ev["event"] == "epoch":
+        if ev["kind"] == "evaluated":
             done, total = ev["epochs_done"], max(ev["epochs_total"], 1)
             left = elapsed / done * (total - done) if done else 0.0
             print(
@@ -266,9 +270,11 @@ class RunLines:
                 f"~{_hms(left)} left in this run{self._notebook_left(left)}",
                 flush=True,
             )
-        elif ev["event"] == "end":
-            self.took.append(ev["seconds"])
-            print(f"{head}: {ev['status']}, {mean}, {_hms(ev['seconds'])}{self._notebook_left(0.0)}", flush=True)
+        elif ev["kind"] == "finished":
+            self.took.append(elapsed)
+            print(f"{head}: done, {mean}, {_hms(elapsed)}{self._notebook_left(0.0)}", flush=True)
+        elif ev["kind"] == "failed":
+            print(f"{head}: failed after {_hms(elapsed)}: {ev.get('error', '')}", flush=True)
 
     def _notebook_left(self, run_left: float) -> str:
         later = self.planned - self.runs
@@ -279,35 +285,22 @@ class RunLines:
 
 
 def _planned_runs(notebook: str, profile: str) -> int:
-    """Rows of this notebook times the profile's seeds (parents and comparators come on top)."""
-    from mtlib.experiments.rows import rows_for
+    """Rows and declared comparators of this notebook times the profile's seeds (parents come on top)."""
     from mtlib.experiments.resolve import profile_seeds
+    from mtlib.experiments.rows import comparators_for, rows_for
 
-    return len(rows_for(notebook)) * len(profile_seeds(profile))
+    return (len(rows_for(notebook)) + len(comparators_for(notebook))) * len(profile_seeds(profile))
 
 
 @contextlib.contextmanager
-def _progress_file(set_environ: bool = True):
-    """A fresh events file; with ``set_environ`` in os.environ too, for the pre-run's worker processes (a
-    notebook's kernel gets it through ``_kernel_manager``)."""
+def _progress_file():
+    """A fresh events file (a notebook's kernel is told its name through ``_kernel_manager``)."""
     with tempfile.TemporaryDirectory(prefix="mtlib-workbook-") as tmp:
-        path = Path(tmp) / "events.jsonl"
-        old = os.environ.get(PROGRESS_ENV)
-        if set_environ:
-            os.environ[PROGRESS_ENV] = str(path)
-        try:
-            yield path
-        finally:
-            if set_environ and old is None:
-                os.environ.pop(PROGRESS_ENV, None)
-            elif set_environ:
-                os.environ[PROGRESS_ENV] = old
+        yield Path(tmp) / "events.jsonl"
 
 
 @contextlib.contextmanager
 def _following(path: Path, on_event):
-    from mtlib.runs.progress import follow
-
     stop = threading.Event()
     reader = threading.Thread(target=follow, args=(path, on_event, stop), daemon=True)
     reader.start()

@@ -1,9 +1,10 @@
-"""One worker process of the local engine's pool (``mtlib.runs.pool``): trains the runs it is sent.
+"""One worker process of the pool engine (``mtlib.runs.pool``): trains the runs it is sent.
 
 Started as ``python -m mtlib.runs.worker``: a fresh interpreter, so the caller's script, notebook or
-``__main__`` is never imported again. Protocol, one JSON object a line: the pool writes a run's config
-(``RunConfig.to_dict()``) to stdin, the worker answers on its stdout with ``{"progress": text}`` after each
-dev evaluation and one ``{"done": run_dir}`` or ``{"failed": one line}``; end of stdin ends it. Everything
+``__main__`` is never imported again. Protocol, one JSON object a line: the pool writes ``{"key": ..., "config":
+RunConfig.to_dict()}`` to stdin, the worker answers on its stdout with the run's events
+(``mtlib.runs.events``): an ``evaluated`` event after each dev evaluation and one ``finished`` (run_dir) or
+``failed`` (one line); end of stdin ends it. Everything
 else the run prints (the trainer's lines, library warnings, a traceback) goes to stderr, the worker's log.
 
 Stopping: the pool sends SIGTERM, which unwinds the run (its lock released, its last.pt kept) and ends the
@@ -42,23 +43,29 @@ def serve() -> None:
     answers = os.fdopen(os.dup(1), "w", buffering=1)  # the protocol keeps the real stdout ...
     os.dup2(2, 1)  # ... and every print of the run goes to the log
     from mtlib.config.run_config import RunConfig
-    from mtlib.runs.progress import run_reported  # reports to `make workbook` when it asks
-    from mtlib.runs.sweep import eval_progress, one_line
-
-    def send(message: dict) -> None:
-        answers.write(json.dumps(message) + "\n")
-
-    def report(row: dict) -> None:
-        text = eval_progress(row)
-        if text:
-            send({"progress": text})
+    from mtlib.runs.events import Event, row_event
+    from mtlib.runs.executor import one_line
+    from mtlib.train.trainer import run
 
     for line in sys.stdin:
+        order = json.loads(line)
+        key = order["key"]
+
+        def send(event: Event) -> None:
+            answers.write(event.to_json() + "\n")
+
+        def report(row: dict) -> None:
+            event = row_event(key, row)
+            if event is not None and event.kind == "evaluated":
+                send(event)
+
         try:
-            send({"done": str(run_reported(RunConfig.from_dict(json.loads(line)), callback=report))})
+            run_dir = run(RunConfig.from_dict(order["config"]), callback=report)
         except Exception as err:  # noqa: BLE001 - one run's failure is reported; the worker takes the next run
             traceback.print_exc()
-            send({"failed": one_line(err)})
+            send(Event("failed", key, {"error": one_line(err)}))
+        else:
+            send(Event("finished", key, {"run_dir": str(run_dir)}))
 
 
 if __name__ == "__main__":

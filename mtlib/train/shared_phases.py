@@ -29,6 +29,7 @@ from mtlib.config.run_config import RunConfig, resolve_path
 from mtlib.rundir import CheckpointError, RunDirectory, check_fits, load_checkpoint, save_checkpoint
 from mtlib.rundir.temporaries import remove_dead_temporaries
 from mtlib.train.distributed import world_size
+from mtlib.train.identity import run_identity
 from mtlib.train.run_state import load_training_state
 
 
@@ -38,6 +39,13 @@ def phases_key(identity: dict, seed: int, done: int) -> str:
     settings = {**identity["settings"], "phases": identity["settings"]["phases"][:done]}
     shared = {**identity, "settings": settings, "seed": seed, "phases_done": done}
     return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def first_phase_key(cfg: RunConfig) -> str | None:
+    """The key of the state after ``cfg``'s first phase (None for a run of one phase)."""
+    if len(cfg.phase_configs()) < 2:
+        return None
+    return phases_key(run_identity(cfg), cfg.seed, 1)
 
 
 def outputs_root(cfg: RunConfig) -> Path:

@@ -311,10 +311,16 @@ class AblationPanel:
         return bundle
 
 
-def _train(target: Target, callback) -> Path:
-    """The row's parents first (a finished one is returned at once), then the run itself."""
-    from mtlib.train.trainer import run
+def _train(target: Target, on_row) -> Path:
+    """The row's parents first, then the run itself, in this process through the one executor (a finished run
+    is found, not trained again); ``on_row`` sees every history row (it raises StopRequested on Stop)."""
+    from mtlib.runs.executor import Run, execute
+    from mtlib.runs.local import LocalEngine
 
-    for parent in target.parents:
-        run(parent, callback=callback)
-    return run(target.cfg, callback=callback)
+    runs, parents = [], []
+    for cfg in [*target.parents, target.cfg]:
+        runs.append(Run(f"{cfg.name} seed{cfg.seed}", cfg, parents))
+        parents = [runs[-1].key]
+    sweep = execute(runs, LocalEngine(), [lambda event: event.row is not None and on_row(event.row)], show=False)
+    sweep.raise_failures()
+    return Path(sweep.runs[runs[-1].key].run_dir)
