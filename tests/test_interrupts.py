@@ -340,11 +340,13 @@ def _workbook(tmp: Path, folder: Path) -> list[str]:
     return ["-c", code]
 
 
-def _notebook(path: Path, call: str, out_dir: Path, data_dir: Path) -> None:
-    params = nbformat.v4.new_code_cell(f"profile = 'quick'\nout_dir = {str(out_dir)!r}\ndata_dir = {str(data_dir)!r}")
+def _notebook(path: Path, call: str, out_dir: Path, data_dir: Path, more: str = "") -> None:
+    params = nbformat.v4.new_code_cell(
+        f"profile = 'quick'\nout_dir = {str(out_dir)!r}\ndata_dir = {str(data_dir)!r}\n{more}"
+    )
     params.metadata["tags"] = ["parameters"]
     nb = nbformat.v4.new_notebook(
-        cells=[params, nbformat.v4.new_code_cell("from mtlib.study import runs"), nbformat.v4.new_code_cell(call)]
+        cells=[params, nbformat.v4.new_code_cell("from mtlib.notebook import runs"), nbformat.v4.new_code_cell(call)]
     )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -355,11 +357,13 @@ SETTINGS = ", ".join(f"{k}={v!r}" for k, v in RUN_SETTINGS.items())
 
 
 def test_workbook_in_its_pre_run_stops_the_workers(tmp_path, small_data_dir):
+    overrides = {"data_dir": str(small_data_dir), **RUN_SETTINGS}
     _notebook(
-        tmp_path / "nbs" / "01_two.ipynb",  # two runs the pre-run reads and trains on 2 workers
-        f"runs.run_ids(['base', 'gradvac'], profile, out_dir=out_dir, data_dir=data_dir, {SETTINGS})",
+        tmp_path / "nbs" / "02_baselines.ipynb",  # two runs it declares: the pre-run trains them on 2 workers
+        "runs.run_rows('02_baselines', profile, only=rows, out_dir=out_dir, **overrides)",
         tmp_path / "runs",
         small_data_dir,
+        f"rows = ['base', 'base_pal']\noverrides = {overrides!r}",
     )
     proc = _popen(_workbook(tmp_path, tmp_path / "nbs"), tmp_path, "workbook")
     _wait_for(lambda: len(_rows("runs/*/*/history.jsonl", tmp_path)) == 2, proc, "both runs' history rows")
@@ -373,10 +377,10 @@ def test_workbook_in_its_pre_run_stops_the_workers(tmp_path, small_data_dir):
 
 
 def test_workbook_in_a_notebook_stops_its_kernel(tmp_path, small_data_dir):
-    # `out_dir + ''`: a call the pre-run cannot read, so the kernel trains the run itself
+    # a notebook that declares no rows: its kernel trains the run it asks for by id itself
     _notebook(
         tmp_path / "nbs" / "01_one.ipynb",
-        f"runs.run_ids(['base'], profile, out_dir=out_dir + '', data_dir=data_dir, {SETTINGS})",
+        f"runs.run_ids(['base'], profile, out_dir=out_dir, data_dir=data_dir, {SETTINGS})",
         tmp_path / "runs",
         small_data_dir,
     )

@@ -15,7 +15,9 @@ import pytest
 
 from mtlib.cli import main
 from mtlib.rundir import read_metrics
-from mtlib.runs.sweep import check_shared_folder, plan, run_sweep
+from mtlib.runs.plan import plan
+from mtlib.runs.ray_engine import check_shared_folder
+from mtlib.runs.sweep import run_sweep
 
 pytest.importorskip("ray")  # the cluster extra: make setup installs it
 
@@ -51,16 +53,16 @@ def sweeps(small_data_dir, tmp_path_factory):
     )
     seen = {"killed": None, "address": None}
 
-    def on_update(sweep):
+    def on_event(event):
         import ray
 
         seen["address"] = seen["address"] or ray.nodes()[0]["NodeManagerAddress"]
-        r = sweep.runs[KILLED]
+        r = next(r for r in runs if r.key == KILLED)
         if r.state == "running" and r.attempts == 1 and r.progress and seen["killed"] is None:
             seen["killed"] = r.pid
             os.kill(r.pid, signal.SIGKILL)  # the worker process, mid-run (after its first epoch's checkpoint)
 
-    ray_sweep = run_sweep(runs, "ray", num_cpus=2, max_retries=2, on_update=on_update)
+    ray_sweep = run_sweep(runs, "ray", num_cpus=2, max_retries=2, listeners=[on_event])
     return local, ray_sweep, seen
 
 
@@ -144,14 +146,14 @@ def test_without_ray_the_engine_says_how_to_install_it(monkeypatch):
 
 
 def test_parents_are_planned_first_and_a_failed_parent_fails_its_children(small_data_dir, tmp_path):
-    from mtlib.runs.sweep import SweepRun
+    from mtlib.runs.executor import Run
 
     runs = plan("smoke", ["advanced_pal_finetune"], [3], **_kw(tmp_path, small_data_dir, "plan"))
     assert [r.key for r in runs] == ["advanced seed3", "advanced_pal_finetune seed3"]
     assert runs[1].parents == ["advanced seed3"]
     assert runs[1].cfg.init_checkpoint.endswith("best.pt") and "advanced-" in runs[1].cfg.init_checkpoint
     bad = plan("smoke", ["base"], [3], init_checkpoint=str(tmp_path / "no.pt"), **_kw(tmp_path, small_data_dir, "p"))[0]
-    child = SweepRun("child", runs[0].cfg, [bad.key])
+    child = Run("child", runs[0].cfg, [bad.key])
     sweep = run_sweep([bad, child], "local", show=False)
     assert sweep.runs["child"].state == "failed" and sweep.runs["child"].attempts == 0
     assert "parent base seed3 failed" in sweep.runs["child"].error

@@ -16,8 +16,10 @@ import pytest
 
 from mtlib.cli import main
 from mtlib.rundir import read_config, read_metrics
-from mtlib.runs.sweep import SweepRun, plan, run_sweep
+from mtlib.runs.executor import Run
+from mtlib.runs.plan import plan
 from mtlib.runs.pool import check_workers, default_workers, threads_per_worker
+from mtlib.runs.sweep import run_sweep
 
 ROWS, SEEDS = ["base", "gradvac", "advanced_pal_finetune"], [1]
 
@@ -50,15 +52,15 @@ def sweeps(small_data_dir, tmp_path_factory):
     bad = plan(
         "smoke", ["base"], [5], init_checkpoint=str(tmp / "missing" / "best.pt"), **_kw(tmp, small_data_dir, "pool")
     )[0]
-    runs += [bad, SweepRun("child of bad", runs[0].cfg, [bad.key])]
+    runs += [bad, Run("child of bad", runs[0].cfg, [bad.key])]
     order: list[tuple[str, str]] = []
 
-    def on_update(sweep):
-        for r in sweep.runs.values():
+    def on_event(event):
+        for r in runs:
             if not order or (r.key, r.state) not in order:
                 order.append((r.key, r.state))
 
-    pool = run_sweep(runs, workers=2, on_update=on_update, show=False)
+    pool = run_sweep(runs, workers=2, listeners=[on_event], show=False)
     return tmp, local, pool, order
 
 
@@ -94,13 +96,15 @@ def test_a_killed_worker_fails_its_run_and_the_next_sweep_resumes_it(sweeps, sma
     kw = _kw(tmp, small_data_dir, "killed", batches_per_epoch=40, threads=1)
     seen = {}
 
-    def kill_once(sweep):
-        r = sweep.runs["base seed1"]
+    runs = plan("smoke", ["base"], SEEDS, **kw)
+
+    def kill_once(event):
+        (r,) = runs
         if r.state == "running" and r.progress and "pid" not in seen:  # after its first epoch's checkpoint
             seen["pid"] = r.pid
             os.kill(r.pid, signal.SIGKILL)
 
-    first = run_sweep(plan("smoke", ["base"], SEEDS, **kw), workers=1, on_update=kill_once, show=False)
+    first = run_sweep(runs, workers=1, listeners=[kill_once], show=False)
     (lost,) = first.failed
     assert "exited with code -9" in lost.error and "resume" in lost.error
     again = run_sweep(plan("smoke", ["base"], SEEDS, **kw), workers=1, show=False)
@@ -150,23 +154,23 @@ def test_default_workers_by_cores_on_a_cpu_and_by_memory_and_cores_on_a_gpu(monk
 
 
 def test_runs_start_longest_first_and_a_phase_in_training_is_not_trained_beside_it(smoke_cfg):
-    from mtlib.runs.pool import planned_updates, start_order
+    from mtlib.runs.executor import order, planned_updates
     from mtlib.train import shared_phases
 
     pretrain = {"name": "pretrain", "freeze": "encoder", "lr": 1e-3}
-    one = SweepRun("one seed1", smoke_cfg.replace(name="one"), [])
-    two_a = SweepRun("a seed1", smoke_cfg.replace(name="a", phases=[pretrain, {"name": "finetune"}]), [])
-    two_b = SweepRun("b seed1", smoke_cfg.replace(name="b", phases=[pretrain, {"name": "finetune", "lr": 3e-4}]), [])
-    short = SweepRun("short seed1", smoke_cfg.replace(name="short", epochs=1), [])
+    one = Run("one seed1", smoke_cfg.replace(name="one"), [])
+    two_a = Run("a seed1", smoke_cfg.replace(name="a", phases=[pretrain, {"name": "finetune"}]), [])
+    two_b = Run("b seed1", smoke_cfg.replace(name="b", phases=[pretrain, {"name": "finetune", "lr": 3e-4}]), [])
+    short = Run("short seed1", smoke_cfg.replace(name="short", epochs=1), [])
     assert planned_updates(two_a.cfg) > planned_updates(one.cfg) > planned_updates(short.cfg)
     keys: dict = {}
-    assert start_order([short, one, two_a, two_b], [], keys) == [two_a, two_b, one, short]
+    assert order([short, one, two_a, two_b], [], keys) == [two_a, two_b, one, short]
     # a is training the pretrain phase b starts with: b waits behind the others until a hands over
-    assert start_order([short, one, two_b], [two_a], keys) == [one, short, two_b]
+    assert order([short, one, two_b], [two_a], keys) == [one, short, two_b]
     state = shared_phases.state_path(two_a.cfg, keys["a seed1"])
     state.parent.mkdir(parents=True)
     state.write_bytes(b"handed over")
-    assert start_order([short, one, two_b], [two_a], keys) == [two_b, one, short]
+    assert order([short, one, two_b], [two_a], keys) == [two_b, one, short]
 
 
 def test_a_pool_trains_a_shared_first_phase_once(small_data_dir, tmp_path):
