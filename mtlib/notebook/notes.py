@@ -4,8 +4,8 @@
 handler on stderr would draw a red box in every notebook cell. This handler writes ``[data] <note>`` to
 whatever ``sys.stdout`` is when the note is logged (the running cell's output in a kernel), each distinct
 note once per process (the same file is read by every run of a notebook). Warnings and errors are not
-touched: they still reach Python's own handlers, loud. Installed when ``mtlib.study`` is imported in a
-notebook kernel (a terminal's stdout stays the command's output, e.g. ``mtlib score``), unless the program
+touched: they still reach Python's own handlers, loud. Installed by every notebook's first call
+(``parameters.check_parameters``) in a notebook kernel (a terminal's stdout stays the command's output, e.g. ``mtlib score``), unless the program
 has configured the ``mtlib.data`` logger itself.
 """
 

@@ -25,11 +25,13 @@ def run_rows(
     seeds: list[int] | None = None,
     only: list[str] | None = None,
     on_event: Listener | None = None,
+    engine: str = "local",
+    address: str | None = None,
     **overrides: Any,
 ) -> list[Path]:
     """Every row of one notebook (``only``: those of them) for every seed; the run directories, row by row."""
     ids = [r["id"] for r in rows_for(notebook) if not only or r["id"] in only]
-    return run_ids(ids, profile, seeds=seeds, on_event=on_event, **overrides)
+    return run_ids(ids, profile, seeds=seeds, on_event=on_event, engine=engine, address=address, **overrides)
 
 
 def run_comparators(

@@ -130,19 +130,20 @@ def execute(runs: list[Run], engine: Engine, listeners: Iterable[Listener] = (),
     pending, looked_up, keys = list(sweep.runs.values()), set(), {}
     try:
         while pending or engine.busy():
-            for r in [r for r in pending if _failed_parent(sweep, r)]:
-                pending.remove(r)
-                sweep.emit(Event("failed", r.key, {"error": f"parent {_failed_parent(sweep, r)} failed"}))
-            for r in [r for r in pending if _parents_done(sweep, r) and r.key not in looked_up]:
-                looked_up.add(r.key)
-                metrics_dir = finished_dir(r.cfg)
-                if metrics_dir is not None:
+            while blocked := [r for r in pending if _failed_parent(sweep, r)]:  # down to grandchildren
+                for r in blocked:
                     pending.remove(r)
-                    sweep.emit(Event("found", r.key, {"run_dir": str(metrics_dir), "mean": _mean(metrics_dir)}))
-            ready = [r for r in pending if _parents_done(sweep, r)]
-            for r in order(ready, [r for r in sweep.runs.values() if r.state == "running"], keys):
-                if engine.free() < 1:
-                    break
+                    sweep.emit(Event("failed", r.key, {"error": f"parent {_failed_parent(sweep, r)} failed"}))
+            while unseen := [r for r in pending if _parents_done(sweep, r) and r.key not in looked_up]:
+                for r in unseen:  # a run found finished makes its children ready: look again
+                    looked_up.add(r.key)
+                    metrics_dir = finished_dir(r.cfg)
+                    if metrics_dir is not None:
+                        pending.remove(r)
+                        sweep.emit(Event("found", r.key, {"run_dir": str(metrics_dir), "mean": _mean(metrics_dir)}))
+            while engine.free() > 0 and (ready := [r for r in pending if _parents_done(sweep, r)]):
+                running = [r for r in sweep.runs.values() if r.state == "running"]
+                r = order(ready, running, keys)[0]  # again after each hand-out: what runs now changes it
                 pending.remove(r)
                 engine.submit(r, sweep.emit)
             if engine.busy():
