@@ -200,13 +200,13 @@ def _interrupted(args, err: KeyboardInterrupt) -> int:
 def _interrupted_run(args) -> str:
     """Where ``run`` resumes: its run directory's last.pt, the end of its last finished epoch. The config is
     resolved again (cheap): _dispatch keeps none, and the trainer's files say how far it got."""
-    from mtlib.config.run_config import parse_override
+    from mtlib.config.run_config import parse_overrides
     from mtlib.runs.interrupts import RESUME
     from mtlib.experiments.resolve import resolve_config
     from mtlib.train.identity import run_dir_for
 
     try:
-        overrides = dict(parse_override(text) for text in args.set)
+        overrides = parse_overrides(args.set)
         if args.seed is not None:
             overrides["seed"] = args.seed
         run_dir = run_dir_for(resolve_config(args.config, row=args.row, **overrides))
@@ -236,21 +236,11 @@ def _dispatch(args) -> int:
         print(f"{args.task} {metric_name(args.task)} {value:.4f}")
         return 0
     if args.command == "run":
-        from mtlib.config.run_config import parse_override
-        from mtlib.config.types import ConfigError
+        from mtlib.config.run_config import parse_overrides
         from mtlib.experiments.resolve import resolve_config
         from mtlib.train.trainer import run
 
-        overrides, problems = {}, []
-        for text in args.set:  # every bad --set is reported, not only the first
-            try:
-                key, value = parse_override(text)
-            except ConfigError as err:
-                problems += err.errors
-                continue
-            overrides[key] = value
-        if problems:
-            raise ConfigError(problems)
+        overrides = parse_overrides(args.set)  # every bad --set is reported, not only the first
         if args.seed is not None:
             overrides["seed"] = args.seed
         cfg = resolve_config(args.config, row=args.row, **overrides)

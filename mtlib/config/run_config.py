@@ -441,6 +441,21 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError([f"--set {key}: value {raw!r} is not valid YAML ({str(e).splitlines()[0]})"]) from None
 
 
+def parse_overrides(texts: list[str]) -> dict[str, Any]:
+    """Every ``--set key=value`` of a command; all bad ones reported together in one ConfigError."""
+    overrides, problems = {}, []
+    for text in texts:
+        try:
+            key, value = parse_override(text)
+        except ConfigError as err:
+            problems += err.errors
+            continue
+        overrides[key] = value
+    if problems:
+        raise ConfigError(problems)
+    return overrides
+
+
 def resolve_path(path: str | Path) -> Path:
     """Relative paths are relative to the repository root (not the working directory)."""
     path = Path(path).expanduser()

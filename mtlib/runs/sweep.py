@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from mtlib.config.run_config import parse_override
-from mtlib.config.types import ConfigError
+from mtlib.config.run_config import parse_overrides
 from mtlib.experiments.rows import load_experiments
 from mtlib.runs.events import Listener
 from mtlib.runs.executor import Run, Sweep, execute, interrupted_at, runs_table
@@ -94,15 +93,7 @@ class NotebookView:
 
 def sweep_command(args) -> int:
     """``python -m mtlib sweep ...`` (mtlib.cli); 0 when every run finished, 1 when any failed."""
-    overrides, problems = {}, []
-    for text in args.set:
-        try:
-            key, value = parse_override(text)
-            overrides[key] = value
-        except ConfigError as err:
-            problems += err.errors
-    if problems:
-        raise ConfigError(problems)
+    overrides = parse_overrides(args.set)
     rows = list(args.rows)
     for nb in args.notebooks:
         found = [r["id"] for r in load_experiments() if r["notebook"] == nb or r["notebook"].startswith(nb)]
