@@ -8,7 +8,7 @@ A claim is a hypothesis about d = left - right (runs paired by seed), of one of 
 
 Each claim is a one-sided test of "the claim is false" (d ≤ 0; d ≥ δ; |d| ≥ δ) at level α/2 = 0.025, so it
 holds exactly when its two-sided 95% interval lies wholly in the claimed region (Lakens 2017, "Equivalence
-tests", SPPS 8: 355; the interval is then the 1 - α interval, one more conservative than TOST's usual 1 - 2α).
+tests", SPPS 8: 355; the interval is then the 1 - α one, more conservative than the 1 - 2α interval usual with TOST).
 
 - **The test.** The paired t-test and t-interval (``scipy.stats.t``) where every seed trained normally; a
   sign-flip permutation test (``scipy.stats.permutation_test``, ``permutation_type="samples"``: each

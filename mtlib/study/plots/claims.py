@@ -50,6 +50,8 @@ def _panel(ax, part: pd.DataFrame, unit: str) -> None:
             low, high = rec["ci_low"], rec["ci_high"]
             if math.isfinite(low) and math.isfinite(high):
                 ax.plot([low, high], [i, i], color=color, linewidth=2.2, solid_capstyle="butt")
+            elif math.isinf(low) or math.isinf(high):  # the sign-flip test with too few seeds: no finite interval
+                ax.text(est, i - 0.3, "no interval: too few seeds", ha="center", fontsize=7, color=color)
             ax.plot(est, i, "o", color=color, markersize=7)
         else:
             ax.text(0, i, "  no paired runs", va="center", fontsize=8, color="#777777")
@@ -99,7 +101,8 @@ def claims_forest(table: pd.DataFrame) -> Figure:
     prof = table.attrs.get("profile")
     axes[0].legend(handles=handles, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
     axes[0].set_title(
-        f"The paper's claims: paired differences over seeds, 95% CI{f' (profile {prof})' if prof else ''}",
+        f"The paper's claims: paired differences over seeds, 95% CI and Holm-adjusted"
+        f"{f' (profile {prof})' if prof else ''}",
         fontsize=11,
         pad=34,
     )
