@@ -105,6 +105,17 @@ def test_course_means():
     )  # r = -1 maps to 0
 
 
+def test_a_collapsed_seed_counts_with_sts_r_zero(tmp_path):
+    write(tmp_path, metrics("base_pal", 1, 0.40, 0.80, 0.60))
+    old = metrics("base_pal", 2, 0.50, 0.90, 0.0)
+    old["dev"]["sts"] = None  # a constant STS prediction as runs before D51 wrote it (NaN as null)
+    write(tmp_path, old)
+    row = results.results_table(tmp_path, experiments=ROWS).iloc[0]
+    assert row["n_seeds"] == 2 and row["sts"] == pytest.approx(0.30)  # (0.6 + 0) / 2: counted, not dropped
+    assert row["mean"] == pytest.approx((0.6 + (0.5 + 0.9) / 3) / 2)
+    assert results.collapsed_tasks(old) == ("sts",) and results.dev_scores(old)["sts"] == 0.0
+
+
 def test_results_table_two_seeds_give_a_ci_and_both_means(tmp_path):
     write(tmp_path, metrics("base_pal", 1, 0.40, 0.80, 0.60))
     write(tmp_path, metrics("base_pal", 2, 0.50, 0.90, 0.80))
