@@ -29,7 +29,9 @@ tests", SPPS 8: 355; the interval is then the 1 - α one, more conservative than
   of the power, and scipy's noncentral t returns NaN deep in it). **Below resolution** when the claim is
   neither held nor refuted and the MDE exceeds the claimed size (the paper's difference for a directional
   claim, δ for a margin claim): this design could not have seen it. Seeds needed: the paired t-test's sample
-  size for the claimed size at the same level and power.
+  size for the claimed size at the same level and power. For a sign-flip claim both are the t-test's figures
+  (an approximation), the MDE infinite and the seeds at least ``sign_flip_min_seeds`` where that test cannot
+  reach its level.
 - **No zero-width interval.** Identical differences go to the sign-flip test, whose interval (a point) is then
   widened by ± half the metric's resolution q (the step it moves in: a value on a grid of step q stands for
   ±q/2), and which decides nothing below six seeds.
@@ -39,7 +41,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
@@ -212,7 +214,6 @@ class Evidence:
     n_collapsed: int = 0
     resolution: float = 0.0
     why_method: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
