@@ -35,7 +35,8 @@ def test_pearson_properties():
     noisy = gold + rng.normal(size=50)
     assert pearson(noisy, gold) == pytest.approx(pearson(gold, noisy))  # symmetric
     assert pearson(noisy, gold) == pytest.approx(np.corrcoef(noisy, gold)[0, 1])
-    assert math.isnan(pearson(np.ones(50), gold))
+    assert pearson(np.ones(50), gold) == 0.0  # a constant prediction (a collapsed model) scores r = 0 exactly
+    assert math.isnan(pearson(gold, np.ones(50)))  # constant gold: undefined
 
 
 def test_score_dispatches_on_task():

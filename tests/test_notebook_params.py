@@ -30,7 +30,7 @@ prediction_rows = ["base", "advanced"]"""
 
 def namespace(injected: str | None, before: list[str] | None = None, after: list[str] | None = None) -> dict:
     """A kernel's globals after the parameters cell, papermill's injected cell (if any) and ``after``."""
-    history = ["", "from mtlib.study import notebook_params", *(before or []), PARAMS]
+    history = ["", "from mtlib.notebook import parameters", *(before or []), PARAMS]
     if injected is not None:
         history.append("# Parameters\n" + injected + "\n")
     history += after or []

@@ -10,7 +10,7 @@ from mtlib.notebook.notes import LOGGER, show_data_notes
 
 @pytest.fixture(autouse=True)
 def quiet_notes():
-    """What importing mtlib.study does in a notebook kernel; removed afterwards (it is process-wide)."""
+    """What a notebook's first call (parameters.check_parameters) does in a kernel; removed afterwards (it is process-wide)."""
     log = logging.getLogger(LOGGER)
     saved = (list(log.handlers), log.level)
     log.handlers.clear()

@@ -153,3 +153,30 @@ def test_claims_forest(tmp_path):
     paper = [line for line in score.lines if line.get_marker() == "D"]
     assert [line.get_xdata()[0] for line in paper] == [0.2, 0.1]
     assert plots.save(fig, "forest", tmp_path).is_file()
+
+
+def test_claims_forest_draws_the_adjusted_interval_and_the_margin():
+    rec = {
+        "id": "n",
+        "claim": "a does not help",
+        "kind": "non_superiority",
+        "compare": "a <= b",
+        "metric": "mean",
+        "margin": 0.01,
+        "n_seeds": 4,
+        "difference": 0.002,
+        "ci_low": -0.004,
+        "ci_high": 0.008,
+        "adj_low": -0.007,
+        "adj_high": 0.011,
+        "verdict": "below resolution",
+        "paper_difference": math.nan,
+        "paper_says": None,
+    }
+    few = {**rec, "id": "f", "kind": "directional", "margin": math.nan, "ci_low": -math.inf, "ci_high": math.inf}
+    (ax,) = plots.claims_forest(pd.DataFrame([rec, few])).axes
+    spans = {tuple(line.get_xdata()) for line in ax.lines if len(line.get_xdata()) == 2}
+    assert {(-0.004, 0.008), (-0.007, 0.011), (0.01, 0.01)} <= spans  # 95% CI, Holm-adjusted, the margin δ
+    bar = next(line for line in ax.lines if tuple(line.get_xdata()) == (-0.004, 0.008))
+    assert bar.get_color() == VERDICT_COLORS["below resolution"]
+    assert any("no interval" in t.get_text() for t in ax.texts)  # the sign-flip test with too few seeds

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from scipy import stats
 
 from mtlib.results import intervals, scores
 from mtlib.experiments.rows import load_experiments
@@ -82,9 +83,8 @@ def test_t_quantile():
     assert intervals.t_quantile_975(31) < 2.0423
     with pytest.raises(ValueError):
         intervals.t_quantile_975(0)
-    stats = pytest.importorskip("scipy.stats")
     for df in (1, 2, 5, 29, 31, 40, 100, 1000):
-        assert intervals.t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=2e-4)
+        assert intervals.t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1e-12)  # scipy's own
 
 
 def test_mean_ci():
@@ -101,6 +101,17 @@ def test_course_means():
     course = ("sst", "para", "sts")
     assert scores.means({"sst": 0.5, "para": 0.8, "sts": 0.8}, course) == pytest.approx((0.7, (0.5 + 0.8 + 0.9) / 3))
     assert scores.means({"sst": 0.5, "para": 0.8, "sts": -1.0}, course)[1] == pytest.approx(1.3 / 3)  # r = -1 maps to 0
+
+
+def test_a_collapsed_seed_counts_with_sts_r_zero(tmp_path):
+    write(tmp_path, metrics("base_pal", 1, 0.40, 0.80, 0.60))
+    old = metrics("base_pal", 2, 0.50, 0.90, 0.0)
+    old["dev"]["sts"] = None  # a constant STS prediction as runs before D51 wrote it (NaN as null)
+    write(tmp_path, old)
+    row = scores.results_table(tmp_path, experiments=ROWS).iloc[0]
+    assert row["n_seeds"] == 2 and row["sts"] == pytest.approx(0.30)  # (0.6 + 0) / 2: counted, not dropped
+    assert row["mean"] == pytest.approx((0.6 + (0.5 + 0.9) / 3) / 2)
+    assert scores.collapsed_tasks(old) == ("sts",) and scores.dev_scores(old)["sts"] == 0.0
 
 
 def test_results_table_two_seeds_give_a_ci_and_both_means(tmp_path):

@@ -69,12 +69,20 @@ def accuracy(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndar
 
 
 def pearson(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray) -> float:
-    """Pearson correlation as the course computes it (`np.corrcoef`); nan when either side is constant."""
+    """Pearson correlation as the course computes it (`np.corrcoef`); exactly 0.0 for a constant prediction,
+    nan for constant gold labels or a non-finite value.
+
+    A constant prediction (a collapsed model) has no correlation; the course's `np.corrcoef` gave nan, which
+    dropped that seed from every mean and comparison over seeds, exactly the seeds of a collapse. It scores 0:
+    no linear association, what such a model earns. A fitted r is never exactly 0.0, so readers of metrics.json
+    recognise the collapse by that value (`mtlib.results.scores.collapsed_tasks`; docs/original.md D51)."""
     p, g = _arrays(pred, gold)
     if not (np.isfinite(p).all() and np.isfinite(g).all()):
         return float("nan")  # a diverged model; callers that must refuse it check first
-    if p.std() == 0 or g.std() == 0:
-        return float("nan")  # np.corrcoef would warn and divide by zero
+    if g.std() == 0:
+        return float("nan")  # no gold variation: the score is undefined (np.corrcoef would divide by zero)
+    if p.std() == 0:
+        return 0.0  # a constant prediction (see above)
     return float(np.corrcoef(p, g)[0, 1])
 
 

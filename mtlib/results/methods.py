@@ -1,7 +1,8 @@
 """Notebook 08's tables: every gradient method and loss weighting beside PCGrad / Vaccine, their cost and
 conflicts, and the verdict on "exposure or surgery?" computed from the runs.
 
-Two effects, each a paired difference of dev means over seeds with its 95% t-interval (``claims.verdict``):
+Two effects, each a directional claim (> 0) on the paired difference of dev means over seeds, the three decided
+together as one Holm family (``mtlib.results.verdicts``; a collapsed seed counts with STS r = 0):
 
 - **exposure**: ``sum_all`` (one batch of every task per update, gradients summed) minus ``pal_h1_pretrain``
   (the same recipe with one task per update, PAL-sampled): what seeing every task in every update adds;
@@ -16,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from mtlib.rundir import read_history, read_metrics
-from mtlib.results.claims import HOLDS, verdict
 from mtlib.experiments.rows import get_row, load_experiments, rows_for
 from mtlib.results.intervals import mean_ci
-from mtlib.results.scores import means, run_tasks, table_tasks
+from mtlib.results.scores import collapsed_tasks, dev_scores, means, run_tasks, table_tasks
+from mtlib.results.verdicts import HOLDS, Hypothesis, decide, evidence
 
 NOTEBOOK = "08_more_methods"
 COMPARED = ("pcgrad", "gradvac")  # the paper's rows (notebook 03) shown beside the new ones
@@ -76,8 +77,7 @@ def run_diagnostics(run_dir: str | Path) -> dict:
 
 
 def _dev_mean(run: dict) -> float:
-    dev = {t: math.nan if v is None else float(v) for t, v in run["dev"].items()}
-    return means(dev, run_tasks(run))[0]
+    return means(dev_scores(run), run_tasks(run))[0]
 
 
 def _mean(values) -> float:
@@ -113,9 +113,7 @@ def methods_table(run_dirs: list[str | Path]) -> pd.DataFrame:
             "beyond_paper": bool(row.get("beyond_paper")),
             "method_paper": PAPERS.get(lw if lw != "none" else gm, ""),
         }
-        scores = {
-            t: [math.nan if m["dev"].get(t) is None else float(m["dev"][t]) for m in mine] for t in table_tasks(mine)
-        }
+        scores = {t: [dev_scores(m).get(t, math.nan) for m in mine] for t in table_tasks(mine)}
         scores["mean"] = [_dev_mean(m) for m in mine]
         for metric, values in scores.items():
             rec[metric], rec[f"{metric}_ci"] = mean_ci(values) if values else (math.nan, math.nan)
@@ -136,13 +134,18 @@ def run_dirs_of(table: pd.DataFrame, ids: list[str]) -> list[Path]:
 
 
 def effects_table(run_dirs: list[str | Path]) -> pd.DataFrame:
-    """Each effect of ``EFFECTS``: the paired difference of the dev mean over seeds, its 95% CI and verdict."""
-    runs, records = _runs(run_dirs), []
+    """Each effect of ``EFFECTS``: the paired difference of the dev mean over seeds, its 95% and Holm-adjusted
+    intervals and verdict (``verdicts.decide``'s columns; the three effects are one family)."""
+    runs, records, evidences = _runs(run_dirs), [], []
     for effect, (left, right) in EFFECTS.items():
         a, b = runs.get(left, {}), runs.get(right, {})
         seeds = sorted(set(a) & set(b))
         diffs = [_dev_mean(a[s]) - _dev_mean(b[s]) for s in seeds]
-        records.append({"effect": effect, "compare": f"{left} - {right}", "seeds": seeds, **verdict(diffs, +1)})
+        collapsed = [bool(collapsed_tasks(a[s]) or collapsed_tasks(b[s])) for s in seeds]
+        evidences.append(evidence(diffs, Hypothesis(), collapsed))
+        records.append({"effect": effect, "compare": f"{left} - {right}", "seeds": seeds})
+    for rec, decided in zip(records, decide(evidences)):
+        rec.update(decided)
     return pd.DataFrame(records).set_index("effect")
 
 
@@ -154,16 +157,16 @@ def exposure_or_surgery(effects: pd.DataFrame) -> str:
     exposure = effects.loc["exposure"]
     surgery = effects.drop(index="exposure")
     if (surgery["verdict"] == HOLDS).any():
-        return "surgery: PCGrad or Vaccine beats the plain sum of the same batches (95% CI above 0)"
+        return "surgery: PCGrad or Vaccine beats the plain sum of the same batches (Holm-adjusted interval above 0)"
     if exposure["verdict"] == HOLDS:
         return (
-            "exposure, not surgery: every task in every update beats single-task steps (95% CI above 0) "
-            "and neither PCGrad nor Vaccine beats the plain sum of the same batches"
+            "exposure, not surgery: every task in every update beats single-task steps (Holm-adjusted interval "
+            "above 0) and neither PCGrad nor Vaccine beats the plain sum of the same batches"
         )
     best = surgery["difference"].max()
     point = "exposure" if exposure["difference"] > max(best, 0.0) else "surgery" if best > 0 else "neither"
     seeds = int(effects["n_seeds"].min())
-    why = "one seed: no interval" if seeds < 2 else "every 95% CI contains 0"
+    why = "one seed: no interval" if seeds < 2 else "no Holm-adjusted interval clears 0"
     return (
         f"inconclusive ({why}); the point estimates favour {point}: exposure {exposure['difference']:+.3f}, "
         f"surgery {', '.join(f'{k[9:-1]} {v:+.3f}' for k, v in surgery['difference'].items())} (dev mean)"

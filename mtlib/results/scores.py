@@ -134,9 +134,9 @@ def results_table(
             "notebook": row["notebook"],
             "n_seeds": len(mine),
         }
-        # metrics.json writes NaN (a constant STS prediction's Pearson r) as null
-        per_seed = {t: [math.nan if m["dev"].get(t) is None else m["dev"][t] for m in mine] for t in tasks}
-        both = [means(_dev(m), run_tasks(m)) for m in mine]  # each run's mean over its own tasks
+        # a collapsed run (a constant STS prediction) counts with r = 0 (dev_scores), not dropped
+        per_seed = {t: [dev_scores(m).get(t, math.nan) for m in mine] for t in tasks}
+        both = [means(dev_scores(m), run_tasks(m)) for m in mine]  # each run's mean over its own tasks
         per_seed["mean"], per_seed["mean_sts01"] = [b[0] for b in both], [b[1] for b in both]
         for metric in (*tasks, *MEANS):
             rec[metric], rec[f"{metric}_ci"] = mean_ci(per_seed[metric])
@@ -154,8 +154,23 @@ def results_table(
     return table
 
 
-def _dev(run: dict) -> dict[str, float]:
-    return {t: math.nan if v is None else float(v) for t, v in run.get("dev", {}).items()}
+def _pearson(task: str) -> bool:
+    return task not in MEANS and task_records.get(task).metric == "pearson"
+
+
+def collapsed_tasks(run: dict) -> tuple[str, ...]:
+    """The Pearson tasks of a finished run whose dev prediction was constant (a collapsed model): scored
+    exactly r = 0 (``mtlib.data.metrics.pearson``; a fitted r is never exactly 0), or written as null (NaN) by
+    runs from before constant predictions scored 0."""
+    dev = run.get("dev", {})
+    return tuple(t for t, v in dev.items() if _pearson(t) and (v is None or not math.isfinite(float(v)) or v == 0.0))
+
+
+def dev_scores(run: dict) -> dict[str, float]:
+    """A finished run's dev scores (metrics.json), a collapsed Pearson task (``collapsed_tasks``) as r = 0: the
+    seed counts with the score its constant prediction earns instead of dropping out of means and pairs."""
+    collapsed = collapsed_tasks(run)
+    return {t: 0.0 if t in collapsed else math.nan if v is None else float(v) for t, v in run.get("dev", {}).items()}
 
 
 def run_dirs(table: pd.DataFrame, rows: Sequence[str] | None = None) -> list[Path]:
