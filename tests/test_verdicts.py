@@ -20,6 +20,7 @@ from statsmodels.stats.power import TTestPower
 
 from mtlib.data.metrics import pearson
 from mtlib.results import claims as claims_mod
+from mtlib.experiments import hypotheses as h
 from mtlib.results import verdicts as v
 from mtlib.experiments.claims_file import Claim
 from mtlib.results.scores import collapsed_tasks, dev_scores
@@ -83,7 +84,7 @@ def test_the_engine_picks_the_sign_flip_test_where_seeds_collapsed_and_its_p_mat
     rng = np.random.default_rng(3)
     d, collapsed = with_collapses(rng, 0.0, 10, studies=300)
     low, high = v.sign_flip_interval(d, 0.95)
-    hyp = v.Hypothesis()
+    hyp = h.Hypothesis()
     agree, covered, used = 0, 0, 0
     for i in range(len(d)):
         ev = v.evidence(d[i], hyp, collapsed[i])
@@ -105,9 +106,9 @@ def test_holm_keeps_the_family_wise_rate_of_false_holds_below_5_percent(monkeypa
     monkeypatch.setattr(gc, "collect", lambda *args: 0)
     # 13 claims, each at the edge of its null: directional at 0, non-superiority and equivalence at δ
     rng = np.random.default_rng(13)
-    hyps = [v.Hypothesis()] * 7 + [v.Hypothesis(v.NON_SUPERIORITY, margin=DELTA)] * 5
-    hyps += [v.Hypothesis(v.EQUIVALENCE, margin=DELTA)]
-    truths = [0.0 if h.kind == v.DIRECTIONAL else DELTA for h in hyps]
+    hyps = [h.Hypothesis()] * 7 + [h.Hypothesis(h.NON_SUPERIORITY, margin=DELTA)] * 5
+    hyps += [h.Hypothesis(h.EQUIVALENCE, margin=DELTA)]
+    truths = [0.0 if hyp.kind == h.DIRECTIONAL else DELTA for hyp in hyps]
     families = 1000
     draws = [normal(rng, t, 5, families) for t in truths]  # [claim][family, seed]
     false_holds, unadjusted = 0, 0
@@ -137,7 +138,7 @@ def test_a_no_difference_claim_is_confirmed_when_the_seeds_suffice():
     # true effect 0, SD 0.005, δ = 0.01: ten seeds confirm "does not help" and "equivalent", within a family of 13
     rng = np.random.default_rng(10)
     d = normal(rng, 0.0, 10, sd=0.005)
-    for hyp in (v.Hypothesis(v.NON_SUPERIORITY, margin=DELTA), v.Hypothesis(v.EQUIVALENCE, margin=DELTA)):
+    for hyp in (h.Hypothesis(h.NON_SUPERIORITY, margin=DELTA), h.Hypothesis(h.EQUIVALENCE, margin=DELTA)):
         p = v.t_pvalue(d, hyp)
         alone = float(np.mean(p < 0.025))
         share = float(np.mean(p < 0.025 / 13))  # Holm's strictest level: holds whatever the other 12 claims do
@@ -147,7 +148,7 @@ def test_a_no_difference_claim_is_confirmed_when_the_seeds_suffice():
         )
         assert alone >= 0.95 and share >= 0.80  # at least the 80% power designs are planned for
     # "is worse than" (how the claims were read before) holds 2.5% of the time with no effect, at any seeds
-    worse = float(np.mean(v.t_pvalue(d, v.Hypothesis(sign=-1)) < 0.025))
+    worse = float(np.mean(v.t_pvalue(d, h.Hypothesis(sign=-1)) < 0.025))
     print(f"'a < b' with no effect, 10 seeds: holds in {worse:.3f}")
     assert worse < 0.05
     one = claims_mod.verdict(d[0], kind="non_superiority", margin=DELTA)
@@ -161,7 +162,7 @@ def test_the_minimum_detectable_effect_is_found_80_percent_of_the_time():
     n, level = 6, 0.05 / 4
     mde = v.minimum_detectable_effect(SD, n, level)
     d = normal(rng, mde, n)
-    found = float(np.mean(v.t_pvalue(d, v.Hypothesis()) < level / 2))
+    found = float(np.mean(v.t_pvalue(d, h.Hypothesis()) < level / 2))
     print(f"\nMDE at {n} seeds, level {level}: {mde:.4f}; found in {found:.3f} of {STUDIES} studies (80% planned)")
     assert 0.76 <= found <= 0.84
     needed = v.seeds_needed(SD, DELTA, 0.05)

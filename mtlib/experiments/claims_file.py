@@ -1,6 +1,6 @@
 """``params/claims.yaml``: the paper's conclusions as hypotheses about experiments rows, read and checked.
 
-Each claim states its kind (``mtlib.results.verdicts``): ``directional`` (``a > b`` / ``a < b``),
+Each claim states its kind (``mtlib.experiments.hypotheses``): ``directional`` (``a > b`` / ``a < b``),
 ``non_superiority`` (``a <= b``: a is not better than b by the margin δ) or ``equivalence`` (``a ~ b``: within
 ±δ). A margin claim takes its δ from its own ``margin`` or the file's top-level ``margin`` (dev scores only).
 Every problem is one line naming the file, the line and the key (``claims[3].compare``) and what was expected.
@@ -16,7 +16,7 @@ from pathlib import Path
 from mtlib.config.run_config import PARAMS_DIR
 from mtlib.config.types import ConfigError
 from mtlib.experiments.rows import load_experiments
-from mtlib.results.verdicts import DIRECTIONAL, KINDS, NEEDS_MARGIN, OPERATORS, Hypothesis
+from mtlib.experiments.hypotheses import DIRECTIONAL, KINDS, NEEDS_MARGIN, OPERATORS, Hypothesis
 from mtlib.config.yamlfile import read_yaml_lines
 from mtlib import tasks as task_records
 

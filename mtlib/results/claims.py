@@ -25,21 +25,11 @@ import pandas as pd
 
 from mtlib import tasks as task_records
 from mtlib.experiments.claims_file import Claim, is_score, load_claims
+from mtlib.experiments.hypotheses import DIRECTIONAL, Hypothesis
 from mtlib.experiments.rows import load_experiments
 from mtlib.results.scores import collapsed_tasks, dev_scores, means, results_table, run_tasks
 from mtlib.results.tables import dev_evals, first_reaching
-from mtlib.results.verdicts import (
-    ALPHA,
-    BELOW_RESOLUTION,
-    DIRECTIONAL,
-    FAILS,
-    HOLDS,
-    INCONCLUSIVE,
-    VERDICTS,
-    Hypothesis,
-    decide,
-    evidence,
-)
+from mtlib.results.verdicts import ALPHA, BELOW_RESOLUTION, FAILS, HOLDS, INCONCLUSIVE, VERDICTS, decide, evidence
 
 __all__ = ["HOLDS", "FAILS", "INCONCLUSIVE", "BELOW_RESOLUTION", "VERDICTS", "claims_table", "verdict"]
 

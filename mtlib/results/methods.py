@@ -20,7 +20,8 @@ from mtlib.rundir import read_history, read_metrics
 from mtlib.experiments.rows import get_row, load_experiments, rows_for
 from mtlib.results.intervals import mean_ci
 from mtlib.results.scores import collapsed_tasks, dev_scores, means, run_tasks, table_tasks
-from mtlib.results.verdicts import HOLDS, Hypothesis, decide, evidence
+from mtlib.experiments.hypotheses import Hypothesis
+from mtlib.results.verdicts import HOLDS, decide, evidence
 
 NOTEBOOK = "08_more_methods"
 COMPARED = ("pcgrad", "gradvac")  # the paper's rows (notebook 03) shown beside the new ones
