@@ -1,29 +1,24 @@
-"""Shared by every figure: the backend, task colours and names, figure creation, saving, history helpers.
+"""Shared by every figure: task colours and names, figure creation, saving, history helpers.
 
-Figures are made with pyplot, so a notebook shows each one once at the end of its cell; outside a
-notebook the non-interactive Agg backend is used.
+Figures are made with pyplot, so a notebook shows each one once at the end of its cell. Importing this sets
+no backend: matplotlib picks one (Agg where there is no display, as in scripts, tests and CI), and a program
+that wants another sets it itself.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
 
-if "ipykernel" not in sys.modules:  # scripts, tests, CI: no display needed
-    matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from mtlib import tasks as task_records  # noqa: E402
-from mtlib.rundir import read_history, run_name  # noqa: E402
+from mtlib import tasks as task_records
+from mtlib.rundir import read_history, run_name
 
 History = Union[str, Path, Sequence[dict]]
 
