@@ -52,6 +52,7 @@ from mtlib.config.types import (
     located,
     plain,
 )
+from mtlib.data import dev_halves
 from mtlib.data.bucketing import BATCHINGS
 from mtlib.data.parse import QUORA_TRAIN_OPTIONS
 from mtlib.model.heads import HEAD_KINDS
@@ -68,6 +69,7 @@ from mtlib.methods.smart import STEP_RULES
 
 LR_SCHEDULES = ("constant", "linear")
 FINAL_DEV = ("full", "subsample")
+DEV_SPLITS = ("halves", "none")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARAMS_DIR = REPO_ROOT / "params"
 
@@ -283,8 +285,14 @@ class RunConfig:
     )
 
     # --- evaluation and running
+    dev_split: Literal[DEV_SPLITS] = setting(
+        "halves",
+        "halves: choose the best epoch on one half of each dev set and report the other (mtlib.data.dev_halves); "
+        "none: choose and report on the same dev data (the paper)",
+        identity=lambda c: dev_halves.RULE if c.dev_split == "halves" else "none",
+    )
     dev_subsample: int | None = setting(
-        None, "per task, a fixed dev subsample for per-epoch evaluation", AT_LEAST_1_OR_NULL
+        None, "per task, a fixed dev subsample for per-epoch evaluation (of the selection half)", AT_LEAST_1_OR_NULL
     )
     final_dev: Literal[FINAL_DEV] = setting("full", "the final evaluation's dev set: all of it, or dev_subsample")
     final_dev_max: int | None = setting(

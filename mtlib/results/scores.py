@@ -135,8 +135,9 @@ def results_table(
             "n_seeds": len(mine),
         }
         # a collapsed run (a constant STS prediction) counts with r = 0 (dev_scores), not dropped
-        per_seed = {t: [dev_scores(m).get(t, math.nan) for m in mine] for t in tasks}
-        both = [means(dev_scores(m), run_tasks(m)) for m in mine]  # each run's mean over its own tasks
+        # beside the paper's numbers: all of the final dev rows, chosen and reported as the paper did
+        per_seed = {t: [dev_scores(m, "full").get(t, math.nan) for m in mine] for t in tasks}
+        both = [means(dev_scores(m, "full"), run_tasks(m)) for m in mine]  # each run's mean over its own tasks
         per_seed["mean"], per_seed["mean_sts01"] = [b[0] for b in both], [b[1] for b in both]
         for metric in (*tasks, *MEANS):
             rec[metric], rec[f"{metric}_ci"] = mean_ci(per_seed[metric])
@@ -158,19 +159,29 @@ def _pearson(task: str) -> bool:
     return task not in MEANS and task_records.get(task).metric == "pearson"
 
 
-def collapsed_tasks(run: dict) -> tuple[str, ...]:
+def _dev(run: dict, part: str) -> dict:
+    """metrics.json's ``dev`` (part "report": the report half where the run split dev, else all of it) or
+    ``dev_full`` (part "full": every final dev row, where the run split dev; else ``dev``, which is that)."""
+    if part not in ("report", "full"):
+        raise ValueError(f"dev part {part!r}: expected 'report' or 'full'")
+    return (run.get("dev_full") if part == "full" else None) or run.get("dev", {})
+
+
+def collapsed_tasks(run: dict, part: str = "report") -> tuple[str, ...]:
     """The Pearson tasks of a finished run whose dev prediction was constant (a collapsed model): scored
     exactly r = 0 (``mtlib.data.metrics.pearson``; a fitted r is never exactly 0), or written as null (NaN) by
     runs from before constant predictions scored 0."""
-    dev = run.get("dev", {})
+    dev = _dev(run, part)
     return tuple(t for t, v in dev.items() if _pearson(t) and (v is None or not math.isfinite(float(v)) or v == 0.0))
 
 
-def dev_scores(run: dict) -> dict[str, float]:
+def dev_scores(run: dict, part: str = "report") -> dict[str, float]:
     """A finished run's dev scores (metrics.json), a collapsed Pearson task (``collapsed_tasks``) as r = 0: the
-    seed counts with the score its constant prediction earns instead of dropping out of means and pairs."""
-    collapsed = collapsed_tasks(run)
-    return {t: 0.0 if t in collapsed else math.nan if v is None else float(v) for t, v in run.get("dev", {}).items()}
+    seed counts with the score its constant prediction earns instead of dropping out of means and pairs.
+    ``part``: "report" (what verdicts compare: the half no epoch was chosen on) or "full" (all the final dev
+    rows, the paper's way: what the table beside the paper's numbers shows)."""
+    collapsed = collapsed_tasks(run, part)
+    return {t: 0.0 if t in collapsed else math.nan if v is None else float(v) for t, v in _dev(run, part).items()}
 
 
 def run_dirs(table: pd.DataFrame, rows: Sequence[str] | None = None) -> list[Path]:
@@ -252,7 +263,17 @@ def provenance(table_runs: pd.DataFrame | Sequence[dict] | str | Path, profile: 
         what = {"full": "full dev sets", "subsample": "a fixed dev subsample"}.get(split, f"dev split {split}")
         cap = f", capped at {_span(caps)} examples per task" if split == "full" and caps else ""
         dev_parts.append(f"{what}{cap} ({counts})")
-    lines.append("Dev: " + "; ".join(dev_parts) + ".")
+    halves = any(m.get("dev_half") == "report" for m in runs)
+    lines.append(
+        "Dev: "
+        + "; ".join(dev_parts)
+        + (
+            ". Epochs were chosen on one half of each dev set (stratified, the same for every run) and the "
+            "claims' verdicts compare the other half; the table beside the paper's numbers scores all of it."
+            if halves
+            else "."
+        )
+    )
     seeds = _values(runs, lambda m: m["seed"])
     per_row = [sum(m.get("name") == n for m in runs) for n in names]
     lines.append(

@@ -235,6 +235,8 @@ class Metrics(Record):
     backbone: str = _req("str")
     dev: dict = _req("scores")  # final dev scores per task and "mean"
     dev_split: str = _req("str")  # "full" or "subsample"
+    dev_half: str | None = _opt("str")  # "report": dev holds the report half's scores (mtlib.data.dev_halves)
+    dev_full: dict | None = _opt("scores")  # then all of the final dev rows' scores (beside the paper's)
     best_epoch: int = _req("int")  # of the last phase
     best_dev_subsample_mean: float | None = _req("score")
     examples_seen: int = _req("int")

@@ -68,3 +68,17 @@ def _final_predictions(model, task, examples, sub, batch_size, device, precision
     if rest:
         out[rest] = predict(model, task, [examples[i] for i in rest], batch_size, device, precision)
     return out
+
+
+def reported_scores(dev: dict, preds: dict, report: dict) -> dict | None:
+    """The scores of the report half (``report[task]``: its ids; ``mtlib.data.dev_halves``) from the final
+    evaluation's predictions of ``dev``; None when every task reports all of dev."""
+    if all(report.get(task) is None for task in dev):
+        return None
+    scores = {}
+    for task, examples in dev.items():
+        keep = np.array([report[task] is None or ex.id in report[task] for ex in examples], dtype=bool)
+        gold = np.array([ex.label for ex in examples], dtype=np.float64)
+        scores[task] = score(task, preds[task][keep], gold[keep])
+    scores["mean"] = float(np.mean([scores[t] for t in dev]))
+    return scores

@@ -2,7 +2,8 @@
 
 The model is rebuilt from the run's config.yaml and must fit the checkpoint key for key and shape for shape;
 dev is the set the run's own final evaluation scored (all of dev, ``final_dev_max`` of it, or the per-epoch
-subsample), batched and scored by the same ``evaluate``, so a run's best.pt gives back its metrics.json.
+subsample), batched and scored by the same ``evaluate``, its report half scored as the trainer scores it, so a
+run's best.pt gives back its metrics.json.
 
 Predicting never modifies the run: the files go to a folder of their own (``default_out_dir``), the run's
 lock is held shared while its checkpoint is read, and a run that a process is still training is refused.
@@ -21,8 +22,8 @@ from mtlib.model.backbones import load_backbone
 from mtlib.model.multitask import ModelConfig, MultitaskModel
 from mtlib.rundir import RunDirectory, check_fits, model_state, read_config
 from mtlib.rundir.files import BEST, IDENTITY
-from mtlib.train.evaluate import evaluate, predict
-from mtlib.train.run_data import fixed_subset
+from mtlib.train.evaluate import evaluate, predict, reported_scores
+from mtlib.train.run_data import dev_parts
 from mtlib.machine.runtime import resolve_device, resolve_precision
 
 SPLITS = ("dev", "test")
@@ -38,15 +39,15 @@ def run_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_dict(raw, source=str(path))
 
 
-def final_dev_examples(cfg: RunConfig, task: str) -> list:
-    """The dev rows the trainer's final evaluation scores (``Trainer._finish``: dev, or dev_sub)."""
-    dev = parse.load_split(task, "dev", cfg.data_dir)
-    return fixed_subset(dev, cfg.final_dev_max if cfg.final_dev == "full" else cfg.dev_subsample, seed=0)
-
-
-def dev_subsample_examples(cfg: RunConfig, task: str) -> list:
-    """The dev rows every epoch's evaluation scores (``load_run_data``'s dev_sub)."""
-    return fixed_subset(parse.load_split(task, "dev", cfg.data_dir), cfg.dev_subsample, seed=0)
+def dev_examples(cfg: RunConfig) -> tuple[dict, dict, dict]:
+    """(final, subsample, report ids) per task: the rows the trainer's final evaluation scores, grouped as it
+    groups them, and which of them it reports (``run_data.dev_parts``)."""
+    parts = {t: dev_parts(cfg, t, parse.load_split(t, "dev", cfg.data_dir)) for t in cfg.tasks}
+    return (
+        {t: p[0] for t, p in parts.items()},
+        {t: p[1] for t, p in parts.items()},
+        {t: p[2] for t, p in parts.items()},
+    )
 
 
 def checkpoint_path(run_dir: Path, checkpoint: str | None) -> Path:
@@ -129,9 +130,11 @@ def predict_run(
         "checkpoint": str(path),
     }
     if split == "dev":
-        examples = {t: final_dev_examples(cfg, t) for t in cfg.tasks}
-        sub = {t: dev_subsample_examples(cfg, t) for t in cfg.tasks}  # grouped as the trainer's final evaluation
-        result["scores"], preds = evaluate(model, examples, cfg.eval_batch_size, device, precision, dev_sub=sub)
+        examples, sub, report = dev_examples(cfg)  # grouped as the trainer's final evaluation
+        full, preds = evaluate(model, examples, cfg.eval_batch_size, device, precision, dev_sub=sub)
+        reported = reported_scores(examples, preds, report)
+        result["scores"] = reported if reported is not None else full  # metrics.json's dev
+        result["scores_full"] = full if reported is not None else None  # its dev_full
     else:
         examples, preds = {}, {}
         for task in cfg.tasks:

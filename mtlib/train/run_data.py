@@ -7,6 +7,7 @@ import numpy as np
 from mtlib import tasks as task_records
 from mtlib.config.run_config import RunConfig, resolve_path
 from mtlib.data import parse
+from mtlib.data import dev_halves
 from mtlib.data.augment import EDAParams, augment_examples, augmented_classes, ensure_nltk_data
 
 
@@ -19,9 +20,10 @@ def fixed_subset(examples: list, k: int | None, seed: int) -> list:
 
 
 def load_run_data(cfg: RunConfig) -> dict:
-    """Train (filtered, subsampled, augmented), dev, dev subsample and test examples per task, and their
-    provenance (what was read, kept and skipped)."""
-    out: dict = {"train": {}, "dev": {}, "dev_sub": {}, "test": {}, "provenance": {}}
+    """Train (filtered, subsampled, augmented), dev (the final evaluation's), dev subsample (every epoch's),
+    the report half's ids of dev (``dev_split: halves``; None: all of dev is reported) and test examples per
+    task, and their provenance (what was read, kept and skipped)."""
+    out: dict = {"train": {}, "dev": {}, "dev_sub": {}, "report": {}, "test": {}, "provenance": {}}
     for task in cfg.tasks:
         train = parse.load_split(task, "train", cfg.data_dir, quora_train=cfg.quora_train)
         n_raw, files = len(train), ", ".join(train.report.files)
@@ -53,9 +55,8 @@ def load_run_data(cfg: RunConfig) -> dict:
         dev = parse.load_split(task, "dev", cfg.data_dir)
         if not dev:
             raise ValueError(f"task {task}: no usable dev example in {', '.join(dev.report.files)}")
-        sub = fixed_subset(dev, cfg.dev_subsample, seed=0)  # every run is compared on the same rows
+        dev, sub, out["report"][task], halves = dev_parts(cfg, task, dev)
         test = parse.load_split(task, "test", cfg.data_dir) if cfg.predict_test and test_available(cfg, task) else []
-        dev = fixed_subset(dev, cfg.final_dev_max, seed=0)
         out["train"][task], out["dev"][task], out["dev_sub"][task], out["test"][task] = train, dev, sub, test
         out["provenance"][task] = {
             "train_raw": n_raw,
@@ -64,10 +65,34 @@ def load_run_data(cfg: RunConfig) -> dict:
             "augmented": n_aug,
             "dev": len(dev),
             "dev_subsample": len(sub),
+            **halves,
             "test": len(test),
         }
     out["provenance"]["max_chars"] = cfg.max_chars
     return out
+
+
+def dev_parts(cfg: RunConfig, task: str, dev: list) -> tuple[list, list, set | None, dict]:
+    """(final, subsample, report ids, provenance) of one task's dev examples: the rows the final evaluation
+    scores, the fixed subsample every epoch scores, and which of the final rows are reported (None: all; see
+    ``mtlib.data.dev_halves``). The trainer and ``predict`` both take them from here."""
+    if cfg.dev_split != "halves":
+        sub = fixed_subset(dev, cfg.dev_subsample, seed=0)  # every run is compared on the same rows
+        final = fixed_subset(dev, cfg.final_dev_max, seed=0) if cfg.final_dev == "full" else sub
+        return final, sub, None, {}
+    selection, report = dev_halves.split_halves(task, list(dev))
+    sub = fixed_subset(selection, cfg.dev_subsample, seed=0)  # chosen on the selection half only
+    if cfg.final_dev == "full":
+        final = fixed_subset(dev, cfg.final_dev_max, seed=0)
+    else:  # the subsample's final evaluation: as many rows of the report half beside it
+        kept = {ex.id for ex in sub} | {ex.id for ex in fixed_subset(report, cfg.dev_subsample, seed=0)}
+        final = [ex for ex in dev if ex.id in kept]
+    provenance = {
+        "dev_selection": len(selection),
+        "dev_report": len(report),
+        "report_sha256": dev_halves.digest(report),
+    }
+    return final, sub, {ex.id for ex in report}, provenance
 
 
 def test_available(cfg: RunConfig, task: str) -> bool:

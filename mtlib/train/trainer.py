@@ -31,7 +31,7 @@ from mtlib.train import shared_phases
 from mtlib.train.distributed import attach, on_this_rank, rank_device, run_directory
 from mtlib.machine.accel import prepare_model
 from mtlib.train.code_version import code_version
-from mtlib.train.evaluate import evaluate, predict
+from mtlib.train.evaluate import evaluate, predict, reported_scores
 from mtlib.train.identity import run_id, run_identity, run_dir_for
 from mtlib.train.phase import Phase, build_phase
 from mtlib.train.run_data import load_run_data
@@ -313,9 +313,9 @@ class Trainer:
     # ------------------------------------------------------------------ the end
     def _finish(self) -> Path:
         cfg, model = self.cfg, self.model  # the last phase has already loaded its best.pt
-        dev = self.data["dev"] if cfg.final_dev == "full" else self.data["dev_sub"]
+        dev = self.data["dev"]  # the final rows (load_run_data: all of dev, final_dev_max of it, or the subsample)
         t = time.perf_counter()
-        scores, preds = evaluate(
+        full, preds = evaluate(
             model,
             dev,
             cfg.eval_batch_size,
@@ -325,6 +325,8 @@ class Trainer:
             known=self.best_sub_predictions,
         )
         eval_s = time.perf_counter() - t
+        reported = reported_scores(dev, preds, self.data["report"])  # the report half (dev_split: halves)
+        scores = reported if reported is not None else full
         self.dir.predictions.mkdir(exist_ok=True)
         for task, p in preds.items():
             write_predictions(self.dir.predictions / f"{task}-dev-output.csv", task, [ex.id for ex in dev[task]], p)
@@ -341,6 +343,8 @@ class Trainer:
             backbone=cfg.backbone,
             dev={k: float(v) for k, v in scores.items()},
             dev_split=cfg.final_dev,
+            dev_half="report" if reported is not None else None,
+            dev_full={k: float(v) for k, v in full.items()} if reported is not None else None,
             best_epoch=state.progress.best_epoch,
             best_dev_subsample_mean=state.progress.best,
             examples_seen=state.examples_seen,
@@ -363,7 +367,8 @@ class Trainer:
         fault_point("after_metrics")
         self.dir.remove_leftovers()
         if cfg.progress:
-            print(f"[{cfg.name}] final dev ({cfg.final_dev}): " + " ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            which = f"{cfg.final_dev}, report half" if reported is not None else cfg.final_dev
+            print(f"[{cfg.name}] final dev ({which}): " + " ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         return self.run_dir
 
 
