@@ -13,7 +13,7 @@ from mtlib.train.run_data import load_run_data
 
 
 def _model_and_data(smoke_cfg):
-    cfg = smoke_cfg.replace(final_dev="full", final_dev_max=40)
+    cfg = smoke_cfg.replace(final_dev="full", final_dev_max=40, dev_split="none")  # the subsample inside dev
     encoder, tokenizer = load_backbone("tiny-random", seed=0)
     model = MultitaskModel(ModelConfig.of(cfg), encoder, tokenizer)
     return model, load_run_data(cfg), cfg

@@ -198,6 +198,7 @@ PINNED_DEFAULT = {
             "warmup_ratio": 0.0,
         }
     ],
+    "dev_split": "stratified-halves-1",
     "dev_subsample": None,
     "final_dev": "full",
     "final_dev_max": None,
@@ -291,6 +292,7 @@ PINNED_BUSY = {
             "warmup_ratio": 0.0,
         },
     ],
+    "dev_split": "stratified-halves-1",
     "dev_subsample": None,
     "final_dev": "subsample",
     "eval_batch_size": 128,

@@ -74,9 +74,9 @@ def test_a_live_run_writes_every_history_scalar_and_the_confusion_images(gradvac
     )  # 3 tasks a step
     assert_same(events, history_scalars(run_dir))
     assert images == ["confusion/para", "confusion/sst"]
-    dev = json.loads((run_dir / "metrics.json").read_text())["dev"]
+    dev = json.loads((run_dir / "metrics.json").read_text())["dev_full"]  # every predicted row
     sst = run_confusion(run_dir, "sst", gradvac_cfg.data_dir)
-    assert sst.shape == (5, 5) and sst.sum() == 24  # the smoke profile's final dev subsample
+    assert sst.shape == (5, 5) and sst.sum() == 48  # the smoke profile's final rows: 24 of each dev half
     assert np.trace(sst) / sst.sum() == pytest.approx(dev["sst"])  # the matrix agrees with the run's accuracy
 
 

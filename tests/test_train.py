@@ -103,17 +103,18 @@ def test_run_directory_contents_and_no_overwrite(smoke_cfg, small_data_dir):
         path = pred / f"{task}-dev-output.csv"
         lines = path.read_text().splitlines()
         assert lines[0] == f"id \t {tasks.get(task).prediction_column} "
-        assert len(lines) == 1 + 24 and all(" , " in line for line in lines[1:])
+        # the final rows: the subsample of the dev selection half, as many of its report half
+        assert len(lines) == 1 + 48 and all(" , " in line for line in lines[1:])
         values = list(read_predictions(path).values())
         if task == "sst":
             assert all(line.split(" , ")[1].strip().isdigit() for line in lines[1:])
         if task == "para":
             assert set(values) <= {0.0, 1.0}
-        # rescored against the gold labels of the dev subsample (final_dev: subsample), they give the metrics
+        # rescored against the gold labels of the final rows, they give the metrics (dev_full: all of them)
         labels = {ex.id: ex.label for ex in load_split(task, "dev", small_data_dir)}
         predictions = read_predictions(path)
         assert score(task, list(predictions.values()), [labels[i] for i in predictions]) == pytest.approx(
-            metrics["dev"][task]
+            metrics["dev_full"][task]
         )
     assert (pred / "sst-test-output.csv").is_file() and (pred / "sts-test-output.csv").is_file()
     assert not (pred / "para-test-output.csv").exists()  # no Quora test file in the course data

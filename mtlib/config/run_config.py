@@ -287,8 +287,7 @@ class RunConfig:
     # --- evaluation and running
     dev_split: Literal[DEV_SPLITS] = setting(
         "halves",
-        "halves: choose the best epoch on one half of each dev set and report the other (mtlib.data.dev_halves); "
-        "none: choose and report on the same dev data (the paper)",
+        "halves: choose epochs on one dev half, report the other; none: both on all (the paper)",
         identity=lambda c: dev_halves.RULE if c.dev_split == "halves" else "none",
     )
     dev_subsample: int | None = setting(

@@ -59,6 +59,11 @@ class BatchStream:
         self.pos += self.batch_size
         return [self.examples[i] for i in idx]
 
+    @property
+    def drawn(self) -> int:
+        """How many batches ``next`` has returned (the index of the next one): read off the position."""
+        return self.passes * max(1, len(self.examples) // self.batch_size) + self.pos // self.batch_size
+
     def _permutation(self) -> np.ndarray:
         order = self.rng.permutation(len(self.examples))
         return order if self.lengths is None else length_bucketed(order, self.lengths, self.batch_size, self.rng)

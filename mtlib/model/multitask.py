@@ -16,6 +16,8 @@ regression, one output, mean squared error.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 
@@ -54,8 +56,29 @@ class ModelConfig:
         return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
+def keyed_seed(seed: int, *key) -> int:
+    """A seed for one part of a run, from the run's seed and a key (a task, a batch index): rows trained with the
+    same seed draw the same numbers for the same part, whatever else they do, so their paired differences
+    carry no noise that the seed could have fixed."""
+    text = "\0".join(map(str, (seed, *key))).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") & (2**63 - 1)
+
+
+@contextlib.contextmanager
+def keyed_rng(seed: int | None, *key):
+    """torch's CPU generator seeded by ``keyed_seed(seed, *key)`` inside, restored after (nothing when None)."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(keyed_seed(seed, *key))
+        yield
+
+
 class MultitaskModel(nn.Module):
-    def __init__(self, cfg: ModelConfig, encoder: nn.Module, tokenizer=None):
+    def __init__(self, cfg: ModelConfig, encoder: nn.Module, tokenizer=None, init_seed: int | None = None):
+        """``init_seed``: each task's head (and the PALs) start from numbers keyed by it and the task, the same
+        in every row of that seed (``keyed_rng``); None: from torch's generator as it stands."""
         super().__init__()
         if not isinstance(cfg, ModelConfig):
             cfg = ModelConfig.of(cfg)
@@ -74,20 +97,22 @@ class MultitaskModel(nn.Module):
         self.heads = nn.ModuleDict()
         for task, kind in self.head_kinds.items():
             pair_embed = cfg.pair_mode == "concat_embed" and self.records[task].pair
-            self.heads[task] = build_head(
-                kind,
-                in_dim=2 * hidden if pair_embed else hidden,
-                hidden_size=hidden,
-                out_dim=self.records[task].out_dim,
-                n_hidden_layers=cfg.n_hidden_layers,
-                dropout=cfg.hidden_dropout,
-                size=cfg.head_size,
-                use_cls=cfg.head_cls,
-            )
+            with keyed_rng(init_seed, "head", task):
+                self.heads[task] = build_head(
+                    kind,
+                    in_dim=2 * hidden if pair_embed else hidden,
+                    hidden_size=hidden,
+                    out_dim=self.records[task].out_dim,
+                    n_hidden_layers=cfg.n_hidden_layers,
+                    dropout=cfg.hidden_dropout,
+                    size=cfg.head_size,
+                    use_cls=cfg.head_cls,
+                )
         if cfg.pals:
             from mtlib.model.pals import add_pals
 
-            add_pals(self.encoder, self.tasks, size=cfg.pal_size, num_heads=cfg.pal_heads)
+            with keyed_rng(init_seed, "pals"):
+                add_pals(self.encoder, self.tasks, size=cfg.pal_size, num_heads=cfg.pal_heads)
 
     def set_dropout(self, p: float) -> None:
         """The heads' dropout (a phase may change it; the encoder keeps its own)."""

@@ -116,7 +116,9 @@ def build_phase(
     generator = torch.Generator().manual_seed(seed + 7 * index)
     for t, stream in streams.items():
         stream.batch_size = pcfg.batch_size[t]
-    batch_loss = BatchLoss(model, streams, device, precision, pcfg.smart_weight, pcfg.smart_step_rule, generator)
+    batch_loss = BatchLoss(
+        model, streams, device, precision, pcfg.smart_weight, pcfg.smart_step_rule, generator, seed=seed
+    )
     tasks = list(pcfg.tasks)
     if pcfg.gradient_method == "none":
         trainable = [p for p in model.parameters() if p.requires_grad]

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from mtlib.data.tokens import encode_batch
+from mtlib.model.multitask import keyed_seed
 from mtlib.methods import gradients as mgrad
 from mtlib.methods.loss_weighting import NO_LOSS_WEIGHTING
 from mtlib.machine.runtime import autocast
@@ -58,13 +59,17 @@ class BatchLoss:
     smart_weight: float = 0.0
     smart_step_rule: str = "smart_pytorch"
     generator: torch.Generator | None = None
+    seed: int | None = None  # the run's: each batch's dropout masks from (seed, task, batch index)
     examples: int = field(default=0)
     tokens: int = 0  # real (non-padding) input tokens of this process's batches, counted on the host
     padded_tokens: int = 0
     shard: object = None  # N processes: this rank's part of each batch (mtlib.train.distributed.BatchShard)
 
     def __call__(self, task: str) -> Tensor:
+        index = self.streams[task].drawn
         whole = self.streams[task].next()
+        if self.seed is not None:  # dropout masks keyed by the seed, the task and the batch: paired across rows
+            torch.manual_seed(keyed_seed(self.seed, "batch", task, index))
         self.examples += len(whole)
         examples = self.shard.take(whole) if self.shard is not None else whole
         batch = encode_batch(examples, self.model.tokenizer, self.model.cfg.pair_mode, self.device)

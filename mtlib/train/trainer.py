@@ -117,7 +117,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.data = load_run_data(cfg)
         encoder, tokenizer = load_backbone(cfg.backbone, seed=cfg.seed)
-        self.model = MultitaskModel(ModelConfig.of(cfg), encoder, tokenizer).to(self.device)
+        self.model = MultitaskModel(ModelConfig.of(cfg), encoder, tokenizer, init_seed=cfg.seed).to(self.device)
         prepare_model(self.model, self.device, cfg.compile)  # TF32 on CUDA; torch.compile when asked
         if cfg.init_checkpoint and resume is None:
             self._load_init(cfg.init_checkpoint)
