@@ -176,8 +176,9 @@ def test_shipped_claims_file_loads_against_the_experiments():
     assert len(claims) >= 7 and len({c.id for c in claims}) == len(claims)
     ids = {r["id"] for r in load_experiments()}
     assert all(c.left in ids and c.right in ids and set(c.paper_rows) <= ids for c in claims)
-    assert any(c.metric == "examples_to_target" for c in claims)
     by_id = {c.id: c for c in claims}
+    # the speed claim on a continuous score of each run, against the matched single-task recipe
+    assert (by_id["compromise_speed"].metric, by_id["compromise_speed"].right) == ("dev_auc", "pal_h1_pretrain")
     # "does not help" is a margin claim, never "is worse than"; surgery against its matched control
     for no_help in (
         "pcgrad_no_help",
@@ -192,6 +193,18 @@ def test_shipped_claims_file_loads_against_the_experiments():
     assert by_id["eda_helps"].compare == "base_pal_h1_eda > base_pal_h1"
     assert by_id["pals_finetune_help"].compare == "advanced_pal_finetune > advanced"
     assert by_id["lstm_sts_head_no_help"].left == "lstm256_sts_cls"
+
+
+def test_dev_auc_is_the_mean_of_the_final_phases_dev_curve(tmp_path):
+    from mtlib.results.claims import dev_auc
+
+    rows = [
+        {"type": "eval", "phase": 1, "epoch": 1, "examples_seen": 10, "mean": 0.9},  # pretraining: left out
+        {"type": "eval", "phase": 2, "epoch": 1, "examples_seen": 20, "mean": 0.4},
+        {"type": "eval", "phase": 2, "epoch": 2, "examples_seen": 30, "mean": 0.6},
+    ]
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert dev_auc(tmp_path) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(

@@ -23,15 +23,19 @@ from mtlib import tasks as task_records
 CLAIMS = PARAMS_DIR / "claims.yaml"
 MEAN_METRICS = ("mean", "mean_sts01")  # with each declared task's name: dev scores, higher is better
 SPEED_METRICS = ("examples_to_target",)  # from history.jsonl: lower is sooner
+# from history.jsonl, on the dev-score scale, higher is better: the mean of the final phase's per-epoch dev
+# means (the area under its dev curve per epoch): sooner learning at the same end scores higher
+CURVE_METRICS = ("dev_auc",)
 
 
 def is_score(metric: str) -> bool:
-    """A dev score of metrics.json (a declared task's metric, or a mean): higher is better."""
-    return metric in MEAN_METRICS or metric in task_records.known()
+    """A score on the dev-score scale (a declared task's metric, a mean, or a dev curve's area): higher is
+    better, continuous."""
+    return metric in MEAN_METRICS or metric in CURVE_METRICS or metric in task_records.known()
 
 
 def claim_metrics() -> tuple[str, ...]:
-    return (*task_records.known(), *MEAN_METRICS, *SPEED_METRICS)
+    return (*task_records.known(), *MEAN_METRICS, *CURVE_METRICS, *SPEED_METRICS)
 
 
 REQUIRED = ("id", "claim", "kind", "compare", "metric")

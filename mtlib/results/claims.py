@@ -71,6 +71,7 @@ METRIC_NAMES = {
     "mean": "dev mean",
     "mean_sts01": "dev mean (STS\u2192[0,1])",
     "examples_to_target": "examples to dev target",
+    "dev_auc": "dev curve area (mean per epoch)",
 }  # a task's: its metric_name (mtlib.tasks)
 BACKBONE_NAMES = {"minilm-l6": "all-MiniLM-L6-v2"}  # the offline default (mtlib/model/backbones.py)
 QUORA_TRAINED = ("minilm-l6", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
@@ -108,8 +109,11 @@ def verdict(
 
 
 def run_score(run: dict, metric: str) -> float:
-    """A finished run's dev score on ``metric`` (a task, "mean" or "mean_sts01") from its metrics.json; a
-    collapsed Pearson task (a constant prediction, written as 0 or, by older runs, null) counts as r = 0."""
+    """A finished run's dev score on ``metric`` (a task, "mean" or "mean_sts01") from its metrics.json, or its
+    ``dev_auc`` from its history; a collapsed Pearson task (a constant prediction, written as 0 or, by older
+    runs, null) counts as r = 0."""
+    if metric == "dev_auc":
+        return dev_auc(run["run_dir"])
     dev = dev_scores(run)
     if metric not in ("mean", "mean_sts01"):
         return dev.get(metric, math.nan)
@@ -141,6 +145,15 @@ def examples_to_target(left_dir: str | Path, right_dir: str | Path, fraction: fl
     target = fraction * min(max(r["mean"] for r in ev) for ev in evals)
     hits = [first_reaching(ev, target) for ev in evals]
     return tuple(h["examples_seen"] if h else None for h in hits)
+
+
+def dev_auc(run_dir: str | Path) -> float:
+    """The area under a run's final-phase dev curve per epoch: the mean of its per-epoch dev means (of the
+    selection half's subsample). Two runs that end alike but one learns sooner differ here; where
+    ``examples_to_target`` moves in whole epochs and depends on a target the pair sets, this is a continuous
+    score of each run alone."""
+    means_ = [r["mean"] for r in dev_evals(run_dir, final_phase=True) if r.get("mean") is not None]
+    return float(np.mean(means_)) if means_ else math.nan
 
 
 def eval_step(run_dir: str | Path) -> float:
