@@ -397,7 +397,9 @@ CLAIMS_NOTE = (
     "(Detectable, from the SD of the differences and the seeds) exceeds the claimed size (the paper's difference, "
     "or \u03b4); else **inconclusive**. Seeds needed: for the paired t-test to detect the claimed size (80% power, "
     "the same level). A collapsed seed (a constant STS prediction) is scored r = 0 and counted, never dropped. "
-    "Examples to dev target: training examples seen in the fine-tuning phase until the dev mean first reached 95% "
+    "Dev scores are each run's report half of dev (its epochs were chosen on the other half). Dev curve area: the "
+    "mean of a run's per-epoch dev means in its fine-tuning phase (higher is sooner). Examples to dev target: "
+    "training examples seen in the fine-tuning phase until the dev mean first reached 95% "
     "of the weaker run's best (lower is sooner). The paper's difference is from its table (one seed; in brackets "
     "the rows it compared where ours is a matched control)."
 )
