@@ -263,13 +263,28 @@ def save_and_reopen(lab: Lab, name: str, tmp: Path, t0: float) -> dict:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and "widgets" not in json.loads(path.read_text()).get("metadata", {}):
         time.sleep(0.5)
-    saved = json.loads(path.read_text()).get("metadata", {}).get("widgets", {})
+    notebook = json.loads(path.read_text())
+    saved = notebook.get("metadata", {}).get("widgets", {})
     assert saved, "widget state was not saved with the notebook"
+    # every widget an output shows is in the saved state: none reopens as "model not found" (whether or not
+    # JupyterLab renders that cell when the text is read below: it renders only the cells near the view)
+    state = saved.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    views = [
+        (i, o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"])
+        for i, cell in enumerate(notebook["cells"])
+        for o in cell.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    dead = [i for i, model in views if model not in state]
+    assert not dead, f"{len(dead)} widget output(s) without a saved model, in cells {sorted(set(dead))}"
     shutdown_kernels(lab)
     lab.page.goto(f"{lab.base}/lab/workspaces/reopen/tree/{name}.ipynb?token={lab.token}")
     expect(lab.nb.locator(".mtlib-panel").first).to_be_visible(timeout=60_000)
     body = lab.nb.inner_text()
-    assert "VBox(children=" not in body and "Error displaying widget" not in body
+    bad = [m for m in ("VBox(children=", "Error displaying widget") if m in body]
+    assert not bad, f"{bad}: " + " | ".join(
+        body[max(0, body.index(m) - 400) : body.index(m) + 200].replace("\n", " / ") for m in bad
+    )
     lab.nb.locator(".mtlib-panel").first.scroll_into_view_if_needed()
     lab.shot(f"{name}-reopened")
     lab.step(f"{name}: saved and reopened", t0)

@@ -33,6 +33,7 @@ from mtlib.machine.accel import prepare_model
 from mtlib.train.code_version import code_version
 from mtlib.train.evaluate import evaluate, predict, reported_scores
 from mtlib.train.identity import run_id, run_identity, run_dir_for
+from mtlib.train.progress_bar import epoch_bar
 from mtlib.train.phase import Phase, build_phase
 from mtlib.train.run_data import load_run_data
 from mtlib.train.run_state import RunState, load_training_state
@@ -175,8 +176,6 @@ class Trainer:
             phase.load_state_dict(resume["phase"])
             load_training_state(resume, model, self.streams, self.device, self.dir.last)
         self.state.enter(phase)
-        from tqdm.auto import tqdm
-
         for epoch in range(phase.progress.epoch + 1, pcfg.epochs + 1):
             if phase.progress.bad_epochs >= pcfg.patience:
                 break
@@ -184,11 +183,8 @@ class Trainer:
             model.train()
             counts = dict.fromkeys(cfg.tasks, 0)
             running: dict[str, list[float]] = {t: [] for t in cfg.tasks}
-            bar = tqdm(
-                range(phase.updates_per_epoch),
-                desc=f"{cfg.name} {phase.name} epoch {epoch}/{pcfg.epochs}",
-                disable=not cfg.progress,
-                leave=False,
+            bar = epoch_bar(
+                range(phase.updates_per_epoch), f"{cfg.name} {phase.name} epoch {epoch}/{pcfg.epochs}", cfg.progress
             )
             for step in bar:
                 with self.state.speed.training(phase):
