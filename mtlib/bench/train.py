@@ -57,16 +57,16 @@ class RecordingStream(BatchStream):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.start, self.drawn = self.state_dict(), []
+        self.start, self.recorded = self.state_dict(), []
 
     def next(self):
         batch = super().next()
-        self.drawn.append(batch)
+        self.recorded.append(batch)
         return batch
 
     def rewind(self) -> None:
         self.load_state_dict(self.start)
-        self.drawn = []
+        self.recorded = []
 
 
 @dataclass
@@ -178,7 +178,7 @@ def measure_row(s: Setup, row: str, precision: str) -> dict:
         seconds = time.perf_counter() - start
     lengths, padded, examples = [], 0, 0
     for stream in streams.values():
-        for batch in stream.drawn:
+        for batch in stream.recorded:
             per_example = cached_encodings(batch, s.model.tokenizer, s.cfg.pair_mode)
             examples += len(batch)
             for j in range(len(per_example[0])):
