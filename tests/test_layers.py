@@ -34,6 +34,7 @@ LAYERS = {
         "mtlib.tasks",
         "mtlib.rundir",
         "mtlib.data",
+        "mtlib.model",  # packed runs compute the members' models as one (mtlib.runs.pack)
         "mtlib.machine",
         "mtlib.config",
         "mtlib.train",

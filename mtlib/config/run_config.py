@@ -70,6 +70,7 @@ from mtlib.methods.smart import STEP_RULES
 LR_SCHEDULES = ("constant", "linear")
 FINAL_DEV = ("full", "subsample")
 DEV_SPLITS = ("halves", "none")
+DROPOUT_RNGS = ("torch", "keyed")  # mtlib.model.keyed_dropout
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARAMS_DIR = REPO_ROOT / "params"
 
@@ -299,6 +300,12 @@ class RunConfig:
         "per task, cap the final dev set (a fixed subsample; quick profiles)",
         AT_LEAST_1_OR_NULL,
         used_when=lambda c: c.final_dev == "full",
+    )
+    dropout_rng: Literal[DROPOUT_RNGS] = setting(
+        "torch",
+        "torch: dropout masks from torch's generator; keyed: hashed from the run's seed, task, batch and position "
+        "(runs packed on one device need it; mtlib.model.keyed_dropout)",
+        id_skips_default=True,
     )
     eval_batch_size: int = setting(128, "examples per evaluation batch", AT_LEAST_1)
     predict_test: bool = setting(True, "write test-set predictions at the end")

@@ -149,9 +149,17 @@ class MultitaskModel(nn.Module):
 
         return pal_task(self.encoder, task)
 
+    mask_4d = False  # packed runs (mtlib.runs.pack): the encoder gets a 4D additive mask, which vmap can batch
+    pack = None  # packed runs: the run's handle on its pack
+
     def encode(self, task: str, enc: dict[str, Tensor], inputs_embeds: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(token_states [B, L, H], pooled [B, H]) of one tokenized batch."""
-        kwargs = dict(attention_mask=enc["attention_mask"], token_type_ids=enc.get("token_type_ids"))
+        mask = enc["attention_mask"]
+        if self.mask_4d:  # what transformers' eager attention builds from the 2D mask, built here
+            length = mask.shape[-1]
+            blocked = (1.0 - mask[:, None, None, :].to(torch.float32)) * torch.finfo(torch.float32).min
+            mask = blocked.expand(mask.shape[0], 1, length, length)
+        kwargs = dict(attention_mask=mask, token_type_ids=enc.get("token_type_ids"))
         if inputs_embeds is None:
             kwargs["input_ids"] = enc["input_ids"]
         else:

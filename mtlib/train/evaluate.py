@@ -19,8 +19,11 @@ def predict(model: MultitaskModel, task: str, examples, batch_size: int, device,
     preds = np.zeros(len(examples), dtype=np.float64)
     for idx in eval_batches(examples, batch_size):
         batch = encode_batch([examples[i] for i in idx], model.tokenizer, model.cfg.pair_mode, device)
-        with autocast(device, precision):
-            out = model(task, batch)
+        if model.pack is not None:  # evaluated beside other runs (mtlib.runs.pack)
+            out = model.pack.forward(model, task, batch, precision)
+        else:
+            with autocast(device, precision):
+                out = model(task, batch)
         preds[idx] = model.predictions(task, out).float().cpu().numpy()
     return preds
 

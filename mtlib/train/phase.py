@@ -117,7 +117,15 @@ def build_phase(
     for t, stream in streams.items():
         stream.batch_size = pcfg.batch_size[t]
     batch_loss = BatchLoss(
-        model, streams, device, precision, pcfg.smart_weight, pcfg.smart_step_rule, generator, seed=seed
+        model,
+        streams,
+        device,
+        precision,
+        pcfg.smart_weight,
+        pcfg.smart_step_rule,
+        generator,
+        seed=seed,
+        keyed=pcfg.dropout_rng == "keyed",
     )
     tasks = list(pcfg.tasks)
     if pcfg.gradient_method == "none":

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from mtlib.data.tokens import encode_batch
+from mtlib.model.keyed_dropout import keyed_dropout
 from mtlib.model.multitask import keyed_seed
 from mtlib.methods import gradients as mgrad
 from mtlib.methods.loss_weighting import NO_LOSS_WEIGHTING
@@ -60,6 +61,7 @@ class BatchLoss:
     smart_step_rule: str = "smart_pytorch"
     generator: torch.Generator | None = None
     seed: int | None = None  # the run's: each batch's dropout masks from (seed, task, batch index)
+    keyed: bool = False  # dropout_rng: keyed (mtlib.model.keyed_dropout) instead of torch's generator
     examples: int = field(default=0)
     tokens: int = 0  # real (non-padding) input tokens of this process's batches, counted on the host
     padded_tokens: int = 0
@@ -68,17 +70,21 @@ class BatchLoss:
     def __call__(self, task: str) -> Tensor:
         index = self.streams[task].drawn
         whole = self.streams[task].next()
-        if self.seed is not None:  # dropout masks keyed by the seed, the task and the batch: paired across rows
-            torch.manual_seed(keyed_seed(self.seed, "batch", task, index))
+        key = keyed_seed(self.seed, "batch", task, index) if self.seed is not None else None
+        if key is not None and not self.keyed:  # dropout masks keyed by the seed, task and batch: paired across rows
+            torch.manual_seed(key)
         self.examples += len(whole)
         examples = self.shard.take(whole) if self.shard is not None else whole
         batch = encode_batch(examples, self.model.tokenizer, self.model.cfg.pair_mode, self.device)
         self.tokens, self.padded_tokens = self.tokens + batch["n_tokens"], self.padded_tokens + batch["n_padded"]
         smart = self.smart_weight > 0 and "enc2" not in batch
+        pack = getattr(self.model, "pack", None)
+        if pack is not None:  # trained beside other runs as one batched model (mtlib.runs.packed)
+            return pack.loss(self.model, task, batch, key if self.keyed else None, self.precision)
         # The paper's SMART step moves the input by ~1e-3 of its scale, below bf16's resolution: such steps run
         # in fp32. Otherwise the clean and the perturbed outputs share one precision (no rounding floor).
         precision = "fp32" if smart and self.smart_step_rule == "paper" else self.precision
-        with autocast(self.device, precision):
+        with autocast(self.device, precision), keyed_dropout(key if self.keyed else None):
             out = self.model(task, batch)
             loss = self.model.loss(task, out, batch["labels"])
             if smart:

@@ -45,8 +45,10 @@ Callback = Callable[[dict], None]
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, callback: Callback | None = None):
+    def __init__(self, cfg: RunConfig, callback: Callback | None = None, pack=None):
+        """``pack``: the run's handle on a pack of runs computed as one batched model (``mtlib.runs.pack``)."""
         self.cfg, self.callback = on_this_rank(cfg, callback)  # under torchrun: rank 0 reports
+        self.pack = pack
         self.device = rank_device(resolve_device(cfg.device))
         self.precision = resolve_precision(cfg.precision, self.device)
         self.identity = run_identity(cfg)
@@ -119,7 +121,11 @@ class Trainer:
         self.data = load_run_data(cfg)
         encoder, tokenizer = load_backbone(cfg.backbone, seed=cfg.seed)
         self.model = MultitaskModel(ModelConfig.of(cfg), encoder, tokenizer, init_seed=cfg.seed).to(self.device)
+        if cfg.dropout_rng == "keyed":  # its masks go through F.dropout (mtlib.model.keyed_dropout)
+            encoder.set_attn_implementation("eager")
         prepare_model(self.model, self.device, cfg.compile)  # TF32 on CUDA; torch.compile when asked
+        if self.pack is not None:
+            self.pack.attach(self.model)
         if cfg.init_checkpoint and resume is None:
             self._load_init(cfg.init_checkpoint)
         self.streams = {
@@ -368,6 +374,6 @@ class Trainer:
         return self.run_dir
 
 
-def run(cfg: RunConfig, callback: Callback | None = None) -> Path:
+def run(cfg: RunConfig, callback: Callback | None = None, pack=None) -> Path:
     """Train and evaluate one config; returns its run directory (an existing finished run is returned as is)."""
-    return Trainer(cfg, with_tensorboard(cfg, callback)).run()
+    return Trainer(cfg, with_tensorboard(cfg, callback), pack).run()
