@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup data workbook test lab bench clean-outputs
+.PHONY: setup data workbook test lab bench study-gpu clean-outputs
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -45,3 +45,10 @@ BENCH_ARGS ?= --precision fp32,bf16
 bench: data
 	$(PY) -m mtlib bench train $(BENCH_ARGS)
 	$(PY) -m mtlib bench gradients --profile $(PROFILE)
+	$(PY) -m mtlib bench runs
+
+# The decisive study on one GPU: every claim row x the gpu profile's 10 seeds, packed (docs/packed.md).
+# STUDY_ARGS e.g. "--shard 1/4" or "--pack 16"; run again to resume.
+STUDY_ARGS ?=
+study-gpu: data
+	$(PY) -m mtlib study --profile gpu $(STUDY_ARGS)

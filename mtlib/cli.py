@@ -1,4 +1,4 @@
-"""python -m mtlib {data fetch, run, score, predict, cache, tensorboard, workbook, sweep, bench}."""
+"""python -m mtlib {data fetch, run, score, predict, cache, tensorboard, workbook, sweep, study, bench}."""
 
 from __future__ import annotations
 
@@ -100,8 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them")
 
     b = command(sub, "bench", help="benchmarks that print what they measured")
-    b.add_argument("what", choices=["gradients", "train", "comm"])
-    b.add_argument("--profile", default="quick", help="gradients: the profile whose model and batches it uses")
+    b.add_argument("what", choices=["gradients", "train", "comm", "runs"])
+    b.add_argument(
+        "--profile", help="gradients, runs: the profile whose model and batches it uses (default quick; runs: gpu)"
+    )
+    b.add_argument("--seeds", type=int, help="runs: how many runs of the row (default 8 on CUDA, 2 on CPU)")
+    b.add_argument("--batches", type=int, help="runs: updates per run (default 30 on CUDA, 3 on CPU)")
     b.add_argument("--repeats", type=int, help="repetitions (medians; default gradients 5, train 3)")
     b.add_argument(
         "--backbone",
@@ -114,10 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--rows",
         help="train: comma-separated rows (default: loops, single, pcgrad, gradvac, "
-        "compromise; also single-eager, single-compiled)",
+        "compromise; also single-eager, single-compiled); runs: the one row (default pcgrad)",
     )
     b.add_argument("--device", default="auto", help="train: auto, cpu, cuda, cuda:N")
-    b.add_argument("--nproc", type=int, default=2, help="comm: processes (torchrun --standalone)")
+    b.add_argument("--nproc", type=int, default=2, help="comm: processes (torchrun --standalone); runs: workers")
     b.add_argument("--method", default="pcgrad", choices=["pcgrad", "gradvac"], help="comm: the gradient method")
 
     sw = command(
@@ -150,6 +154,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="local: N worker processes, each with cores // N threads (default: one run after another in this process)",
     )
+    st = command(
+        sub,
+        "study",
+        help="the decisive study: every claim row x N paired seeds, packed on one device (resumable, shardable)",
+        epilog=CONFIG_KEYS,
+        formatter_class=_ConfigKeysHelp,
+    )
+    st.add_argument("--profile", default="gpu")
+    st.add_argument(
+        "--rows", nargs="*", default=[], metavar="ROW", help="default: every row params/claims.yaml compares"
+    )
+    st.add_argument("--seeds", type=int, metavar="N", help="the profile's first N seeds (default: all it fixes)")
+    st.add_argument("--shard", metavar="I/N", help="train the I-th of N parts of the study (rows dealt round-robin)")
+    st.add_argument("--pack", default="auto", metavar="K", help="runs per pack (default auto: from free memory)")
+    st.add_argument("--out", help="output folder (default: the profile's out_dir)")
+    st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     return p
 
 
@@ -268,6 +288,10 @@ def _dispatch(args) -> int:
         for run_dir, done in convert_runs(args.run_dirs):
             print(f"{run_dir}: {done}")
         return 0
+    if args.command == "study":  # exit status 1 when any run failed
+        from mtlib.runs.study import study_command
+
+        return study_command(args)
     if args.command == "sweep":  # exit status 1 when any run failed
         from mtlib.runs.sweep import sweep_command
 
@@ -275,20 +299,23 @@ def _dispatch(args) -> int:
     if args.command == "bench" and args.what == "comm":  # all-reduce cost of N processes (mtlib.bench.comm)
         from mtlib.bench.comm import bench_comm
 
-        return bench_comm(args.profile, args.nproc, args.repeats or 10, args.method)
+        return bench_comm(args.profile or "quick", args.nproc, args.repeats or 10, args.method)
     if args.command == "bench":
         from mtlib.bench import main as bench_main
 
         repeats = args.repeats or (5 if args.what == "gradients" else 3)
         return bench_main(
             args.what,
-            profile=args.profile,
+            profile=args.profile or ("gpu" if args.what == "runs" else "quick"),
             repeats=repeats,
             backbone=args.backbone,
             precision=args.precision,
             steps=args.steps,
             rows=args.rows,
             device=args.device,
+            seeds=args.seeds,
+            processes=args.nproc,
+            batches=args.batches,
         )
     raise AssertionError(args.command)
 

@@ -1,6 +1,8 @@
 """Benchmarks that print what they measured (never timed tests).
 
 - ``python -m mtlib bench gradients``: the gradient methods' combination step (``mtlib.bench.gradients``);
+- ``python -m mtlib bench runs``: many runs on one device: one at a time, N processes, one pack
+  (``mtlib.bench.runs``);
 - ``python -m mtlib bench train``: mtlib's step kinds against a plain transformers loop and the machine's
   matmul peak (``mtlib.bench.train``).
 """
@@ -17,7 +19,15 @@ def main(
     steps: int = 3,
     rows: str | None = None,
     device: str = "auto",
+    seeds: int | None = None,
+    processes: int = 2,
+    batches: int | None = None,
 ) -> int:
+    if what == "runs":
+        from mtlib.bench.runs import bench_runs
+
+        bench_runs(profile, row=(rows or "pcgrad"), seeds=seeds, processes=processes, batches=batches, device=device)
+        return 0
     if what == "gradients":
         from mtlib.bench.gradients import bench_gradients
 

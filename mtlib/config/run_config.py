@@ -301,10 +301,9 @@ class RunConfig:
         AT_LEAST_1_OR_NULL,
         used_when=lambda c: c.final_dev == "full",
     )
-    dropout_rng: Literal[DROPOUT_RNGS] = setting(
+    dropout_rng: Literal[DROPOUT_RNGS] = setting(  # keyed: what packed runs need (mtlib.model.keyed_dropout)
         "torch",
-        "torch: dropout masks from torch's generator; keyed: hashed from the run's seed, task, batch and position "
-        "(runs packed on one device need it; mtlib.model.keyed_dropout)",
+        "dropout masks: torch's generator, or keyed (hashed from seed, task, batch, position)",
         id_skips_default=True,
     )
     eval_batch_size: int = setting(128, "examples per evaluation batch", AT_LEAST_1)

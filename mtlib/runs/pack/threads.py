@@ -19,8 +19,11 @@ class PackThreads:
         cfgs: list[RunConfig],
         callbacks: list[Callable[[dict], None] | None],
         ended: Callable[[int, Path | BaseException], None],
+        packed: bool = True,
     ):
+        """``packed`` False: a single run trained alone, by the same path (``engine`` for an unpackable run)."""
         self.pack = Pack(len(cfgs))
+        self.packed = packed
         self.threads = [
             threading.Thread(target=self._run, args=(k, cfg, cb, ended), daemon=True, name=f"pack-{k}")
             for k, (cfg, cb) in enumerate(zip(cfgs, callbacks))
@@ -44,7 +47,7 @@ class PackThreads:
         outcome: Path | BaseException
         try:
             member.begin()
-            outcome = train(cfg, callback, pack=member)
+            outcome = train(cfg, callback, pack=member if self.packed else None)
         except Stopped as err:
             outcome = err
         except Exception as err:  # noqa: BLE001 - one run's failure is its own; the pack goes on
