@@ -30,16 +30,36 @@ def test_cpu_choice_follows_the_measurement_not_the_brand(speedup, error, expect
     assert f"{speedup:.2f}x" in choice.reason and "Some CPU" in choice.reason
 
 
-def test_cuda_choice_and_auto_on_a_mocked_gpu(monkeypatch):
-    assert capability.cuda_choice("A100", True).precision == "bf16"
-    assert capability.cuda_choice("T4", False) == capability.Choice(
-        "fp16", "CUDA T4 has no bf16: fp16 with a GradScaler"
-    )
+@pytest.mark.parametrize(
+    "bf16,speedup,expected", [(True, 1.6, "bf16"), (True, 0.8, "fp32"), (False, 1.3, "fp16"), (False, 0.9, "fp32")]
+)
+def test_cuda_choice_follows_the_measured_step(bf16, speedup, expected):
+    choice = capability.cuda_choice("Some GPU", bf16, {"speedup": speedup})
+    assert choice.precision == expected
+    assert f"{speedup:.2f}x" in choice.reason and "Some GPU" in choice.reason
+    assert ("fp32 with TF32 matmuls" in choice.reason) == (expected == "fp32")
+
+
+def test_cuda_auto_measures_once_per_gpu_model(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(capability, "cache_file", lambda: tmp_path / "cpu_precision.json")
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Old GPU")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert capability.auto_choice(torch.device("cuda")).precision == "fp16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert capability.auto_choice(torch.device("cuda")).precision == "bf16"
+
+    def measure(device, half, rounds=15):
+        calls.append(half)
+        return {"speedup": 0.7, "half": "float16", "rounds": rounds}
+
+    monkeypatch.setattr(capability, "measure_cuda_half", measure)
+    capability._auto_cuda.cache_clear()
+    try:
+        assert capability.auto_choice(torch.device("cuda")).precision == "fp32"
+        capability._auto_cuda.cache_clear()
+        assert capability.auto_choice(torch.device("cuda")).precision == "fp32"
+    finally:
+        capability._auto_cuda.cache_clear()
+    assert calls == [torch.float16]  # the second process read the cached measurement
+    assert "Old GPU" in (tmp_path / "cuda_precision.json").read_text()
 
 
 def test_auto_precision_and_its_reason_come_from_the_capability(monkeypatch):

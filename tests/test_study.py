@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from mtlib.cli import main
 from mtlib.experiments.claims_file import load_claims
@@ -71,3 +72,22 @@ def test_the_study_command_trains_and_resumes(smoke_cfg, tmp_path, capsys):
     assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == ["sum_all"]
     assert main(args) == 0
     assert "[study] 0 trained, 1 found" in capsys.readouterr().err
+
+
+def test_a_group_that_runs_out_of_memory_is_computed_in_parts(capsys):
+    from mtlib.runs.pack.compute import Compute
+
+    seen = []
+
+    def compute(template, task, members, requests, precision):
+        seen.append(list(members))
+        if len(members) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return {m: f"result {m}" for m in members}
+
+    c = Compute()
+    out = c._fitting(compute, {m: None for m in range(5)}, "sst", [0, 1, 2, 3, 4], {}, "fp32")
+    assert out == {m: f"result {m}" for m in range(5)}
+    assert seen[0] == [0, 1, 2, 3, 4] and all(len(s) <= 2 for s in seen[1:])
+    assert c._parts([0, 1, 2, 3, 4]) == [[0, 1], [2, 3], [4]]  # later groups start at the size that fitted
+    assert "2 at a time" in capsys.readouterr().out

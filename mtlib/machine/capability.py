@@ -6,8 +6,11 @@ fp32 on an AVX2-only EPYC) and ``auto`` is fp32 without a measurement. Where it 
 against fp32 matmuls at an encoder's shapes for about a second and trains in bf16 only where bf16 is clearly
 faster and its result is close to fp32's. The measurement is cached on disk per CPU model, instruction flags
 and torch version, so every run on one machine resolves to the same precision (and the same run id) even when
-a later measurement on a busy CPU would have come out differently. On CUDA the device's own bf16 flag decides
-(bf16, else fp16 with a GradScaler). Every choice comes with a one-line reason for metrics.json.
+a later measurement on a busy CPU would have come out differently. On CUDA a MiniLM-shaped training step is
+timed in fp32 with TF32 matmuls against autocast to bf16 (fp16 with a GradScaler where there is no bf16), once
+per GPU model, and half precision is chosen only where it is clearly faster: a small model's step is bound by
+kernel launches there, and autocast adds cast kernels (slower per run on an H200). Every choice comes with a
+one-line reason for metrics.json.
 """
 
 from __future__ import annotations
@@ -215,10 +218,82 @@ def cpu_auto_choice(path: Path | None = None) -> Choice:
     return cpu_choice(cached_cpu_measurement(path))
 
 
-def cuda_choice(name: str, bf16_supported: bool) -> Choice:
-    if bf16_supported:
-        return Choice("bf16", f"CUDA {name} supports bf16")
-    return Choice("fp16", f"CUDA {name} has no bf16: fp16 with a GradScaler")
+# A MiniLM-shaped training step (the default backbone, the gpu profile's batch of 32 x ~48 tokens): what bf16
+# autocast must beat on a GPU, where a small model's step is bound by kernel launches and autocast adds casts.
+CUDA_STEP = {"layers": 6, "hidden": 384, "intermediate": 1536, "tokens": 32 * 48}
+CUDA_METHOD = "step-v1"
+
+
+def measure_cuda_half(device: torch.device, half: torch.dtype, rounds: int = 15) -> dict:
+    """A MiniLM-shaped stack of feed-forward blocks, forward and backward, in fp32 (TF32 matmuls) against
+    autocast to ``half``: the speed-up (fp32 time / half time, interleaved rounds, median) of one step."""
+    layers, hidden, inter, tokens = (CUDA_STEP[k] for k in ("layers", "hidden", "intermediate", "tokens"))
+    blocks = torch.nn.Sequential(
+        *[
+            torch.nn.Sequential(
+                torch.nn.Linear(hidden, inter),
+                torch.nn.GELU(),
+                torch.nn.Linear(inter, hidden),
+                torch.nn.LayerNorm(hidden),
+            )
+            for _ in range(layers)
+        ]
+    ).to(device)
+    x = torch.randn(tokens, hidden, device=device)
+
+    def step(dtype) -> float:
+        torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+            blocks(x).float().square().mean().backward()
+        torch.cuda.synchronize(device)
+        return time.perf_counter() - t
+
+    for dtype in (None, half, None, half):  # warm-up: kernels chosen, caches filled
+        step(dtype)
+    ratios = [step(None) / step(half) for _ in range(rounds)]
+    return {"speedup": round(statistics.median(ratios), 3), "half": str(half).replace("torch.", ""), "rounds": rounds}
+
+
+def cuda_choice(name: str, bf16_supported: bool, measured: dict | None = None) -> Choice:
+    """bf16 (or fp16 with a GradScaler where there is no bf16) only where a measured training step in it is
+    >= ``MIN_SPEEDUP`` x the fp32 step with TF32 matmuls; else fp32 with TF32."""
+    half = "bf16" if bf16_supported else "fp16"
+    if measured is None:
+        return Choice(half, f"CUDA {name}: {half} (not measured)")
+    what = f"CUDA {name}: a MiniLM-shaped step under {half} autocast ran {measured['speedup']:.2f}x the fp32/TF32 step"
+    if measured["speedup"] >= MIN_SPEEDUP:
+        return Choice(half, f"{what} (>= {MIN_SPEEDUP}x)")
+    return Choice("fp32", f"{what} (< {MIN_SPEEDUP}x): fp32 with TF32 matmuls")
+
+
+def cached_cuda_measurement(device: torch.device, path: Path | None = None) -> dict:
+    """``measure_cuda_half`` for this GPU model and torch, measured once and kept beside the CPU's."""
+    path = (cache_file().parent / "cuda_precision.json") if path is None else path
+    name = torch.cuda.get_device_name(device)
+    key = hashlib.sha256(json.dumps([name, torch.__version__, CUDA_METHOD]).encode()).hexdigest()[:16]
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    known = known if isinstance(known, dict) else {}
+    if isinstance(known.get(key), dict) and "speedup" in known[key]:
+        return known[key]
+    print(f"[mtlib] precision auto: timing half precision against fp32/TF32 on {name} (once per GPU model) ...")
+    half = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    result = {**measure_cuda_half(device, half), "gpu": name, "torch": torch.__version__, "method": CUDA_METHOD}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps({**known, key: result}, indent=1))
+    except OSError:
+        pass
+    return result
+
+
+@functools.cache
+def _auto_cuda(device: torch.device) -> Choice:
+    name, bf16 = torch.cuda.get_device_name(device), torch.cuda.is_bf16_supported()
+    return cuda_choice(name, bf16, cached_cuda_measurement(device))
 
 
 @functools.cache
@@ -229,7 +304,7 @@ def _auto_cpu() -> Choice:
 def auto_choice(device: torch.device) -> Choice:
     """What ``precision: auto`` trains in on ``device``, and why."""
     if device.type == "cuda":
-        return cuda_choice(torch.cuda.get_device_name(device), torch.cuda.is_bf16_supported())
+        return _auto_cuda(device)
     if device.type == "cpu":
         return _auto_cpu()
     return Choice("fp32", f"{device.type}: fp32 (no measured bf16 path)")

@@ -66,8 +66,8 @@ class PackedLoss:
     def backward(self) -> None:
         for name, g in self.trained.grads.items():
             p = self.params[name]
-            if p.grad is None:
-                p.grad = g * self.scale if self.scale != 1.0 else g.clone()
+            if p.grad is None:  # the run's own slice of the group's gradient: no other run writes it
+                p.grad = g * self.scale if self.scale != 1.0 else g
             else:
                 p.grad.add_(g, alpha=self.scale)
 
@@ -157,6 +157,7 @@ class Compute:
     def __init__(self):
         self.stack: Stack | None = None
         self.used: dict[tuple, frozenset] = {}
+        self.chunk: int | None = None  # runs computed at once, once the device ran out of memory for more
 
     def restack(self, models: dict[int, torch.nn.Module]) -> None:
         self.stack = Stack(models)
@@ -172,15 +173,33 @@ class Compute:
             groups.setdefault((r.kind, r.task, size, r.precision, r.key is None), []).append(m)
         results: dict[int, Any] = {}
         for (kind, task, _, precision, _), members in groups.items():
-            try:
-                template = models[members[0]]
-                if kind == "train":
-                    results.update(self._train(template, task, members, requests, precision))
-                else:
-                    results.update(self._eval(template, task, members, requests, precision))
-            except Exception as err:  # noqa: BLE001 - a group's failure is its members'
-                results.update(dict.fromkeys(members, err))
+            compute = self._train if kind == "train" else self._eval
+            for part in self._parts(members):
+                results.update(self._fitting(compute, models, task, part, requests, precision))
         return results
+
+    def _parts(self, members: list[int]) -> list[list[int]]:
+        step = self.chunk or len(members)
+        return [members[i : i + step] for i in range(0, len(members), step)]
+
+    def _fitting(self, compute, models, task, members, requests, precision) -> dict[int, Any]:
+        """``compute`` for ``members``; where the device runs out of memory, for each half of them (and every
+        later group in parts of that size): a pack never ends in an out-of-memory crash of its runs."""
+        try:
+            return compute(models[members[0]], task, members, requests, precision)
+        except torch.OutOfMemoryError as err:
+            if len(members) == 1:
+                return {members[0]: err}
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self.chunk = len(members) // 2
+            print(f"[pack] out of device memory for {len(members)} runs at once: {self.chunk} at a time", flush=True)
+            out = {}
+            for part in self._parts(members):
+                out.update(self._fitting(compute, models, task, part, requests, precision))
+            return out
+        except Exception as err:  # noqa: BLE001 - a group's failure is its members'
+            return dict.fromkeys(members, err)
 
     def _split(self, template, members, task: str | None = None, batch: dict | None = None):
         """(differentiated, constant, buffers): a training request differentiates the trainable parameters
