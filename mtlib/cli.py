@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--rows",
         help="train: comma-separated rows (default: loops, single, pcgrad, gradvac, "
-        "compromise; also single-eager, single-compiled); runs: the one row (default pcgrad)",
+        "compromise, single-padded, pcgrad-padded; also single-eager, single-compiled); runs: the one row "
+        "(default pcgrad)",
     )
     b.add_argument("--device", default="auto", help="train: auto, cpu, cuda, cuda:N")
     b.add_argument("--nproc", type=int, default=2, help="comm: processes (torchrun --standalone); runs: workers")

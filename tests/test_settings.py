@@ -178,6 +178,7 @@ PINNED_DEFAULT = {
     "n_hidden_layers": 0,
     "head": "mlp",
     "pals": False,
+    "unpad": True,
     "init_checkpoint": None,
     "phases": [
         {
@@ -246,6 +247,7 @@ PINNED_BUSY = {
     "pals": True,
     "pal_size": 132,
     "pal_heads": 12,
+    "unpad": True,
     "init_checkpoint": "base-1234/seed1/best.pt",
     "phases": [
         {

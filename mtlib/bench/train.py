@@ -29,7 +29,7 @@ from mtlib.experiments.resolve import resolve_config
 from mtlib.machine.accel import configure_backends
 from mtlib.machine.capability import cpu_flags, cpu_model
 from mtlib.train.phase import build_phase
-from mtlib.machine.runtime import precision_reason, resolve_device, resolve_precision
+from mtlib.machine.runtime import casts_kept, precision_reason, resolve_device, resolve_precision
 
 BACKBONES = ("minilm-l6", "bert-base")  # bert-base: random weights in bert-base-uncased's shape (none offline)
 ROWS = {  # name -> (label, kind, batching)
@@ -40,10 +40,22 @@ ROWS = {  # name -> (label, kind, batching)
     "pcgrad": ("mtlib PCGrad", "pcgrad", "length"),
     "gradvac": ("mtlib GradVac", "gradvac", "length"),
     "compromise": ("mtlib Gradient Compromise", "compromise", "length"),
+    "single-padded": ("mtlib single-task, padded encoder", "single", "length"),
+    "pcgrad-padded": ("mtlib PCGrad, padded encoder", "pcgrad", "length"),
     "single-eager": ("mtlib single-task, eager attention", "single", "length"),
     "single-compiled": ("mtlib single-task, torch.compile", "single", "length"),
 }
-DEFAULT_ROWS = ("plain-random", "plain", "single-random", "single", "pcgrad", "gradvac", "compromise")
+DEFAULT_ROWS = (
+    "plain-random",
+    "plain",
+    "single-random",
+    "single",
+    "single-padded",
+    "pcgrad",
+    "pcgrad-padded",
+    "gradvac",
+    "compromise",
+)
 STEP_CHANGES = {
     "single": {"gradient_method": "none", "sampler": "round_robin"},
     "pcgrad": {"gradient_method": "pcgrad"},
@@ -117,6 +129,10 @@ def _streams(s: Setup, batching: str) -> dict:
 
 
 def _variant(s: Setup, row: str) -> MultitaskModel:
+    if row.endswith("-padded"):  # transformers' own forward over every padded slot (unpad: false)
+        model = copy.copy(s.model)
+        model.unpadded = False
+        return model
     if row == "single-eager":
         model = copy.deepcopy(s.model)
         model.encoder.set_attn_implementation("eager")
@@ -142,7 +158,8 @@ def _mtlib_runner(s: Setup, row: str, kind: str, streams: dict, precision: str):
 
     def update() -> None:  # what Trainer._update does
         phase.optimizer.zero_grad(set_to_none=True)
-        phase.step(1)
+        with casts_kept(precision):
+            phase.step(1)
         phase.apply_update()
 
     return update, updates

@@ -135,6 +135,12 @@ class RunConfig:
         132, "the PALs' hidden size (a multiple of pal_heads)", AT_LEAST_1, used_when=lambda c: c.pals
     )
     pal_heads: int = setting(12, "the PALs' attention heads", AT_LEAST_1, used_when=lambda c: c.pals)
+    unpad: bool = setting(  # keyed dropout hashes padded coordinates: such runs (and packs) keep the padded layout
+        True,
+        "a BERT encoder computes on the real tokens only (mtlib.model.unpadded)",
+        used_when=lambda c: c.dropout_rng == "torch",
+        label="unpadded encoder",
+    )
 
     # --- optimisation
     lr: float = setting(1e-5, "the learning rate", POSITIVE, phase=True, label="learning rate")

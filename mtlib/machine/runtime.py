@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -58,6 +58,23 @@ def autocast(device: torch.device, precision: str):
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextmanager
+def casts_kept(precision: str):
+    """Inside, autocast keeps each weight's low-precision copy until the block ends, however many autocast
+    regions (a combined step's task batches, SMART's extra passes) open and close in it: the weights are cast
+    once per update, not once per batch. autocast clears its cache when its outermost region closes; this block
+    counts as an enclosing one (the optimizer must step after it: the copies are of the weights before)."""
+    if precision == "fp32":
+        yield
+        return
+    torch.autocast_increment_nesting()
+    try:
+        yield
+    finally:
+        if torch.autocast_decrement_nesting() == 0:
+            torch.clear_autocast_cache()
 
 
 def seed_everything(seed: int) -> None:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from mtlib import tasks as task_records
 from mtlib.model.heads import build_head, count_parameters
+from mtlib.model.unpadded import supports_unpadded, unpadded_forward
 
 PAIR_MODES = ("concat_sentences", "concat_embed")
 POOLINGS = ("pooler", "cls", "mean")
@@ -49,6 +50,8 @@ class ModelConfig:
     pals: bool = False
     pal_size: int = 132
     pal_heads: int = 12
+    unpad: bool = False  # a BERT encoder computes on the real tokens only (mtlib.model.unpadded)
+    dropout_rng: str = "torch"  # keyed: masks hashed from padded coordinates (mtlib.model.keyed_dropout)
 
     @classmethod
     def of(cls, config) -> "ModelConfig":
@@ -108,6 +111,8 @@ class MultitaskModel(nn.Module):
                     size=cfg.head_size,
                     use_cls=cfg.head_cls,
                 )
+        # keyed dropout (packs) hashes padded coordinates: those runs keep the padded layout (mtlib.model.unpadded)
+        self.unpadded = cfg.unpad and supports_unpadded(encoder) and cfg.dropout_rng == "torch"
         if cfg.pals:
             from mtlib.model.pals import add_pals
 
@@ -159,6 +164,17 @@ class MultitaskModel(nn.Module):
             length = mask.shape[-1]
             blocked = (1.0 - mask[:, None, None, :].to(torch.float32)) * torch.finfo(torch.float32).min
             mask = blocked.expand(mask.shape[0], 1, length, length)
+        if self.unpadded:
+            with self._pal(task):
+                states, pooler_output = unpadded_forward(
+                    self.encoder,
+                    mask,
+                    input_ids=enc["input_ids"] if inputs_embeds is None else None,
+                    token_type_ids=enc.get("token_type_ids"),
+                    inputs_embeds=inputs_embeds,
+                    pals=getattr(self.encoder, "pals", None),
+                )
+            return states, self._pooled(states, pooler_output, mask)
         kwargs = dict(attention_mask=mask, token_type_ids=enc.get("token_type_ids"))
         if inputs_embeds is None:
             kwargs["input_ids"] = enc["input_ids"]
@@ -166,15 +182,15 @@ class MultitaskModel(nn.Module):
             kwargs["inputs_embeds"] = inputs_embeds
         with self._pal(task):
             out = self.encoder(**kwargs)
-        states = out.last_hidden_state
+        return out.last_hidden_state, self._pooled(out.last_hidden_state, out.pooler_output, enc["attention_mask"])
+
+    def _pooled(self, states: Tensor, pooler_output: Tensor | None, attention_mask: Tensor) -> Tensor:
         if self.cfg.pooling == "pooler":
-            pooled = out.pooler_output
-        elif self.cfg.pooling == "cls":
-            pooled = states[:, 0]
-        else:
-            mask = enc["attention_mask"].unsqueeze(-1).to(states.dtype)
-            pooled = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        return states, pooled
+            return pooler_output
+        if self.cfg.pooling == "cls":
+            return states[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        return (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
     def forward(self, task: str, batch: dict, inputs_embeds: Tensor | None = None) -> Tensor:
         """Raw outputs: [B, K] logits (multiclass), [B] logit (binary), [B] score (regression)."""

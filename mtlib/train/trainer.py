@@ -30,6 +30,7 @@ from mtlib.rundir.schema import EvalRow, FinalRow, GradRow, HistoryRow, Metrics,
 from mtlib.train import shared_phases
 from mtlib.train.distributed import attach, on_this_rank, rank_device, run_directory
 from mtlib.machine.accel import prepare_model
+from mtlib.machine.allocator import tune_malloc
 from mtlib.train.code_version import code_version
 from mtlib.train.evaluate import evaluate, predict, reported_scores
 from mtlib.train.identity import run_id, run_identity, run_dir_for
@@ -37,7 +38,7 @@ from mtlib.train.progress_bar import epoch_bar
 from mtlib.train.phase import Phase, build_phase
 from mtlib.train.run_data import load_run_data
 from mtlib.train.run_state import RunState, load_training_state
-from mtlib.machine.runtime import precision_reason, resolve_device, resolve_precision, seed_everything
+from mtlib.machine.runtime import casts_kept, precision_reason, resolve_device, resolve_precision, seed_everything
 from mtlib.train.steps import NumericFault
 from mtlib.train.tensorboard_events import with_tensorboard
 
@@ -64,6 +65,8 @@ class Trainer:
                 return self._already_finished(locked=True)
             if self.cfg.threads:
                 torch.set_num_threads(self.cfg.threads)
+            if self.device.type == "cpu":
+                tune_malloc()  # page-fault-free reuse of activation buffers (mtlib.machine.allocator)
             resume = self._open()
             self._build(resume)
             try:
@@ -221,7 +224,8 @@ class Trainer:
     def _update(self, phase: Phase, epoch: int, step: int, counts: dict, running: dict) -> None:
         phase.optimizer.zero_grad(set_to_none=True)
         try:
-            result = phase.step(epoch)
+            with casts_kept(self.precision):  # bf16: every weight cast once per update (before the optimizer step)
+                result = phase.step(epoch)
         except NumericFault as fault:
             raise fault.locate(phase=f"{phase.index} ({phase.name})", epoch=epoch, step=step) from None
         self.state.count(phase)

@@ -105,6 +105,7 @@ def prepare_member(model: torch.nn.Module) -> None:
     """What a model needs to be computed in a pack: eager attention, 4D masks, copied state_dicts."""
     model.encoder.set_attn_implementation("eager")
     model.mask_4d = True
+    model.unpadded = False  # vmap needs static shapes (packed runs are keyed, which keeps the padded layout anyway)
     model._register_state_dict_hook(_copied_state)
 
 
