@@ -66,8 +66,9 @@ class PackedLoss:
     def backward(self) -> None:
         for name, g in self.trained.grads.items():
             p = self.params[name]
-            if p.grad is None:  # the run's own slice of the group's gradient: no other run writes it
-                p.grad = g * self.scale if self.scale != 1.0 else g
+            if p.grad is None:  # the run's own slice of the group's gradient, copied only where not contiguous
+                # (a slice of some vmapped gradients is strided, and fused AdamW on the CPU ignores strides)
+                p.grad = g * self.scale if self.scale != 1.0 else g.contiguous()
             else:
                 p.grad.add_(g, alpha=self.scale)
 
