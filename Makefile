@@ -8,14 +8,16 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup data workbook test lab bench study-gpu clean-outputs
+.PHONY: setup data workbook test lab bench study-gpu clean-notebooks clean-outputs
 
 .venv/.installed: pyproject.toml
+	@echo "[setup] creating .venv and installing mtlib with its pinned dependencies (about 2 minutes, once)"
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-compile -e '.[dev,cluster]'  # bytecode on first import: 36 s, not 85
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
+	@echo "[setup] done"
 
 setup: .venv/.installed
 
@@ -39,6 +41,10 @@ lab: data
 	@mkdir -p .venv/share/jupyter/lab/settings 2>/dev/null && cp notebooks/.lab-overrides.json \
 	  .venv/share/jupyter/lab/settings/overrides.json 2>/dev/null || echo "note: .venv is not writable; widget state is not saved"
 	.venv/bin/jupyter lab $(LAB_ARGS)
+
+# JupyterLab autosaves outputs and widget state into the notebooks: strip them before committing
+clean-notebooks: setup
+	$(PY) -m mtlib.notebook.clean notebooks/*.ipynb
 
 # BENCH_ARGS e.g. "--backbone bert-base --precision fp32,bf16 --steps 2" (python -m mtlib bench --help)
 BENCH_ARGS ?= --precision fp32,bf16

@@ -53,16 +53,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    results = {"default": [], "mtlib": []}
+    modes = ("default", "mtlib")
+    results = {m: [] for m in modes}
     for i in range(args.repeats):
-        order = ("default", "mtlib") if i % 2 == 0 else ("mtlib", "default")
-        for mode in order:
+        for mode in modes[i % 2 :] + modes[: i % 2]:  # the order alternates
             results[mode].append(run(mode, args.steps))
     print(f"malloc check: {args.steps} steps per row, {args.repeats} repetitions (alternating order), medians")
     print(f"{'row':8s} {'settings':8s} {'faults':>9s} {'sys s':>7s} {'user s':>7s} {'cpu s':>7s} {'wall s':>7s}")
     for row in ("single", "pcgrad"):
         med = {}
-        for mode in ("default", "mtlib"):
+        for mode in modes:
             rs = [r[row] for r in results[mode]]
             med[mode] = {k: statistics.median(r[k] for r in rs) for k in ("faults", "sys", "user", "wall")}
             m = med[mode]

@@ -116,3 +116,17 @@ def test_a_bad_workers_value_stops_the_workbook_before_anything_runs(tmp_path, c
         "error: workers: got '-1'; expected a whole number of worker processes, 1 or more"
     )
     assert not list(tmp_path.iterdir())
+
+
+def test_a_profile_other_than_quick_writes_its_own_figures_and_results():
+    from mtlib.runs.workbook import profile_outputs
+
+    assert profile_outputs("quick", "07_results") == {
+        "figures_dir": "outputs/figures",
+        "results_md": "outputs/results.md",
+    }
+    assert profile_outputs("smoke", "07_results") == {
+        "figures_dir": "outputs/smoke/figures",
+        "results_md": "outputs/smoke/results.md",
+    }
+    assert profile_outputs("params/profiles/gpu.yaml", "02_baselines") == {"figures_dir": "outputs/gpu/figures"}

@@ -138,6 +138,16 @@ class Kernels(Processes):
         )
 
 
+def profile_outputs(profile: str, notebook: str) -> dict:
+    """Where a profile's figures (and 07's results.md) go: ``outputs/`` for the default ``quick`` workbook,
+    ``outputs/<profile>/`` for any other, so ``make workbook PROFILE=smoke`` never overwrites quick's."""
+    base = "outputs" if profile == "quick" else f"outputs/{Path(profile).stem}"
+    out = {"figures_dir": f"{base}/figures"}
+    if notebook.startswith("07"):
+        out["results_md"] = f"{base}/results.md"
+    return out
+
+
 def _execute_one(nb: Path, profile: str, parameters: dict | None, out_dir: Path, kernels: Kernels) -> tuple:
     import papermill as pm
 
@@ -152,7 +162,7 @@ def _execute_one(nb: Path, profile: str, parameters: dict | None, out_dir: Path,
             pm.execute_notebook(
                 str(nb),
                 str(target),
-                parameters={"profile": profile, **(parameters or {})},
+                parameters={"profile": profile, **profile_outputs(profile, nb.stem), **(parameters or {})},
                 kernel_name="python3",
                 progress_bar=False,
                 cwd=str(REPO_ROOT),

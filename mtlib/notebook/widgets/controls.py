@@ -13,7 +13,7 @@ from mtlib.results.labels import KEY_LABELS, key_label
 
 PAL_FROM_START = "from start"
 PAL_FINETUNE_ONLY = "only during finetuning"
-RUN_CONTROLS = ["seed", "epochs", "batches_per_epoch"]
+RUN_CONTROLS = ["seed", "epochs", "batches_per_epoch", "lr"]
 PRESETS = {  # notebook -> the toggles it shows (a row's notebook picks the default)
     "02_baselines": ["pair_mode", "sampler", "n_hidden_layers", "augment", "pretrain"],
     "03_gradient_methods": [
@@ -85,6 +85,7 @@ CONTROLS = {  # name -> widget kind; dropdown options come from the RunConfig Li
     "loss_weighting_lr": "float",
     "dwa_temperature": "float",
     "compromise_divide": "checkbox",
+    "lr": "float",
 }
 
 
@@ -103,9 +104,10 @@ def make_control(name: str, value: Any) -> W.Widget:
     """The widget of one toggle, starting at ``value``; its tooltip is the config key and its help."""
     spec = description(name)
     low, high = (spec.range.low, spec.range.high) if spec.range else (None, None)
+    allowed = f"; allowed: {spec.range.text}" if spec.range else ""
     kw = {
         "description": key_label(name),
-        "tooltip": f"config key: {name}; {spec.help}",
+        "tooltip": f"config key: {name}; {spec.help}{allowed}",
         "style": {"description_width": LABEL_WIDTH},
         "layout": {"width": CONTROL_WIDTH, "flex": "0 0 auto"},
     }
@@ -125,9 +127,9 @@ def make_control(name: str, value: Any) -> W.Widget:
             value=value, base=10, min=-4, max=math.log10(high), step=0.25, readout_format=".0e", **kw
         )
     if CONTROLS[name] == "float":  # smart_weight: 0 = off, which a log slider cannot show
-        return W.BoundedFloatText(
-            value=value, min=float(low), max=100.0 if high is None else float(high), step=1e-3, **kw
-        )
+        # unbounded: a value out of range reaches the config's check, which says what was typed and what is
+        # allowed (a bounded box would clamp -1 to 0 silently); the tooltip says the range
+        return W.FloatText(value=value, step=1e-3 if name != "lr" else 1e-6, **kw)
     return W.IntText(value=value, **kw)  # seed, batches_per_epoch
 
 

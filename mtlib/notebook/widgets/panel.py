@@ -24,7 +24,14 @@ from mtlib.notebook.widgets.controls import (
 )
 from mtlib.notebook.widgets.jobs import WORKER, Job
 from mtlib.notebook.widgets.phases import phase_template
-from mtlib.notebook.widgets.render import describe_html, dev_curve_png, epoch_fraction, error_html, results_html
+from mtlib.notebook.widgets.render import (
+    describe_html,
+    dev_curve_png,
+    epoch_fraction,
+    error_html,
+    problems,
+    results_html,
+)
 from mtlib.notebook.widgets.target import Target, change_name, find_target
 
 
@@ -154,11 +161,12 @@ class AblationPanel:
     def overrides(self) -> dict[str, Any]:
         """The resolver overrides the widgets describe (phases included)."""
         vals = self.values()
+        now = SimpleNamespace(**{**self.start, **vals})
         out = dict(self.fixed)
         main = dict(self.main_phase)
         for name in self.controls:
-            if name in PHASE_TOGGLES:
-                continue
+            if name in PHASE_TOGGLES or not applies(name, now):
+                continue  # a greyed-out knob does nothing: its value is neither used nor checked
             # a key the row sets in its main phase stays there (the pretrain phase keeps its own settings)
             if name in main and name in PHASE_KEYS:
                 main[name] = vals[name]
@@ -183,7 +191,7 @@ class AblationPanel:
         try:
             cfg = resolve_config(self.profile, row=self.row, **self.overrides())
         except (ValueError, TypeError, KeyError) as e:
-            self.message.value = error_html(f"invalid configuration: {e}")
+            self.message.value = error_html("invalid configuration:\n" + "\n".join(problems(str(e))))
             raise ValueError(f"invalid configuration: {e}") from e
         return cfg
 
@@ -206,7 +214,11 @@ class AblationPanel:
             target = self.target()
         except ValueError:
             self.run_button.disabled = True
+            self.status.value = "not runnable: invalid configuration (below)"
+            self.plot_output.outputs, self.results.value, self.progress.value = (), "", 0.0
             return
+        if self.status.value.startswith("not runnable"):
+            self.status.value = "ready"
         self.run_button.disabled = self.job is not None and self.job.state in ("queued", "running")  # one at a time
         self.message.value = describe_html(target)
 
@@ -234,6 +246,7 @@ class AblationPanel:
             return
         self.target_now = target
         self.history, self.results.value, self.progress.value = [], "", 0.0
+        self.plot_output.outputs = ()  # the last run's curve is not this run's
         if target.finished:  # a config that already ran is shown, not retrained
             return self._show_done(target, "already ran, shown (not retrained)")
         self.run_button.disabled, self.stop_button.disabled = True, False

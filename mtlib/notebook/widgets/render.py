@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 import threading
 
 from mtlib import tasks as task_records
@@ -93,10 +94,21 @@ def results_html(m: dict, row: dict | None) -> str:
         f"{m['train_seconds']} s. The paper: BERT-base on the full data."
     )
     return (
-        f"<table class='mtlib-results'><tr>{head}</tr>{body}</table>"
+        f"<div style='overflow-x:auto'><table class='mtlib-results'><tr>{head}</tr>{body}</table></div>"
         f"<div style='color:gray;font-size:90%'>{caption}</div>"
     )
 
 
+_WHERE = re.compile(r"^(invalid configuration: )?(overrides: )?(phases\[\d+\] \([^)]*\): )?")
+
+
+def problems(text: str) -> list[str]:
+    """A config error's problems, each once, without where the resolver found them: a panel value reaches
+    the run's settings and every phase's, and would otherwise be reported once for each."""
+    lines = [_WHERE.sub("", line).strip() for line in text.strip().splitlines()]
+    return list(dict.fromkeys(line for line in lines if line))
+
+
 def error_html(text: str) -> str:
-    return f"<pre style='color:#b00020;white-space:pre-wrap;margin:0'>{html.escape(text.strip())}</pre>"
+    style = "color:#b00020;white-space:pre-wrap;overflow-wrap:break-word;word-break:normal;margin:0"
+    return f"<pre style='{style}'>{html.escape(text.strip())}</pre>"
