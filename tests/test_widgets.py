@@ -40,8 +40,10 @@ def test_widget_values_flow_into_the_config(tmp_path):
     p.controls["n_hidden_layers"].value = 1
     p.set(gradient_method="pcgrad", seed=3, epochs=1)
     cfg = p.config()
+    # the sampler is greyed out under a gradient method (it picks no task there): its value is not applied
+    assert p.controls["sampler"].disabled
     assert (cfg.sampler, cfg.n_hidden_layers, cfg.gradient_method, cfg.seed, cfg.epochs) == (
-        "round_robin",
+        "random",
         1,
         "pcgrad",
         3,
@@ -51,6 +53,8 @@ def test_widget_values_flow_into_the_config(tmp_path):
     assert p.target().cfg.name == "base+sampler=round_robin+n_hidden_layers=1+gradient_method=pcgrad+epochs=1"
     assert p.target().run_dir.parent.parent == tmp_path / "runs" / "widgets"
     assert cfg.backbone == "tiny-random"  # the rest comes from the profile
+    p.set(gradient_method="none")
+    assert p.config().sampler == "round_robin"
 
 
 def test_custom_panel_is_named_custom_and_defaults_to_the_baseline_controls(tmp_path):
