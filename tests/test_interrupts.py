@@ -263,6 +263,8 @@ def test_sweep_on_ray_ends_in_one_line_and_stops_its_cluster(tmp_path, small_dat
     ]
     proc = _popen(args, tmp_path, "sweep", own_tmpdir=False)
     _wait_for(lambda: _rows("runs/*/*/history.jsonl", tmp_path), proc, "a history row")
+    # the run writes history before the driver has its 'started' event: wait until the driver says it runs
+    _wait_for(lambda: ", 1 running" in _stderr(proc), proc, "the driver's running line")
     cluster = _processes(proc.pid)  # gcs, raylet, the run's worker, ...
     code, err = _interrupt(proc, signal.SIGTERM)  # ray.init puts a handler of its own on SIGTERM
     _assert_clean_end(code, err, signal.SIGTERM, "sweep of 1 run(s), 0 done, 1 running")

@@ -360,7 +360,8 @@ def test_control_tooltips_and_bounds_come_from_the_settings():
     for name in CONTROLS:
         spec = PHASE_TOGGLES.get(name) or SETTINGS[name]
         w = make_control(name, defaults[name])
-        assert w.tooltip == f"config key: {name}; {spec.help}"
+        allowed = f"; allowed: {spec.range.text}" if spec.range else ""  # number boxes are unbounded
+        assert w.tooltip == f"config key: {name}; {spec.help}{allowed}"
         if spec.range is not None and hasattr(w, "min") and name != "gradvac_beta":  # a log slider holds exponents
             assert w.min == spec.range.low, name
     assert make_control("n_hidden_layers", 0).max == 3 and make_control("n_hidden_layers", 16).max == 16

@@ -8,16 +8,21 @@ checkpoint) and must be retried, resume from last.pt and still match; a fifth ru
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import threading
+import time
 
 import pytest
 
 from mtlib.cli import main
 from mtlib.rundir import read_metrics
+from mtlib.rundir.files import LOCK
 from mtlib.runs.plan import plan
 from mtlib.runs.ray_engine import check_shared_folder
 from mtlib.runs.sweep import run_sweep
+from mtlib.train.identity import run_dir_for
 
 pytest.importorskip("ray")  # the cluster extra: make setup installs it
 
@@ -34,13 +39,13 @@ def _kw(tmp, data_dir, name):
 
 
 def _runs(tmp, data_dir, name):
-    """ROWS x SEEDS; the run to be killed trains 40 batches per epoch instead of 6, so that it is still training
+    """ROWS x SEEDS; the run to be killed trains 300 batches per epoch instead of 6, so that it is still training
     when the kill lands (the driver sees progress up to 0.5 s late; a 6-batch smoke run can finish by then,
-    and the "retry" then only finds the finished run)."""
+    and so could a 40-batch one once the encoder was unpadded: the "retry" then only finds the finished run)."""
     kw = _kw(tmp, data_dir, name)
     runs = [r for r in plan("smoke", ROWS, SEEDS, **kw) if r.key != KILLED]
     row, seed = KILLED.split(" seed")
-    return runs + plan("smoke", [row], [int(seed)], batches_per_epoch=40, **kw)
+    return runs + plan("smoke", [row], [int(seed)], batches_per_epoch=300, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -52,18 +57,38 @@ def sweeps(small_data_dir, tmp_path_factory):
         "smoke", ["base"], [5], init_checkpoint=str(tmp / "missing" / "best.pt"), **_kw(tmp, small_data_dir, "ray")
     )
     seen = {"killed": None, "address": None}
+    watcher = threading.Thread(target=_kill_mid_run, args=(next(r for r in runs if r.key == KILLED), seen))
+    watcher.daemon = True
+    watcher.start()
 
     def on_event(event):
         import ray
 
         seen["address"] = seen["address"] or ray.nodes()[0]["NodeManagerAddress"]
-        r = next(r for r in runs if r.key == KILLED)
-        if r.state == "running" and r.attempts == 1 and r.progress and seen["killed"] is None:
-            seen["killed"] = r.pid
-            os.kill(r.pid, signal.SIGKILL)  # the worker process, mid-run (after its first epoch's checkpoint)
 
     ray_sweep = run_sweep(runs, "ray", num_cpus=2, max_retries=2, listeners=[on_event])
     return local, ray_sweep, seen
+
+
+def _kill_mid_run(run, seen: dict, timeout: float = 600) -> None:
+    """SIGKILL the worker training ``run`` once the driver has seen it start and it has begun its finetuning
+    phase's second epoch (so its last.pt holds the first), before it ends. The progress is watched on the run
+    directory itself, not through the driver's events: those reach the driver up to a drain late, and a short
+    run could be over by then."""
+    run_dir = run_dir_for(run.cfg)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            rows = [json.loads(x) for x in (run_dir / "history.jsonl").read_text().splitlines() if x.strip()]
+            holder = (run_dir / LOCK).read_text().split()
+        except (OSError, ValueError):
+            rows, holder = [], []
+        second = any(r.get("type") == "train" and r.get("phase") == 1 and r.get("epoch") == 2 for r in rows)
+        if second and run.attempts == 1 and holder[:1] == ["pid"]:
+            seen["killed"] = int(holder[1])
+            os.kill(seen["killed"], signal.SIGKILL)  # the worker process, mid-run
+            return
+        time.sleep(0.02)
 
 
 def test_ray_runs_end_with_the_local_engines_metrics(sweeps):

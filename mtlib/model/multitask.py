@@ -182,7 +182,8 @@ class MultitaskModel(nn.Module):
             kwargs["inputs_embeds"] = inputs_embeds
         with self._pal(task):
             out = self.encoder(**kwargs)
-        return out.last_hidden_state, self._pooled(out.last_hidden_state, out.pooler_output, enc["attention_mask"])
+        pooler_output = getattr(out, "pooler_output", None)  # DeBERTa, ELECTRA: none
+        return out.last_hidden_state, self._pooled(out.last_hidden_state, pooler_output, enc["attention_mask"])
 
     def _pooled(self, states: Tensor, pooler_output: Tensor | None, attention_mask: Tensor) -> Tensor:
         if self.cfg.pooling == "pooler":

@@ -114,6 +114,9 @@ class RayEngine:
             check_shared_folder(out_dir_of(runs), data_files, self._on_every_node)
             self.gpus = ray.cluster_resources().get("GPU", 0)
             self.board = ray.remote(num_cpus=0)(Board).remote()
+            # wait until the board is alive: a run's reports are queued in its worker until then, and a worker
+            # lost before (a kill during the cluster's start-up) took its 'started' with it: an unseen attempt
+            ray.get(self.board.drain.remote())
             self.task = ray.remote(train_task)
         except BaseException:
             self.close()
